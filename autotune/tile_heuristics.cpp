@@ -1,0 +1,71 @@
+#include "autotune/tile_heuristics.hpp"
+
+#include <algorithm>
+#include <initializer_list>
+
+#include <fmt/format.h>
+
+#include "compiler/spec_error.hpp"
+#include "compiler/validate.hpp"
+
+namespace moejit {
+namespace {
+
+// The largest power of two <= cap that divides `extent` (at least 16), or 0.
+int largest_dividing_tile(std::int64_t extent, int cap) {
+  for (int t = cap; t >= 16; t /= 2) {
+    if (extent % t == 0) return t;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TileConfig heuristic_tile_config(const KernelSpec& spec) {
+  const int b = spec.block_size;
+  // 128x128 C tiles with 2x2 warps (64x64 per warp) keep the tensor cores busy on every
+  // sm_80+ part; a 64 block shrinks the tile along the sparse dimensions. K = 32 per stage
+  // with 4 stages hides global-memory latency in 64 KB of shared memory.
+  int tile_m = 128, tile_n = 128;
+  switch (spec.op) {
+    case OpKind::sdd:
+      tile_m = std::min(128, b);
+      tile_n = std::min(128, b);
+      break;
+    case OpKind::dsd:
+      tile_m = std::min(128, b);
+      tile_n = largest_dividing_tile(spec.n, 128);
+      break;
+    case OpKind::dds:
+      tile_m = largest_dividing_tile(spec.m, 128);
+      tile_n = std::min(128, b);
+      break;
+  }
+  if (tile_m == 0 || tile_n == 0) {
+    throw SpecError(tile_m == 0 ? "m" : "n", std::to_string(tile_m == 0 ? spec.m : spec.n),
+                    "an extent divisible by 16");
+  }
+  KernelSpec candidate = spec;
+  for (int tile_k : {32, 16}) {
+    for (int stages : {4, 3, 2}) {
+      TileConfig t{tile_m, tile_n, tile_k, stages, tile_m >= 64 ? 2 : 1, tile_n >= 64 ? 2 : 1};
+      candidate.tile = t;
+      try {
+        validate(candidate);
+        return t;
+      } catch (const SpecError&) {
+        // Try a smaller configuration; the last failure is reported below.
+      }
+    }
+  }
+  candidate.tile = TileConfig{tile_m, tile_n, 16, 2, tile_m >= 64 ? 2 : 1, tile_n >= 64 ? 2 : 1};
+  validate(candidate);   // throws the reason nothing fits
+  return candidate.tile;
+}
+
+KernelSpec with_heuristic_tile(KernelSpec spec) {
+  spec.tile = heuristic_tile_config(spec);
+  return spec;
+}
+
+}  // namespace moejit

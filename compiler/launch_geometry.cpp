@@ -1,0 +1,56 @@
+#include "compiler/launch_geometry.hpp"
+
+#include <limits>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "compiler/spec_error.hpp"
+
+namespace moejit {
+namespace {
+
+void require_extent(const char* what, std::int64_t blocks, int block, std::int64_t expected, const char* extent) {
+  if (blocks * block != expected) {
+    throw SpecError(what, std::to_string(blocks),
+                    fmt::format("{} blocks of {} ({} = {} of the compiled kernel)", expected / block, block, extent,
+                                expected));
+  }
+}
+
+}  // namespace
+
+LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
+  const int b = s.block_size;
+  const TileConfig& t = s.tile;
+  if (sparse.nnz < 0 || sparse.block_rows < 0 || sparse.block_cols < 0) {
+    throw SpecError("topology", fmt::format("nnz={} block_rows={} block_cols={}", sparse.nnz, sparse.block_rows,
+                                            sparse.block_cols),
+                    "non-negative sizes");
+  }
+  std::int64_t tiles = 0;
+  switch (s.op) {
+    case OpKind::sdd:
+      require_extent("topology.block_cols", sparse.block_cols, b, s.n, "n");
+      tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);
+      break;
+    case OpKind::dsd: {
+      require_extent("topology.block_cols", sparse.block_cols, b, s.trans_a ? s.m : s.k, s.trans_a ? "m" : "k");
+      const std::int64_t rows = s.trans_a ? s.m : sparse.block_rows * b;
+      tiles = rows / t.tile_m * (s.n / t.tile_n);
+      break;
+    }
+    case OpKind::dds: {
+      require_extent("topology.block_cols", sparse.block_cols, b, s.trans_b ? s.k : s.n, s.trans_b ? "k" : "n");
+      const std::int64_t cols = s.trans_b ? sparse.block_rows * b : s.n;
+      tiles = s.m / t.tile_m * (cols / t.tile_n);
+      break;
+    }
+  }
+  if (tiles > std::numeric_limits<int>::max()) {
+    throw SpecError("grid", std::to_string(tiles), "at most 2^31-1 thread blocks: split the problem");
+  }
+  return LaunchGeometry{tiles, t.threads(), t.shared_bytes(s.dtype)};
+}
+
+}  // namespace moejit

@@ -1,0 +1,35 @@
+#include "compiler/tile_config.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "compiler/spec_error.hpp"
+
+namespace moejit {
+
+int TileConfig::shared_bytes(DType dtype) const {
+  const int bytes = dtype_bytes(dtype);
+  const int pipeline = stages * (tile_m * tile_k + tile_k * tile_n) * bytes;
+  // Epilogue rows are padded by 8 elements (16 bytes) so the warps' fragment stores
+  // into shared memory do not all hit the same bank.
+  const int epilogue = tile_m * (tile_n + 8) * bytes;
+  return std::max(pipeline, epilogue);
+}
+
+std::string TileConfig::text() const {
+  return fmt::format("{}x{}x{}.s{}.w{}x{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n);
+}
+
+TileConfig parse_tile_config(std::string_view text) {
+  TileConfig c;
+  std::string s(text);
+  char tail = 0;
+  const int n = std::sscanf(s.c_str(), "%dx%dx%d.s%d.w%dx%d%c", &c.tile_m, &c.tile_n, &c.tile_k, &c.stages,
+                            &c.warps_m, &c.warps_n, &tail);
+  if (n != 6) throw SpecError("tile", s, "MxNxK.sS.wWMxWN, for example 128x128x32.s4.w2x2");
+  return c;
+}
+
+}  // namespace moejit

@@ -1,0 +1,34 @@
+// How one thread block tiles its part of a block-sparse product.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "compiler/dtype.hpp"
+
+namespace moejit {
+
+struct TileConfig {
+  int tile_m = 128;   // rows of C per thread block
+  int tile_n = 128;   // columns of C per thread block
+  int tile_k = 32;    // reduction depth of one pipeline stage
+  int stages = 4;     // shared-memory pipeline depth (cp.async multistage)
+  int warps_m = 2;    // warp grid; each warp owns (tile_m/warps_m) x (tile_n/warps_n) of C
+  int warps_n = 2;
+
+  int threads() const { return warps_m * warps_n * 32; }
+  int warp_tile_m() const { return tile_m / warps_m; }
+  int warp_tile_n() const { return tile_n / warps_n; }
+  // fp32 accumulator registers each thread holds.
+  int accumulators_per_thread() const { return tile_m * tile_n / threads(); }
+  // Dynamic shared memory of the kernel: the operand pipeline, which the epilogue reuses
+  // to stage C for coalesced stores (padded rows, see templates/moejit/epilogue.cuh).
+  int shared_bytes(DType dtype) const;
+
+  std::string text() const;   // "128x128x32.s4.w2x2"
+  friend bool operator==(const TileConfig&, const TileConfig&) = default;
+};
+
+TileConfig parse_tile_config(std::string_view text);   // inverse of text(); throws SpecError
+
+}  // namespace moejit

@@ -1,0 +1,106 @@
+#include "compiler/validate.hpp"
+
+#include <string>
+
+#include <fmt/format.h>
+
+#include "compiler/spec_error.hpp"
+
+namespace moejit {
+namespace {
+
+bool power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
+
+void require(bool ok, const char* field, auto value, const std::string& expected) {
+  if (!ok) throw SpecError(field, fmt::format("{}", value), expected);
+}
+
+void require_multiple(const char* field, std::int64_t value, std::int64_t of, const char* of_name) {
+  require(value % of == 0, field, value, fmt::format("a multiple of {} ({})", of_name, of));
+}
+
+void validate_extents(const KernelSpec& s) {
+  const char dyn = dynamic_extent(s.op, s.trans_a, s.trans_b);
+  const std::pair<char, std::int64_t> extents[] = {{'m', s.m}, {'n', s.n}, {'k', s.k}};
+  for (auto [name, value] : extents) {
+    const char field[2] = {name, 0};
+    if (name == dyn) {
+      require(value == kDynamic, field, value,
+              fmt::format("dyn: for {} with trans={}{} the sparse operand's rows ({}) vary with the token count",
+                          op_name(s.op), s.trans_a ? 't' : 'n', s.trans_b ? 't' : 'n', dyn));
+    } else {
+      require(value > 0, field, value == kDynamic ? std::string("dyn") : std::to_string(value),
+              "a positive compile-time extent");
+    }
+  }
+}
+
+void validate_tile(const KernelSpec& s) {
+  const TileConfig& t = s.tile;
+  require(power_of_two(t.tile_m) && t.tile_m >= 16 && t.tile_m <= 256, "tile_m", t.tile_m,
+          "a power of two from 16 to 256");
+  require(power_of_two(t.tile_n) && t.tile_n >= 16 && t.tile_n <= 256, "tile_n", t.tile_n,
+          "a power of two from 16 to 256");
+  require(power_of_two(t.tile_k) && t.tile_k >= 16 && t.tile_k <= 128, "tile_k", t.tile_k,
+          "a power of two from 16 to 128");
+  require(t.stages >= 2 && t.stages <= 8, "stages", t.stages, "2 to 8");
+  require(power_of_two(t.warps_m) && t.warps_m <= 8, "warps_m", t.warps_m, "1, 2, 4 or 8");
+  require(power_of_two(t.warps_n) && t.warps_n <= 8, "warps_n", t.warps_n, "1, 2, 4 or 8");
+  require(t.warps_m * t.warps_n <= 16, "warps", t.warps_m * t.warps_n, "at most 16 warps (512 threads)");
+  // ldmatrix.x4 loads 16x16 operand blocks, so each warp's share of C is whole 16x16 tiles.
+  require(t.tile_m % (16 * t.warps_m) == 0, "warps_m", t.warps_m,
+          fmt::format("a divisor of tile_m/16 ({}): each warp owns whole 16-row slices", t.tile_m / 16));
+  require(t.tile_n % (16 * t.warps_n) == 0, "warps_n", t.warps_n,
+          fmt::format("a divisor of tile_n/16 ({}): each warp owns whole 16-column slices", t.tile_n / 16));
+  // More than 128 fp32 accumulators per thread leaves too few of the 255 registers for
+  // operand fragments and addresses: the kernel would spill.
+  require(t.accumulators_per_thread() <= 128, "tile", t.text(),
+          fmt::format("at most 128 accumulators per thread (tile_m*tile_n/threads), got {}",
+                      t.accumulators_per_thread()));
+  const int smem = t.shared_bytes(s.dtype);
+  require(smem <= s.target.max_shared_bytes_per_block(), "tile", t.text(),
+          fmt::format("at most {} bytes of shared memory on {}, needs {}", s.target.max_shared_bytes_per_block(),
+                      s.target.text(), smem));
+}
+
+// The tile must fit the block structure: a thread block never straddles two sparse blocks
+// along a sparse dimension, so its tile there must divide the block size.
+void validate_op_fit(const KernelSpec& s) {
+  const TileConfig& t = s.tile;
+  const int b = s.block_size;
+  switch (s.op) {
+    case OpKind::sdd:
+      require(b % t.tile_m == 0, "tile_m", t.tile_m, fmt::format("a divisor of block ({})", b));
+      require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
+      require_multiple("k", s.k, t.tile_k, "tile_k");
+      require_multiple("n", s.n, b, "block");
+      break;
+    case OpKind::dsd:
+      require(b % t.tile_m == 0, "tile_m", t.tile_m, fmt::format("a divisor of block ({})", b));
+      require(b % t.tile_k == 0, "tile_k", t.tile_k, fmt::format("a divisor of block ({})", b));
+      require_multiple("n", s.n, t.tile_n, "tile_n");
+      if (s.trans_a) require_multiple("m", s.m, b, "block");
+      else require_multiple("k", s.k, b, "block");
+      break;
+    case OpKind::dds:
+      require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
+      require(b % t.tile_k == 0, "tile_k", t.tile_k, fmt::format("a divisor of block ({})", b));
+      require_multiple("m", s.m, t.tile_m, "tile_m");
+      if (s.trans_b) require_multiple("k", s.k, b, "block");
+      else require_multiple("n", s.n, b, "block");
+      break;
+  }
+}
+
+}  // namespace
+
+void validate(const KernelSpec& s) {
+  require(s.block_size == 64 || s.block_size == 128, "block", s.block_size, "64 or 128");
+  require(s.target.compute_capability() >= 80, "target", s.target.text(),
+          "sm_80 or newer (the mma family needs bf16 tensor cores and cp.async)");
+  validate_extents(s);
+  validate_tile(s);
+  validate_op_fit(s);
+}
+
+}  // namespace moejit

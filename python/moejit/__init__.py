@@ -1,0 +1,70 @@
+"""moejit: a JIT compiler of block-sparse kernels for dropless Mixture-of-Experts training.
+
+    import moejit
+    topo = moejit.Topology.from_expert_counts(tokens_per_expert, block_size=128, ffn_hidden_size=F)
+    h = moejit.ops.sdd(x, w1.t(), topo)      # sparse [tokens, E*F]
+    y = moejit.ops.dsd(h, w2)                # dense  [tokens, H]
+    print(moejit.source("sdd", n=E * F, k=H, trans_b=True))
+
+Importing moejit, building specs and generating source need no GPU, no NVRTC and no
+torch; the ops on tensors (moejit.ops, Topology, BlockSparseMatrix) import torch when
+first used.
+"""
+
+import importlib
+
+from ._core import (
+    CompileError,
+    CompiledKernel,
+    DType,
+    KernelSpec,
+    OpKind,
+    SpecError,
+    Target,
+    TileConfig,
+    __version__,
+    generate_source,
+)
+from .runtime import Runtime, default_runtime
+from .specs import kernel_spec, source
+from .zoo import MODELS, ModelShape, model
+
+# Names that need torch, imported on first access (PEP 562).
+_TORCH_NAMES = {
+    "ops": ("moejit.ops", None),
+    "BlockSparseMatrix": ("moejit.ops", "BlockSparseMatrix"),
+    "Topology": ("moejit.topology", "Topology"),
+    "TopologyError": ("moejit.topology", "TopologyError"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _TORCH_NAMES:
+        raise AttributeError(f"module 'moejit' has no attribute {name!r}")
+    module_name, attribute = _TORCH_NAMES[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
+
+__all__ = [
+    "BlockSparseMatrix",
+    "CompileError",
+    "CompiledKernel",
+    "DType",
+    "KernelSpec",
+    "MODELS",
+    "ModelShape",
+    "OpKind",
+    "Runtime",
+    "SpecError",
+    "Target",
+    "TileConfig",
+    "Topology",
+    "TopologyError",
+    "__version__",
+    "default_runtime",
+    "generate_source",
+    "kernel_spec",
+    "model",
+    "ops",
+    "source",
+]

@@ -1,0 +1,35 @@
+"""Where the package's data and the CUDA libraries it opens at run time live."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def templates_dir() -> str:
+    """The directory NVRTC gets with -I: it holds moejit/*.cuh.
+
+    MOEJIT_TEMPLATES_DIR overrides it (for working on the templates without reinstalling).
+    """
+    return os.environ.get("MOEJIT_TEMPLATES_DIR", os.path.join(_PACKAGE_DIR, "templates"))
+
+
+def nvrtc_candidates() -> list[str]:
+    """libnvrtc files shipped by pip wheels (nvidia-cuda-nvrtc, as PyTorch installs it).
+
+    They are tried before the system's NVRTC, so a pip-only environment works without a
+    CUDA toolkit. The C++ side adds $MOEJIT_NVRTC, the loader path and /usr/local/cuda.
+    """
+    found: list[str] = []
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return found
+    for root in spec.submodule_search_locations:
+        for pattern in ("cu13/lib/libnvrtc.so.*", "cuda_nvrtc/lib/libnvrtc.so.*", "cu12/lib/libnvrtc.so.*"):
+            for path in sorted(glob.glob(os.path.join(root, pattern)), reverse=True):
+                if "builtins" not in os.path.basename(path) and "alt" not in os.path.basename(path):
+                    found.append(path)
+    return found

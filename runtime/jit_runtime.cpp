@@ -1,0 +1,123 @@
+#include "runtime/jit_runtime.hpp"
+
+#include <fmt/format.h>
+
+#include "compiler/spec_error.hpp"
+
+namespace moejit {
+
+JitRuntime::JitRuntime(JitOptions options) : options_(std::move(options)), templates_(options_.templates_dir) {}
+
+// Loaded modules must be unloaded while their contexts are still retained.
+JitRuntime::~JitRuntime() {
+  loaded_.clear();
+  contexts_.clear();
+}
+
+const NvrtcLibrary& JitRuntime::nvrtc() {
+  std::lock_guard lock(mutex_);
+  if (!nvrtc_) nvrtc_ = std::make_unique<NvrtcLibrary>(options_.nvrtc_candidates);
+  return *nvrtc_;
+}
+
+const KernelCompiler& JitRuntime::compiler() {
+  const NvrtcLibrary& library = nvrtc();
+  std::lock_guard lock(mutex_);
+  if (!compiler_) compiler_ = std::make_unique<KernelCompiler>(library, templates_);
+  return *compiler_;
+}
+
+const DriverApi& JitRuntime::driver() {
+  std::lock_guard lock(mutex_);
+  if (!driver_) driver_ = std::make_unique<DriverApi>();
+  return *driver_;
+}
+
+std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec) {
+  const std::string key = spec.text();
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = compiled_.find(key); it != compiled_.end()) return it->second;
+  }
+  // Compile outside the lock so different kernels compile in parallel. Two threads asking
+  // for the same new kernel at once both compile it; the first result is kept.
+  auto kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+  std::lock_guard lock(mutex_);
+  return compiled_.emplace(key, std::move(kernel)).first->second;
+}
+
+std::size_t JitRuntime::compiled_count() const {
+  std::lock_guard lock(mutex_);
+  return compiled_.size();
+}
+
+int JitRuntime::device_count() {
+  const DriverApi& d = driver();
+  int count = 0;
+  d.check(d.DeviceGetCount(&count), "cuDeviceGetCount");
+  return count;
+}
+
+DeviceInfo JitRuntime::device_info(int device) {
+  const DriverApi& d = driver();
+  std::lock_guard lock(mutex_);
+  const CUdevice dev = context(device).device();
+  DeviceInfo info;
+  char name[256] = {0};
+  d.check(d.DeviceGetName(name, sizeof(name), dev), "cuDeviceGetName");
+  info.name = name;
+  d.check(d.DeviceGetAttribute(&info.major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "cuDeviceGetAttribute");
+  d.check(d.DeviceGetAttribute(&info.minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "cuDeviceGetAttribute");
+  d.check(d.DeviceGetAttribute(&info.multiprocessors, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+          "cuDeviceGetAttribute");
+  d.check(d.DeviceGetAttribute(&info.max_shared_bytes_per_block, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                               dev),
+          "cuDeviceGetAttribute");
+  return info;
+}
+
+PrimaryContext& JitRuntime::context(int device) {
+  auto it = contexts_.find(device);
+  if (it == contexts_.end()) {
+    it = contexts_.emplace(device, std::make_unique<PrimaryContext>(*driver_, device)).first;
+  }
+  return *it->second;
+}
+
+const LoadedKernel& JitRuntime::loaded(const KernelSpec& spec, int device) {
+  const auto key = std::make_pair(spec.text(), device);
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = loaded_.find(key); it != loaded_.end()) return *it->second;
+  }
+  // A cubin runs only on its own major architecture, at the same or a newer minor one;
+  // an arch-specific (sm_90a) cubin only on exactly that architecture.
+  const DeviceInfo info = device_info(device);
+  const Target& t = spec.target;
+  if (t.major != info.major || t.minor > info.minor || (t.arch_specific && t.minor != info.minor)) {
+    throw SpecError("target", t.text(),
+                    fmt::format("the architecture of device {} ({}, sm_{}{}), such as {}", device, info.name,
+                                info.major, info.minor, target_for_device(info.major, info.minor).text()));
+  }
+  std::shared_ptr<const CompiledKernel> kernel = compile(spec);
+  std::lock_guard lock(mutex_);
+  if (auto it = loaded_.find(key); it != loaded_.end()) return *it->second;
+  auto module = std::make_unique<LoadedKernel>(*driver_, context(device).get(), std::move(kernel));
+  return *loaded_.emplace(key, std::move(module)).first->second;
+}
+
+void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse,
+                                 int device, CUstream stream) {
+  driver();
+  const LaunchGeometry geometry = launch_geometry(spec, sparse);
+  const LoadedKernel& kernel = loaded(spec, device);
+  CUcontext ctx = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    ctx = context(device).get();
+  }
+  ScopedContext scope(*driver_, ctx);
+  kernel.launch(geometry.grid_x, &params, stream);
+}
+
+}  // namespace moejit

@@ -1,0 +1,31 @@
+// The one kernel parameter of every block-sparse product kernel. Shared by the host
+// (runtime/, which fills it) and the device templates (which read it), so the layout is
+// defined once. Plain C++ with no CUDA headers: NVRTC compiles it without the toolkit.
+#pragma once
+
+namespace moejit {
+
+struct BsrGemmParams {
+  // Operands. A dense operand points at its element (0, 0); a sparse operand points at
+  // its blocks, stored [nnz][block][block] row-major in the topology's row-major order.
+  const void* a;
+  const void* b;
+  void* c;
+  // Distance in elements between consecutive stored rows of each dense operand (for a
+  // transposed view: between stored rows of the underlying matrix). Unused for sparse ones.
+  long long lda;
+  long long ldb;
+  long long ldc;
+  // The sparse operand's topology (int32, see python/moejit/topology.py).
+  const int* row_indices;        // [nnz] block row of each block, row-major order
+  const int* column_indices;     // [nnz] block column of each block
+  const int* offsets;            // [block_rows + 1] CSR offsets
+  const int* column_indices_t;   // [nnz] block row of each block, column-major order
+  const int* offsets_t;          // [block_cols + 1] CSC offsets
+  const int* block_offsets_t;    // [nnz] row-major index of each column-major block
+  int nnz;
+  int block_rows;
+  int block_cols;
+};
+
+}  // namespace moejit

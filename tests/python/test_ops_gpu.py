@@ -1,0 +1,188 @@
+"""Every block-sparse op against a float32 torch reference, on random data and random
+topologies: not only the block-diagonal MoE ones, with empty block rows and columns,
+experts with no tokens and one expert taking every token. Outputs are poisoned with NaN
+before each run, so an element the kernel fails to write shows up."""
+
+import itertools
+
+import pytest
+import torch
+
+import moejit
+from moejit import Topology, ops
+from moejit.reference import relative_error
+
+from conftest import requires_gpu
+
+pytestmark = [pytest.mark.gpu, requires_gpu]
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Rounding the fp32 result to 16 bits costs ~2^-9 (bf16) / 2^-12 (fp16) relative error.
+TOLERANCE = {"bf16": 1e-2, "fp16": 2e-3}
+TRANSPOSES = list(itertools.product([False, True], repeat=2))
+
+
+def _dense(rows, cols, transposed, dtype, gen):
+    """A random [rows, cols] operand, stored transposed (a .t() view) if asked."""
+    if transposed:
+        return torch.randn(cols, rows, device="cuda", generator=gen).to(dtype).t()
+    return torch.randn(rows, cols, device="cuda", generator=gen).to(dtype)
+
+
+def _topologies(block, gen):
+    """Named topologies of 5 x 3 to 6 blocks: irregular masks and MoE ones."""
+    mask = torch.rand(5, 4, device="cuda", generator=gen) < 0.5
+    mask[1, :] = False          # an empty block row
+    mask[:, 2] = False          # an empty block column
+    mask[3, 0] = mask[4, 3] = True
+    yield "random mask", Topology.from_mask(mask, block)
+    yield "lower triangular", Topology.from_mask(torch.ones(5, 5, device="cuda").tril().bool(), block)
+    # MoE: 4 experts, 2 blocks of ffn each; an expert with no tokens, counts of no pattern.
+    counts = torch.tensor([block + 3, 0, 2 * block - 1, 7], device="cuda", dtype=torch.int32)
+    yield "moe with an empty expert", Topology.from_expert_counts(counts, block, 2 * block)
+    counts = torch.tensor([0, 3 * block + 5, 0], device="cuda", dtype=torch.int32)
+    yield "moe one expert takes all", Topology.from_expert_counts(counts, block, 2 * block)
+
+
+def _ref_blocks(dense, topo):
+    b = topo.block_size
+    blocks = dense.view(topo.block_rows, b, topo.block_cols, b).permute(0, 2, 1, 3)
+    return blocks[topo.row_indices.long(), topo.column_indices.long()]
+
+
+def _random_sparse(topo, dtype, gen):
+    b = topo.block_size
+    data = torch.randn(topo.nnz, b, b, device="cuda", generator=gen).to(dtype)
+    return moejit.BlockSparseMatrix(data, topo)
+
+
+@pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_sdd(block, dtype, trans_a, trans_b):
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    k = 192
+    for name, topo in _topologies(block, gen):
+        a = _dense(topo.rows, k, trans_a, DTYPES[dtype], gen)
+        b = _dense(k, topo.cols, trans_b, DTYPES[dtype], gen)
+        out = torch.full((topo.nnz, block, block), float("nan"), dtype=DTYPES[dtype], device="cuda")
+        result = ops.sdd(a, b, topo, out=out)
+        torch.cuda.synchronize()
+        assert result.data is out
+        ref = _ref_blocks(a.float() @ b.float(), topo)
+        err = relative_error(out, ref)
+        assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
+
+
+@pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_dsd(block, dtype, trans_a, trans_b):
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    n = 320
+    for name, topo in _topologies(block, gen):
+        sparse = _random_sparse(topo, DTYPES[dtype], gen)
+        if trans_a:
+            sparse = sparse.t()
+        m, k = sparse.shape
+        b = _dense(k, n, trans_b, DTYPES[dtype], gen)
+        out = torch.full((m, n), float("nan"), dtype=DTYPES[dtype], device="cuda")
+        ops.dsd(sparse, b, out=out)
+        torch.cuda.synchronize()
+        err = relative_error(out, sparse.to_dense().float() @ b.float())
+        assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
+
+
+@pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_dds(block, dtype, trans_a, trans_b):
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    m = 192
+    for name, topo in _topologies(block, gen):
+        sparse = _random_sparse(topo, DTYPES[dtype], gen)
+        if trans_b:
+            sparse = sparse.t()
+        k, n = sparse.shape
+        a = _dense(m, k, trans_a, DTYPES[dtype], gen)
+        out = torch.full((m, n), float("nan"), dtype=DTYPES[dtype], device="cuda")
+        ops.dds(a, sparse, out=out)
+        torch.cuda.synchronize()
+        err = relative_error(out, a.float() @ sparse.to_dense().float())
+        assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
+
+
+# Non-default tiles reach other code paths: 8-chunk swizzled rows (tile_k 64), more warps
+# than 2x2, two-stage pipelines, tiles smaller than the block.
+TILES = ["64x64x64.s3.w2x2", "128x64x32.s2.w4x1", "32x128x16.s5.w1x4", "64x128x64.s2.w2x2"]
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_tile_variants(tile, trans_a, trans_b):
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    block = 128
+    topo = dict(_topologies(block, gen))["random mask"]
+    k = n = m = 256
+    dt = torch.bfloat16
+    a = _dense(topo.rows, k, trans_a, dt, gen)
+    b = _dense(k, topo.cols, trans_b, dt, gen)
+    s = ops.sdd(a, b, topo, tile=tile)
+    assert relative_error(s.data, _ref_blocks(a.float() @ b.float(), topo)) < 1e-2
+    sparse = _random_sparse(topo, dt, gen)
+    sparse = sparse.t() if trans_a else sparse
+    b = _dense(sparse.shape[1], n, trans_b, dt, gen)
+    assert relative_error(ops.dsd(sparse, b, tile=tile), sparse.to_dense().float() @ b.float()) < 1e-2
+    sparse = _random_sparse(topo, dt, gen)
+    sparse = sparse.t() if trans_b else sparse
+    a = _dense(m, sparse.shape[0], trans_a, dt, gen)
+    assert relative_error(ops.dds(a, sparse, tile=tile), a.float() @ sparse.to_dense().float()) < 1e-2
+
+
+def test_empty_topology_gives_zeros():
+    topo = Topology.from_mask(torch.zeros(3, 2, dtype=torch.bool, device="cuda"), 128)
+    sparse = moejit.BlockSparseMatrix(torch.empty(0, 128, 128, dtype=torch.bfloat16, device="cuda"), topo)
+    b = torch.randn(256, 128, device="cuda", dtype=torch.bfloat16)
+    y = ops.dsd(sparse, b, out=torch.full((384, 128), float("nan"), dtype=torch.bfloat16, device="cuda"))
+    assert torch.equal(y, torch.zeros_like(y))
+    a = torch.randn(64, 384, device="cuda", dtype=torch.bfloat16)
+    z = ops.dds(a, sparse, out=torch.full((64, 256), float("nan"), dtype=torch.bfloat16, device="cuda"))
+    assert torch.equal(z, torch.zeros_like(z))
+
+
+def test_runs_on_the_callers_stream():
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    topo = dict(_topologies(128, gen))["moe with an empty expert"]
+    a = _dense(topo.rows, 256, False, torch.bfloat16, gen)
+    b = _dense(256, topo.cols, True, torch.bfloat16, gen)
+    ops.sdd(a, b, topo)   # compile and load outside the timed stream
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        out = ops.sdd(a, b, topo)
+    stream.synchronize()
+    assert relative_error(out.data, _ref_blocks(a.float() @ b.float(), topo)) < 1e-2
+
+
+def test_one_spec_compiles_once_per_runtime():
+    runtime = moejit.Runtime()
+    gen = torch.Generator(device="cuda").manual_seed(6)
+    topo = dict(_topologies(128, gen))["random mask"]
+    a = _dense(topo.rows, 128, False, torch.bfloat16, gen)
+    b = _dense(128, topo.cols, False, torch.bfloat16, gen)
+    for _ in range(3):
+        ops.sdd(a, b, topo, runtime=runtime)
+    assert runtime.core.compiled_count == 1
+
+
+def test_moe_layer_kernels_small_shape():
+    """The CLI's GPU path: the three layer kernels on a small MoE shape pass their check."""
+    from moejit.layer_kernels import layer_kernels
+    from moejit.measure_layer import measure_layer_kernels
+    from moejit.zoo import ModelShape
+
+    shape = ModelShape("tiny", 256, 512, 4, 2, 1000, "gelu", False)
+    runtime = moejit.Runtime()
+    target = runtime.target_for(0)
+    kernels = layer_kernels(shape, target=target)
+    results = measure_layer_kernels(shape, kernels, dtype="bf16", runtime=runtime)
+    assert [r.passed for r in results] == [True, True, True], results
