@@ -111,11 +111,12 @@ std::string annotate_compile_log(const std::string& log, const std::string& file
     std::string quoted;
     if (file == file_name) {
       quoted = line_of(source, number);
-    } else {
+    } else if (file.starts_with(templates.include_dir()) || file.starts_with("moejit/")) {
+      // Only templates are quoted; for a file outside the library the log line says enough.
       try {
         quoted = line_of(templates.read(file), number);
       } catch (const std::exception&) {
-        // A file outside the template library (a system header): the log line says enough.
+        // Unreadable now: the log line still names it.
       }
     }
     if (!quoted.empty()) out += fmt::format("    {:>5} | {}\n", number, quoted);

@@ -1,0 +1,113 @@
+"""Spec building, validation errors and generated source from Python: no GPU needed."""
+
+import itertools
+
+import pytest
+
+import moejit
+from moejit import _core
+
+
+def test_kernel_spec_fills_the_dynamic_extent_and_a_tile():
+    spec = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True)
+    assert spec.text() == ("op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 "
+                           "tile=128x128x64.s3.w2x2 family=mma target=sm_90a")
+    assert moejit.KernelSpec.parse(spec.text()) == spec
+    assert spec.hash_hex() == moejit.KernelSpec.parse(spec.text()).hash_hex()
+
+
+@pytest.mark.parametrize("op,trans,dynamic", [
+    ("sdd", "nn", "m"), ("sdd", "tt", "m"), ("dsd", "nn", "m"), ("dsd", "tn", "k"),
+    ("dds", "nn", "k"), ("dds", "nt", "n"),
+])
+def test_dynamic_extent(op, trans, dynamic):
+    assert _core.dynamic_extent(_core.parse_op(op), trans[0] == "t", trans[1] == "t") == dynamic
+    extents = {"m": 256, "n": 512, "k": 1024}
+    spec = moejit.kernel_spec(op, trans_a=trans[0] == "t", trans_b=trans[1] == "t", **extents)
+    assert getattr(spec, dynamic) == _core.DYNAMIC   # given, but not compiled in
+    for name in set(extents) - {dynamic}:
+        assert getattr(spec, name) == extents[name]
+
+
+def test_missing_static_extent_names_it():
+    with pytest.raises(moejit.SpecError, match=r"^k=None: expected the compile-time extent k"):
+        moejit.kernel_spec("sdd", n=256)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(op="sdd", n=256, k=256, block_size=96), r"block=96: expected 64 or 128"),
+    (dict(op="sdd", n=256, k=256, dtype="fp32"), r"dtype=fp32: expected bf16 or fp16"),
+    (dict(op="sdd", n=256, k=256, target="sm_75"), r"target=sm_75: expected an architecture sm_80 or newer"),
+    (dict(op="sdd", n=256, k=100), r"k=100: expected a multiple of tile_k"),
+    (dict(op="sdd", n=200, k=256), r"n=200: expected a multiple of block \(128\)"),
+    (dict(op="dsd", n=256, k=256, tile="128x128x32.s9.w2x2"), r"stages=9: expected 2 to 8"),
+    (dict(op="dsd", n=256, k=256, tile="64x128x32.s4.w2x2", block_size=128),
+     None),   # valid: tile_m 64 divides the block
+    (dict(op="dds", m=256, n=256, tile="128x64x32.s4.w2x2", block_size=64), None),
+    (dict(op="dds", m=256, n=256, tile="128x128x32.s4.w2x2", block_size=64),
+     r"tile_n=128: expected a divisor of block \(64\)"),
+    (dict(op="sdd", n=256, k=256, tile="256x256x32.s4.w2x2", block_size=128),
+     r"tile=256x256x32.s4.w2x2: expected at most 128 accumulators per thread"),
+    (dict(op="sdd", n=256, k=256, tile="bogus"), r"tile=bogus: expected MxNxK"),
+])
+def test_validation_messages(kwargs, message):
+    op = kwargs.pop("op")
+    if message is None:
+        moejit.kernel_spec(op, **kwargs)
+        return
+    with pytest.raises(moejit.SpecError, match=message):
+        moejit.kernel_spec(op, **kwargs)
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(moejit.SpecError, ValueError)
+
+
+def test_source_instantiates_the_template_with_the_constants():
+    src = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64)
+    assert '#include "moejit/bsr_gemm_sm80.cuh"' in src
+    assert ("moejit::bsr_gemm_sm80<moejit::OpKind::dsd, true, false, moejit::fp16_t, 64, 98304LL, 2048LL, -1LL"
+            in src)
+    assert "// spec: op=dsd trans=tn dtype=fp16 block=64 m=98304 n=2048 k=dyn" in src
+
+
+def test_source_accepts_a_ready_spec():
+    spec = moejit.kernel_spec("dds", m=512, n=1024, trans_a=True)
+    assert moejit.source("dds", spec=spec) == moejit.generate_source(spec).source
+
+
+def test_spec_text_is_a_stable_cache_key():
+    a = moejit.kernel_spec("sdd", n=1024, k=512)
+    b = moejit.kernel_spec("sdd", n=1024, k=512)
+    c = moejit.kernel_spec("sdd", n=1024, k=512, target="sm_80")
+    assert a == b and hash(a) == hash(b) and a.hash_hex() == b.hash_hex()
+    assert a != c and a.hash_hex() != c.hash_hex()
+
+
+def test_runtime_compiles_each_op_once_without_a_gpu():
+    runtime = moejit.Runtime()
+    specs = [moejit.kernel_spec(op, m=256, n=256, k=256, trans_a=ta, trans_b=tb)
+             for op, ta, tb in itertools.product(["sdd", "dsd", "dds"], [False, True], [False, True])]
+    for spec in specs:
+        kernel = runtime.compile(spec)
+        assert kernel.lowered_name.startswith("_ZN6moejit13bsr_gemm_sm80")
+        assert len(kernel.cubin) > 1000
+        assert "mma.sync.aligned.m16n8k16" in kernel.ptx
+        assert kernel.resources.registers > 0
+        assert kernel.resources.spill_store_bytes == 0 and kernel.resources.spill_load_bytes == 0
+        assert kernel.dynamic_shared_bytes == spec.tile.shared_bytes(spec.dtype)
+    again = runtime.compile(specs[0])
+    assert again.cubin == runtime.compile(specs[0]).cubin
+    assert runtime.core.compiled_count == len(specs)
+    assert f"--gpu-architecture=sm_90a" in runtime.core.compile_options(specs[0])
+
+
+def test_missing_templates_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="kernel templates not found"):
+        moejit.Runtime(templates_dir=str(tmp_path))
+
+
+def test_device_target():
+    assert _core.target_for_device(9, 0).text() == "sm_90a"
+    assert _core.target_for_device(8, 0).text() == "sm_80"
+    assert moejit.Target("90a") == moejit.Target("sm_90a")
