@@ -73,6 +73,12 @@ std::string KernelSpec::text() const {
                      target.text());
 }
 
+std::string KernelSpec::problem_text() const {
+  return fmt::format("op={} trans={}{} dtype={} block={} m={} n={} k={} target={}", op_name(op), trans_a ? 't' : 'n',
+                     trans_b ? 't' : 'n', dtype_name(dtype), block_size, extent_text(m), extent_text(n),
+                     extent_text(k), target.text());
+}
+
 std::uint64_t KernelSpec::hash() const { return fnv1a64(text()); }
 
 std::string KernelSpec::hash_hex() const { return hex64(hash()); }

@@ -51,6 +51,9 @@ struct KernelSpec {
   std::string text() const;
   std::uint64_t hash() const;
   std::string hash_hex() const;
+  // The text without the implementation choices (tile and family): what stays the same
+  // when the autotuner picks another implementation of the same product.
+  std::string problem_text() const;
   // A short identifier for tables and file names: "sdd_nt_bf16_b128_n114688_k4096".
   std::string short_name() const;
 

@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include "autotune/search_space.hpp"
 #include "compiler/spec_error.hpp"
 
 namespace moejit {
 
-JitRuntime::JitRuntime(JitOptions options) : options_(std::move(options)), templates_(options_.templates_dir) {}
+JitRuntime::JitRuntime(JitOptions options) : options_(std::move(options)), templates_(options_.templates_dir) {
+  if (options_.database) database_ = std::make_unique<KernelDbStack>(*options_.database, options_.warn);
+}
 
 // Loaded modules must be unloaded while their contexts are still retained.
 JitRuntime::~JitRuntime() {
@@ -33,22 +36,64 @@ const DriverApi& JitRuntime::driver() {
   return *driver_;
 }
 
+KernelKey JitRuntime::kernel_key(const KernelSpec& spec) {
+  const KernelCompiler& c = compiler();
+  std::string options;
+  for (const std::string& option : c.options(spec, options_.compile)) {
+    // The include path differs between installs of the same templates, whose content
+    // hash is a key part already: leaving it out lets a database travel between machines.
+    if (option.starts_with("-I")) continue;
+    options += (options.empty() ? "" : "\n") + option;
+  }
+  return KernelKey{spec.text(), spec.target.text(), templates_.content_hash_hex(), c.nvrtc().version(), options,
+                   MOEJIT_VERSION};
+}
+
 std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec) {
-  const std::string key = spec.text();
+  const std::string text = spec.text();
   {
     std::lock_guard lock(mutex_);
-    if (auto it = compiled_.find(key); it != compiled_.end()) return it->second;
+    if (auto it = compiled_.find(text); it != compiled_.end()) {
+      ++stats_.memory_hits;
+      return it->second;
+    }
   }
   // Compile outside the lock so different kernels compile in parallel. Two threads asking
   // for the same new kernel at once both compile it; the first result is kept.
-  auto kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+  std::shared_ptr<const CompiledKernel> kernel;
+  bool from_database = false;
+  if (database_) {
+    const KernelKey key = kernel_key(spec);
+    std::optional<CompiledKernel> hit = database_->find(key);
+    if (!hit) {
+      // Another process may be compiling it right now: wait for it, then look again.
+      const CompileLock lock = database_->lock_compile(key);
+      if (lock.held()) hit = database_->find(key);
+      if (!hit) {
+        kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+        database_->insert(key, *kernel);
+      }
+    }
+    if (hit) {
+      kernel = std::make_shared<const CompiledKernel>(std::move(*hit));
+      from_database = true;
+    }
+  } else {
+    kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+  }
   std::lock_guard lock(mutex_);
-  return compiled_.emplace(key, std::move(kernel)).first->second;
+  ++(from_database ? stats_.database_hits : stats_.compiled);
+  return compiled_.emplace(text, std::move(kernel)).first->second;
 }
 
 std::size_t JitRuntime::compiled_count() const {
   std::lock_guard lock(mutex_);
   return compiled_.size();
+}
+
+CacheStats JitRuntime::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
 }
 
 int JitRuntime::device_count() {
@@ -104,6 +149,43 @@ const LoadedKernel& JitRuntime::loaded(const KernelSpec& spec, int device) {
   if (auto it = loaded_.find(key); it != loaded_.end()) return *it->second;
   auto module = std::make_unique<LoadedKernel>(*driver_, context(device).get(), std::move(kernel));
   return *loaded_.emplace(key, std::move(module)).first->second;
+}
+
+std::optional<TileConfig> JitRuntime::tuned_tile(const KernelSpec& problem, const std::string& gpu_name,
+                                                 std::int64_t bucket) {
+  if (!database_) return std::nullopt;
+  const std::vector<TuningEntry> results = database_->tunings_for(
+      problem.problem_text(), gpu_name, templates_.content_hash_hex(), compiler().nvrtc().version(), MOEJIT_VERSION);
+  std::vector<std::int64_t> buckets;
+  for (const TuningEntry& t : results) buckets.push_back(t.token_bucket);
+  const std::int64_t chosen = nearest_bucket(buckets, bucket);
+  for (const TuningEntry& t : results) {
+    if (t.token_bucket == chosen) return parse_tile_config(t.best_tile);
+  }
+  return std::nullopt;
+}
+
+bool JitRuntime::record_tuning(TuningEntry entry) {
+  if (!database_) return false;
+  entry.template_hash = templates_.content_hash_hex();
+  entry.nvrtc_version = compiler().nvrtc().version();
+  entry.moejit_version = MOEJIT_VERSION;
+  return database_->put_tuning(entry);
+}
+
+void JitRuntime::prepare(const KernelSpec& spec, int device) {
+  driver();
+  loaded(spec, device);
+}
+
+void JitRuntime::check_loads(const CompiledKernel& kernel, int device) {
+  const DriverApi& d = driver();
+  CUcontext ctx = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    ctx = context(device).get();
+  }
+  LoadedKernel probe(d, ctx, std::make_shared<const CompiledKernel>(kernel));
 }
 
 void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse,

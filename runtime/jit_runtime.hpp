@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,8 @@
 #include "compiler/template_library.hpp"
 #include "moejit/bsr_gemm_params.h"
 #include "runtime/driver_api.hpp"
+#include "runtime/kernel_db_stack.hpp"
+#include "runtime/kernel_key.hpp"
 #include "runtime/loaded_kernel.hpp"
 #include "runtime/primary_context.hpp"
 
@@ -31,6 +34,15 @@ struct JitOptions {
   std::string templates_dir;                   // holds moejit/*.cuh
   std::vector<std::string> nvrtc_candidates;   // tried before the default NVRTC locations
   CompileOptions compile;
+  std::optional<KernelDbConfig> database;      // none: compile every process anew
+  WarningHandler warn;                         // database faults and other non-fatal news
+};
+
+// Where the kernels a runtime handed out came from.
+struct CacheStats {
+  std::size_t memory_hits = 0;   // already in this runtime
+  std::size_t database_hits = 0;
+  std::size_t compiled = 0;      // compiled with NVRTC
 };
 
 struct DeviceInfo {
@@ -52,13 +64,31 @@ class JitRuntime {
   const KernelCompiler& compiler();
   const JitOptions& options() const { return options_; }
 
-  // Compiles the spec once per runtime; later calls return the same kernel.
+  // The kernel for a spec: from memory, else from the kernel database, else compiled
+  // with NVRTC and stored in the database. Once per spec and runtime.
   std::shared_ptr<const CompiledKernel> compile(const KernelSpec& spec);
-  // How many distinct kernels this runtime has compiled (for tests and `moejit doctor`).
+  // How many distinct kernels this runtime holds (for tests and `moejit doctor`).
   std::size_t compiled_count() const;
+  CacheStats stats() const;
+  // The complete cache key of a spec (opens NVRTC: its version is a key part).
+  KernelKey kernel_key(const KernelSpec& spec);
+  KernelDbStack* database() { return database_.get(); }
+
+  // The tuned tile for a problem on a GPU kind at a token bucket: the nearest tuned bucket's
+  // winner (autotune/search_space.hpp), from results made with this moejit, these
+  // templates and this NVRTC. Nothing if the problem was never tuned there.
+  std::optional<TileConfig> tuned_tile(const KernelSpec& problem, const std::string& gpu_name, std::int64_t bucket);
+  // Records a tuning result (in the user cache).
+  bool record_tuning(TuningEntry entry);
 
   int device_count();
   DeviceInfo device_info(int device);
+
+  // Compiles (or fetches) the spec and loads it into `device`: afterwards a launch does no
+  // compilation or module loading.
+  void prepare(const KernelSpec& spec, int device);
+  // Loads `kernel` into `device` and unloads it again: throws if the driver rejects it.
+  void check_loads(const CompiledKernel& kernel, int device);
 
   // Launches the block-sparse product `spec` on `device` (its primary context) and
   // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream).
@@ -75,6 +105,8 @@ class JitRuntime {
   std::unique_ptr<NvrtcLibrary> nvrtc_;
   std::unique_ptr<KernelCompiler> compiler_;
   std::unique_ptr<DriverApi> driver_;
+  std::unique_ptr<KernelDbStack> database_;
+  CacheStats stats_;
   std::map<std::string, std::shared_ptr<const CompiledKernel>> compiled_;
   std::map<int, std::unique_ptr<PrimaryContext>> contexts_;
   std::map<std::pair<std::string, int>, std::unique_ptr<LoadedKernel>> loaded_;

@@ -25,7 +25,8 @@ from ._core import (
     __version__,
     generate_source,
 )
-from .runtime import Runtime, default_runtime
+from .kernel_db import KernelDb
+from .runtime import MoejitWarning, Runtime, default_runtime
 from .specs import kernel_spec, source
 from .zoo import MODELS, ModelShape, model
 
@@ -50,9 +51,11 @@ __all__ = [
     "CompileError",
     "CompiledKernel",
     "DType",
+    "KernelDb",
     "KernelSpec",
     "MODELS",
     "ModelShape",
+    "MoejitWarning",
     "OpKind",
     "Runtime",
     "SpecError",

@@ -33,3 +33,14 @@ def nvrtc_candidates() -> list[str]:
                 if "builtins" not in os.path.basename(path) and "alt" not in os.path.basename(path):
                     found.append(path)
     return found
+
+
+def cache_file(cache_dir: str) -> str:
+    """The user kernel cache inside a cache directory."""
+    return os.path.join(cache_dir, "kernels.sqlite")
+
+
+def packaged_databases() -> list[str]:
+    """The kernel database shipped inside the package, when this install has one."""
+    path = os.path.join(_PACKAGE_DIR, "kernels", "kernels.sqlite")
+    return [path] if os.path.exists(path) else []

@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Optional
+import warnings
+from typing import Optional, Union
 
 from . import _core, _paths
 
 
+class MoejitWarning(UserWarning):
+    """Something moejit worked around: an unusable kernel database, a failed cache write."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, MoejitWarning, stacklevel=2)
+
+
+def database_config(cache_dir: Optional[str] = None) -> _core.KernelDbConfig:
+    """The kernel database layers the environment asks for (see KernelDbConfig): the
+    user cache, then MOEJIT_KERNEL_DB's files, then the database shipped in the package.
+    `cache_dir` overrides MOEJIT_CACHE_DIR."""
+    config = _core.KernelDbConfig.from_environment(_paths.packaged_databases())
+    if cache_dir is not None:
+        config.cache_path = _paths.cache_file(cache_dir)
+    return config
+
+
 class Runtime:
-    """Owns a C++ JitRuntime: the in-memory kernel cache, NVRTC and the CUDA driver.
+    """Owns a C++ JitRuntime: the in-memory kernel cache in front of the kernel database,
+    NVRTC and the CUDA driver.
 
     Everything is opened lazily: creating a Runtime needs neither a GPU nor NVRTC;
     compiling needs NVRTC; launching needs a GPU. Ops use `default_runtime()` unless
-    they are given one.
+    they are given one. `database`: "environment" (the default) reads the layers from
+    the environment (MOEJIT_CACHE_DIR, MOEJIT_KERNEL_DB); None keeps kernels in memory
+    only; or an explicit `_core.KernelDbConfig`.
     """
 
     def __init__(
@@ -22,13 +44,22 @@ class Runtime:
         templates_dir: Optional[str] = None,
         nvrtc_candidates: Optional[list[str]] = None,
         line_info: bool = False,
+        database: Union[str, _core.KernelDbConfig, None] = "environment",
     ) -> None:
+        if database == "environment":
+            database = database_config()
+        elif database is not None and not isinstance(database, _core.KernelDbConfig):
+            raise ValueError(f"database={database!r}: expected 'environment', None or a KernelDbConfig")
         self.core = _core.JitRuntime(
             templates_dir or _paths.templates_dir(),
             _paths.nvrtc_candidates() if nvrtc_candidates is None else nvrtc_candidates,
             line_info,
+            database,
+            _warn,
         )
         self._targets: dict[int, _core.Target] = {}
+        self._tuned: dict[tuple[str, int, int], Optional[_core.TileConfig]] = {}
+        self._warned_untuned: set[str] = set()
         self._lock = threading.Lock()
 
     def target_for(self, device_index: int) -> _core.Target:
@@ -42,6 +73,31 @@ class Runtime:
                 target = _core.target_for_device(major, minor)
                 self._targets[device_index] = target
             return target
+
+    def tuned_spec(self, spec: _core.KernelSpec, device_index: int, bucket: int) -> _core.KernelSpec:
+        """`spec` with the tile tuned for its problem on this GPU at the nearest token bucket,
+        or unchanged (its heuristic tile) with one warning per problem saying how to tune."""
+        key = (spec.problem_text(), device_index, bucket)
+        with self._lock:
+            cached = key in self._tuned
+            tile = self._tuned.get(key)
+        if not cached:
+            import torch
+
+            gpu = torch.cuda.get_device_name(device_index)
+            tile = self.core.tuned_tile(spec, gpu, bucket)
+            with self._lock:
+                self._tuned[key] = tile
+                warn = tile is None and spec.problem_text() not in self._warned_untuned
+                self._warned_untuned.add(spec.problem_text())
+            if warn:
+                _warn(f"{spec.short_name()} was never tuned on {gpu}: using the heuristic tile "
+                      f"{spec.tile.text()}. `moejit tune` tunes a model's kernels (see `moejit tune --help`).")
+        if tile is None:
+            return spec
+        tuned = _core.KernelSpec.parse(spec.text())
+        tuned.tile = tile
+        return tuned
 
     def compile(self, spec: _core.KernelSpec) -> _core.CompiledKernel:
         return self.core.compile(spec)

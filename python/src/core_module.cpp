@@ -1,10 +1,12 @@
 // moejit._core: the C++ compiler and runtime, bound for the Python package. It takes
 // plain integers for device pointers and streams, so it does not link against torch.
 #include <pybind11/pybind11.h>
+#include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
 
+#include "autotune/search_space.hpp"
 #include "autotune/tile_heuristics.hpp"
 #include "compiler/codegen.hpp"
 #include "compiler/compiled_kernel.hpp"
@@ -14,6 +16,9 @@
 #include "compiler/spec_error.hpp"
 #include "compiler/validate.hpp"
 #include "runtime/jit_runtime.hpp"
+#include "runtime/kernel_db.hpp"
+#include "runtime/kernel_db_stack.hpp"
+#include "runtime/kernel_key.hpp"
 
 namespace py = pybind11;
 using namespace moejit;
@@ -51,6 +56,94 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
   py::gil_scoped_release release;
   runtime.launch_bsr_gemm(spec, p, SparseShape{nnz, block_rows, block_cols}, device,
                           reinterpret_cast<CUstream>(stream));
+}
+
+std::shared_ptr<CompiledKernel> shared(CompiledKernel kernel) {
+  return std::make_shared<CompiledKernel>(std::move(kernel));
+}
+
+void bind_kernel_db(py::module_& m) {
+  py::register_exception<KernelDbError>(m, "KernelDbError", PyExc_RuntimeError);
+
+  py::class_<KernelKey>(m, "KernelKey")
+      .def_readonly("spec_text", &KernelKey::spec_text)
+      .def_readonly("target", &KernelKey::target)
+      .def_readonly("template_hash", &KernelKey::template_hash)
+      .def_readonly("nvrtc_version", &KernelKey::nvrtc_version)
+      .def_readonly("compile_options", &KernelKey::compile_options)
+      .def_readonly("moejit_version", &KernelKey::moejit_version)
+      .def("hash_hex", &KernelKey::hash_hex)
+      .def("__eq__", [](const KernelKey& a, const KernelKey& b) { return a == b; });
+
+  py::class_<KernelEntry>(m, "KernelEntry")
+      .def_readonly("key_hash", &KernelEntry::key_hash)
+      .def_readonly("key", &KernelEntry::key)
+      .def_readonly("tile", &KernelEntry::tile)
+      .def_readonly("lowered_name", &KernelEntry::lowered_name)
+      .def_readonly("resources", &KernelEntry::resources)
+      .def_readonly("threads", &KernelEntry::threads)
+      .def_readonly("dynamic_shared_bytes", &KernelEntry::dynamic_shared_bytes)
+      .def_readonly("compile_ms", &KernelEntry::compile_ms)
+      .def_readonly("created_at", &KernelEntry::created_at)
+      .def_readonly("last_used_at", &KernelEntry::last_used_at)
+      .def_readonly("size_bytes", &KernelEntry::size_bytes);
+
+  py::class_<TuningEntry>(m, "TuningEntry")
+      .def(py::init<>())
+      .def_readwrite("problem", &TuningEntry::problem)
+      .def_readwrite("target", &TuningEntry::target)
+      .def_readwrite("gpu_name", &TuningEntry::gpu_name)
+      .def_readwrite("token_bucket", &TuningEntry::token_bucket)
+      .def_readwrite("best_tile", &TuningEntry::best_tile)
+      .def_readwrite("best_ms", &TuningEntry::best_ms)
+      .def_readwrite("candidates_json", &TuningEntry::candidates_json)
+      .def_readwrite("tuned_at", &TuningEntry::tuned_at)
+      .def_readwrite("template_hash", &TuningEntry::template_hash)
+      .def_readwrite("nvrtc_version", &TuningEntry::nvrtc_version)
+      .def_readwrite("moejit_version", &TuningEntry::moejit_version);
+
+  py::class_<VerifyReport>(m, "VerifyReport")
+      .def_readonly("integrity_ok", &VerifyReport::integrity_ok)
+      .def_readonly("integrity_message", &VerifyReport::integrity_message)
+      .def_readonly("kernels", &VerifyReport::kernels)
+      .def_readonly("damaged", &VerifyReport::damaged);
+
+  py::class_<KernelDb>(m, "KernelDb")
+      .def(py::init<const std::string&, bool, int>(), py::arg("path"), py::arg("read_only") = false,
+           py::arg("busy_timeout_ms") = 60000)
+      .def_readonly_static("SCHEMA_VERSION", &KernelDb::kSchemaVersion)
+      .def_property_readonly("path", &KernelDb::path)
+      .def_property_readonly("read_only", &KernelDb::read_only)
+      .def_property_readonly("schema_version", &KernelDb::schema_version)
+      .def("find", [](KernelDb& db, const KernelKey& key) -> std::shared_ptr<CompiledKernel> {
+             auto hit = db.find(key);
+             return hit ? shared(std::move(*hit)) : nullptr;
+           }, py::arg("key"))
+      .def("insert", [](KernelDb& db, const KernelKey& key, const CompiledKernel& k) { return db.insert(key, k); },
+           py::arg("key"), py::arg("kernel"))
+      .def("entries", &KernelDb::entries)
+      .def("load", [](KernelDb& db, const std::string& hash) -> py::object {
+             auto hit = db.load(hash);
+             if (!hit) return py::none();
+             return py::make_tuple(hit->first, shared(std::move(hit->second)));
+           }, py::arg("key_hash"))
+      .def("remove", &KernelDb::remove, py::arg("key_hash"))
+      .def("total_bytes", &KernelDb::total_bytes)
+      .def("evict_to", &KernelDb::evict_to, py::arg("max_bytes"))
+      .def("prune_older_than", &KernelDb::prune_older_than, py::arg("max_age_seconds"))
+      .def("verify", &KernelDb::verify)
+      .def("put_tuning", &KernelDb::put_tuning, py::arg("entry"))
+      .def("tunings", &KernelDb::tunings)
+      .def("copy_into", &KernelDb::copy_into, py::arg("destination"), py::arg("keep"));
+
+  py::class_<KernelDbConfig>(m, "KernelDbConfig")
+      .def(py::init<>())
+      .def_static("from_environment", &KernelDbConfig::from_environment,
+                  py::arg("packaged") = std::vector<std::string>{})
+      .def_readwrite("cache_path", &KernelDbConfig::cache_path)
+      .def_readwrite("read_only_paths", &KernelDbConfig::read_only_paths)
+      .def_readwrite("cache_max_bytes", &KernelDbConfig::cache_max_bytes)
+      .def_readwrite("busy_timeout_ms", &KernelDbConfig::busy_timeout_ms);
 }
 
 }  // namespace
@@ -118,12 +211,17 @@ PYBIND11_MODULE(_core, m) {
       .def("text", &KernelSpec::text)
       .def("hash_hex", &KernelSpec::hash_hex)
       .def("short_name", &KernelSpec::short_name)
+      .def("problem_text", &KernelSpec::problem_text)
       .def("validate", [](const KernelSpec& s) { validate(s); })
       .def("__eq__", [](const KernelSpec& a, const KernelSpec& b) { return a == b; })
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })
       .def("__repr__", [](const KernelSpec& s) { return "KernelSpec('" + s.text() + "')"; });
 
   m.def("heuristic_tile_config", &heuristic_tile_config, py::arg("spec"));
+  m.def("search_space", &search_space, py::arg("problem"),
+        "Every statically valid tile configuration for the spec's problem, the heuristic one first.");
+  m.def("token_bucket", &token_bucket, py::arg("routed_tokens"), py::arg("experts"));
+  m.def("nearest_bucket", &nearest_bucket, py::arg("tuned"), py::arg("bucket"));
   m.def("with_heuristic_tile", &with_heuristic_tile, py::arg("spec"));
 
   py::class_<GeneratedSource>(m, "GeneratedSource")
@@ -170,17 +268,40 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("multiprocessors", &DeviceInfo::multiprocessors)
       .def_readonly("max_shared_bytes_per_block", &DeviceInfo::max_shared_bytes_per_block);
 
+  bind_kernel_db(m);
+
+  py::class_<CacheStats>(m, "CacheStats")
+      .def_readonly("memory_hits", &CacheStats::memory_hits)
+      .def_readonly("database_hits", &CacheStats::database_hits)
+      .def_readonly("compiled", &CacheStats::compiled)
+      .def("__repr__", [](const CacheStats& s) {
+        return "CacheStats(memory_hits=" + std::to_string(s.memory_hits) +
+               ", database_hits=" + std::to_string(s.database_hits) + ", compiled=" + std::to_string(s.compiled) + ")";
+      });
+
   py::class_<JitRuntime>(m, "JitRuntime")
       .def(py::init([](const std::string& templates_dir, const std::vector<std::string>& nvrtc_candidates,
-                       bool line_info) {
+                       bool line_info, std::optional<KernelDbConfig> database, WarningHandler warn) {
              JitOptions options;
              options.templates_dir = templates_dir;
              options.nvrtc_candidates = nvrtc_candidates;
              options.compile.line_info = line_info;
+             options.database = std::move(database);
+             options.warn = std::move(warn);
              return std::make_unique<JitRuntime>(std::move(options));
            }),
            py::arg("templates_dir"), py::arg("nvrtc_candidates") = std::vector<std::string>{},
-           py::arg("line_info") = false)
+           py::arg("line_info") = false, py::arg("database") = std::nullopt, py::arg("warn") = nullptr)
+      .def_property_readonly("stats", &JitRuntime::stats)
+      .def("kernel_key", &JitRuntime::kernel_key, py::arg("spec"))
+      .def("tuned_tile", &JitRuntime::tuned_tile, py::arg("problem"), py::arg("gpu_name"), py::arg("bucket"))
+      .def("record_tuning", &JitRuntime::record_tuning, py::arg("entry"))
+      .def_property_readonly("database_paths",
+                             [](JitRuntime& r) {
+                               return r.database() ? r.database()->open_paths() : std::vector<std::string>{};
+                             })
+      .def_property_readonly("cache_writable",
+                             [](JitRuntime& r) { return r.database() != nullptr && r.database()->cache_writable(); })
       .def_property_readonly("templates_dir", [](const JitRuntime& r) { return r.templates().include_dir(); })
       .def_property_readonly("templates_hash", [](const JitRuntime& r) { return r.templates().content_hash_hex(); })
       .def_property_readonly("nvrtc_version", [](JitRuntime& r) { return r.nvrtc().version(); })
@@ -195,6 +316,14 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("spec"), "Compile (once per runtime) and return the kernel with its artifacts.")
       .def_property_readonly("compiled_count", &JitRuntime::compiled_count)
+      .def("prepare",
+           [](JitRuntime& r, const KernelSpec& s, int device) {
+             py::gil_scoped_release release;
+             r.prepare(s, device);
+           },
+           py::arg("spec"), py::arg("device"), "Compile or fetch the kernel and load it into the device.")
+      .def("check_loads", &JitRuntime::check_loads, py::arg("kernel"), py::arg("device"),
+           "Load a compiled kernel into the device and unload it: raises if the driver rejects it.")
       .def("device_count", &JitRuntime::device_count)
       .def("device_info", &JitRuntime::device_info, py::arg("device"))
       .def("launch_bsr_gemm", &launch_bsr_gemm, py::arg("spec"), py::arg("a"), py::arg("b"), py::arg("c"),

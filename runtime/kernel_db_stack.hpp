@@ -1,0 +1,94 @@
+// The layered kernel database a runtime reads and writes: a writable user cache over any
+// number of read-only databases (a team's shipped kernels, the one inside the package).
+//
+// Lookup order: the user cache, then MOEJIT_KERNEL_DB's files in the order listed, then
+// the package's database. Keys are complete, so a hit in any layer is a correct kernel;
+// the order only decides which layer serves it. New kernels go to the user cache.
+//
+// Faults never reach the caller as errors: an unreadable, corrupted, newer-schema or
+// read-only database, a full disk or a lock held too long each produce one warning, and
+// the runtime goes on compiling and keeping kernels in memory.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compiler/compiled_kernel.hpp"
+#include "runtime/kernel_db.hpp"
+#include "runtime/kernel_key.hpp"
+
+namespace moejit {
+
+using WarningHandler = std::function<void(const std::string&)>;
+
+struct KernelDbConfig {
+  std::string cache_path;                      // the writable user cache; empty: none
+  std::vector<std::string> read_only_paths;    // searched after the cache, in this order
+  std::int64_t cache_max_bytes = 4ll << 30;    // LRU eviction above this size
+  int busy_timeout_ms = 60000;
+
+  // MOEJIT_CACHE_DIR (or $XDG_CACHE_HOME/moejit, or ~/.cache/moejit; "none" disables the
+  // cache) holds kernels.sqlite; MOEJIT_KERNEL_DB is a ':'-separated list of read-only
+  // databases; MOEJIT_CACHE_MAX_MB bounds the cache. `packaged` (the database shipped in
+  // the package, if any) goes last.
+  static KernelDbConfig from_environment(const std::vector<std::string>& packaged = {});
+};
+
+// Holds the cross-process lock on compiling one kernel (an open-file-description lock on
+// one byte of `<cache>.lock` chosen by the key hash); released when destroyed, or by the
+// kernel when the process dies.
+class CompileLock {
+ public:
+  CompileLock() = default;
+  CompileLock(const std::string& lock_path, const std::string& key_hash);
+  ~CompileLock();
+  CompileLock(CompileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  CompileLock& operator=(CompileLock&&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+class KernelDbStack {
+ public:
+  KernelDbStack(KernelDbConfig config, WarningHandler handler);
+
+  std::optional<CompiledKernel> find(const KernelKey& key);
+  void insert(const KernelKey& key, const CompiledKernel& kernel);
+  // Taken between a miss and the insert of the kernel compiled for it: processes that
+  // start together and miss the same kernel then compile it once, the others wait and
+  // find it. Not held (and not needed) without a writable cache.
+  CompileLock lock_compile(const KernelKey& key);
+
+  // Tuning results for a problem across the layers; for a bucket tuned in several layers
+  // the first layer's result wins (the lookup order above).
+  std::vector<TuningEntry> tunings_for(const std::string& problem, const std::string& gpu_name,
+                                       const std::string& template_hash, const std::string& nvrtc_version,
+                                       const std::string& moejit_version);
+  // Stores a tuning result in the user cache; false (with a warning) if it cannot.
+  bool put_tuning(const TuningEntry& entry);
+
+  const KernelDbConfig& config() const { return config_; }
+  // The databases actually open, in lookup order (for `moejit doctor` and tests).
+  std::vector<std::string> open_paths() const;
+  bool cache_writable() const;
+
+ private:
+  void open_cache();
+  void warn(const std::string& message);
+
+  KernelDbConfig config_;
+  WarningHandler warn_;
+  mutable std::mutex mutex_;
+  std::unique_ptr<KernelDb> cache_;
+  bool cache_writes_ok_ = false;
+  std::vector<std::unique_ptr<KernelDb>> read_only_;
+};
+
+}  // namespace moejit
