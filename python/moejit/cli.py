@@ -8,11 +8,17 @@
       print the CUDA source generated for one kernel.
   moejit models
       list the model shapes moejit knows.
+  moejit db list | show KEY | export PATH [--model NAME] [--target sm_90a] | import PATH
+            | verify | prune [--older-than-days N] [--max-mb N]
+      inspect and maintain a kernel database (default: the user cache; --db PATH for
+      another file; --json for scripts). See moejit.kernel_db for the lookup order.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from typing import Optional, Sequence
@@ -25,17 +31,19 @@ from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
 
 
 def _shape_from_args(args: argparse.Namespace) -> ModelShape:
+    # `tune` takes several token counts; the shape carries the first.
+    tokens = args.tokens[0] if isinstance(args.tokens, list) else args.tokens
     explicit = [args.hidden, args.ffn, args.experts, args.top_k]
     if any(v is not None for v in explicit):
         if args.model is not None:
             raise SystemExit("moejit: give either --model or --hidden/--ffn/--experts/--top-k, not both")
         if any(v is None for v in explicit):
             raise SystemExit("moejit: explicit dimensions need all of --hidden, --ffn, --experts and --top-k")
-        return ModelShape("custom", args.hidden, args.ffn, args.experts, args.top_k, args.tokens or 16384,
+        return ModelShape("custom", args.hidden, args.ffn, args.experts, args.top_k, tokens or 16384,
                           "gelu", False)
     shape = model(args.model or DEFAULT_MODEL)
-    if args.tokens is not None:
-        shape = ModelShape(**{**shape.__dict__, "tokens": args.tokens})
+    if tokens is not None:
+        shape = ModelShape(**{**shape.__dict__, "tokens": tokens})
     return shape
 
 
@@ -45,6 +53,18 @@ def _gpu_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def _process_age() -> Optional[float]:
+    """Seconds since this process started (Linux), for cold-start figures; None elsewhere."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")   # field 22: start time in ticks
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -70,17 +90,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"target {target.text()}, dtype {args.dtype}, block {args.block_size}, NVRTC {runtime.core.nvrtc_version} "
           f"({runtime.core.nvrtc_path})")
     kernels = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
+    on_gpu = run and target == runtime.target_for(0)
     rows = []
     start = time.perf_counter()
     for i, kernel in enumerate(kernels, 1):
-        print(f"[{i}/{len(kernels)}] compiling {kernel.spec.short_name()} ...", flush=True)
+        before = runtime.core.stats
+        print(f"[{i}/{len(kernels)}] {kernel.spec.short_name()} ...", flush=True)
         compiled = runtime.compile(kernel.spec)
+        if on_gpu:
+            runtime.core.prepare(kernel.spec, 0)   # load it: launchable from now on
+        origin = "database" if runtime.core.stats.database_hits > before.database_hits else "compiled"
         r = compiled.resources
         rows.append([kernel.spec.short_name(), kernel.spec.tile.text(), r.registers, compiled.dynamic_shared_bytes,
-                     r.spill_store_bytes + r.spill_load_bytes, f"{compiled.compile_ms:.0f}", "; ".join(kernel.uses)])
+                     r.spill_store_bytes + r.spill_load_bytes, f"{compiled.compile_ms:.0f}", origin,
+                     "; ".join(kernel.uses)])
+    ready = time.perf_counter() - start
+    stats = runtime.core.stats
     print()
-    _print_table(["kernel", "tile", "regs", "smem", "spill", "compile ms", "computes"], rows)
-    print(f"\n{len(kernels)} kernels compiled in {time.perf_counter() - start:.1f} s")
+    _print_table(["kernel", "tile", "regs", "smem", "spill", "compile ms", "from", "computes"], rows)
+    age = _process_age()
+    print(f"\n{len(kernels)} kernels ready{' (loaded on GPU 0)' if on_gpu else ''} in {ready:.2f} s: "
+          f"{stats.compiled} compiled, {stats.database_hits} from the kernel database"
+          + (f"; {age:.2f} s after the process started" if age is not None else ""))
+    print(f"kernel database: {', '.join(runtime.core.database_paths) or 'none (kernels kept in memory)'}")
     if args.show_source:
         for kernel in kernels:
             print(f"\n// ---- {kernel.spec.short_name()} ----")
@@ -89,8 +121,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not args.no_run:
             print("no GPU found: kernels were compiled, not run")
         return 0
-    if target != runtime.target_for(0):
+    if not on_gpu:
         print(f"target {target.text()} does not match GPU 0 ({runtime.target_for(0).text()}): not running")
+        return 0
+    if args.no_measure:
         return 0
     from .measure_layer import measure_layer_kernels
 
@@ -105,6 +139,55 @@ def cmd_build(args: argparse.Namespace) -> int:
     if bad:
         print(f"\nFAILED: {len(bad)} kernel(s) disagree with the float32 reference", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import dataclasses
+    import functools
+
+    shape = _shape_from_args(args)
+    if not _gpu_available():
+        print("moejit tune: needs a CUDA GPU (and torch) to time candidates; `moejit build` compiles "
+              "without one", file=sys.stderr)
+        return 1
+    import torch
+
+    from .measure_layer import LayerData, RoleWorkload
+    from .timing import median_ms, tflops
+    from .tuner import Progress, tune_problem
+
+    runtime = Runtime()
+    target = runtime.target_for(0)
+    gpu = torch.cuda.get_device_name(0)
+    kernels = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
+    roles = ["sdd", "dsd", "dsd_t"]   # layer_kernels() order
+    timer = functools.partial(median_ms, warmup=3, reps=15)
+    print(f"moejit tune: {shape.describe()}")
+    print(f"on {gpu} ({target.text()}), dtype {args.dtype}, block {args.block_size}; "
+          f"results go to {', '.join(runtime.core.database_paths) or 'nowhere (no kernel cache)'}")
+    rows, start = [], time.perf_counter()
+    for tokens in args.tokens or [shape.tokens]:
+        data = LayerData(dataclasses.replace(shape, tokens=tokens), dtype=args.dtype, block_size=args.block_size,
+                         seed=args.seed, runtime=runtime)
+        dense = data.dense_tflops()
+        for kernel, role in zip(kernels, roles):
+            space = len(_core.search_space(kernel.spec))
+            total = min(space, args.max_candidates) if args.max_candidates else space
+            progress = Progress(f"{kernel.spec.short_name()} bucket {data.bucket}", total)
+            result = tune_problem(kernel.spec, RoleWorkload(data, role), bucket=data.bucket, gpu_name=gpu,
+                                  runtime=runtime, timer=timer, max_candidates=args.max_candidates,
+                                  progress=progress)
+            best = tflops(data.useful_flops, result.best.ms)
+            untuned = tflops(data.useful_flops, result.heuristic.ms) if result.heuristic.usable else float("nan")
+            rows.append([kernel.spec.short_name(), data.bucket, result.best.tile, f"{result.best.ms:.3f}",
+                         f"{best:.0f}", f"{untuned:.0f}", f"{result.speedup:.2f}", f"{dense:.0f}",
+                         f"{best / dense:.2f}"])
+        del data
+        torch.cuda.empty_cache()
+    print()
+    _print_table(["kernel", "bucket", "chosen tile", "ms", "TFLOP/s", "untuned", "speedup", "dense", "ratio"], rows)
+    print(f"\ntuned {len(rows)} kernel(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -131,6 +214,193 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_db(args: argparse.Namespace, read_only: bool):
+    from .kernel_db import KernelDb
+
+    if args.db is None:
+        # The user cache: opened writable, which creates it empty on a fresh machine.
+        return KernelDb.open(None, read_only=False)
+    if not os.path.exists(args.db):
+        raise ValueError(f"--db {args.db}: no such file; expected an existing kernel database")
+    return KernelDb.open(args.db, read_only=read_only)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.2f} MB"
+
+
+def cmd_db_list(args: argparse.Namespace) -> int:
+    from .kernel_db import format_time
+
+    with _open_db(args, read_only=True) as db:
+        rows = db.entries()
+        total = db.total_bytes()
+        if args.json:
+            import dataclasses
+
+            _print_json({"path": db.path, "total_bytes": total,
+                         "kernels": [dataclasses.asdict(r) for r in rows]})
+            return 0
+        _print_table(["key", "kernel", "target", "tile", "regs", "smem", "spill", "KB", "nvrtc", "moejit",
+                      "last used"],
+                     [[r.key_hash[:12], r.name, r.target, r.tile, r.registers,
+                       r.static_shared_bytes + r.dynamic_shared_bytes, r.spill_bytes, f"{r.size_bytes / 1024:.0f}",
+                       r.nvrtc_version, r.moejit_version, format_time(r.last_used_at)] for r in rows])
+        print(f"\n{len(rows)} kernel{'' if len(rows) == 1 else 's'}, {_mb(total)} in {db.path}")
+    return 0
+
+
+def cmd_db_show(args: argparse.Namespace) -> int:
+    from .kernel_db import format_time
+
+    with _open_db(args, read_only=True) as db:
+        info = db.show(args.key)
+    if args.json:
+        _print_json(info)
+        return 0
+    key, res = info["key"], info["resources"]
+    lines = [
+        ("key hash", info["key_hash"]),
+        ("kernel", info["name"]),
+        ("spec", key["spec_text"]),
+        ("target", key["target"]),
+        ("tile", info["tile"]),
+        ("template hash", key["template_hash"]),
+        ("NVRTC", key["nvrtc_version"]),
+        ("moejit", key["moejit_version"]),
+        ("options", " ".join(key["compile_options"])),
+        ("entry point", info["lowered_name"]),
+        ("registers", res["registers"]),
+        ("shared memory", f"{res['static_shared_bytes']} static + {res['dynamic_shared_bytes']} dynamic bytes"),
+        ("spills", f"{res['spill_store_bytes']} bytes stored, {res['spill_load_bytes']} loaded"),
+        ("stack", f"{res['stack_bytes']} bytes"),
+        ("threads", res["threads"]),
+        ("cubin", f"{info['cubin_bytes']} bytes (entry {info['size_bytes']} bytes)"),
+        ("compile", f"{info['compile_ms']:.0f} ms"),
+        ("created", format_time(info["created_at"])),
+        ("last used", format_time(info["last_used_at"])),
+    ]
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name.ljust(width)}  {value}")
+    for section in ("source", "ptx", "log"):
+        text = info[section]
+        print(f"\n// ---- {section} ----")
+        print(text if text.endswith("\n") or not text else text + "\n", end="")
+    return 0
+
+
+def cmd_db_export(args: argparse.Namespace) -> int:
+    with _open_db(args, read_only=True) as db:
+        count = db.export(args.path, model=args.model, target=args.target)
+        source = db.path
+    if args.json:
+        _print_json({"path": os.path.abspath(args.path), "source": source, "kernels": count})
+    else:
+        print(f"exported {count} kernel{'' if count == 1 else 's'} from {source} to {args.path}")
+        if count == 0:
+            print("note: no kernel matched the filters", file=sys.stderr)
+    return 0
+
+
+def cmd_db_import(args: argparse.Namespace) -> int:
+    with _open_db(args, read_only=False) as db:
+        count = db.import_(args.path)
+        total = len(db.entries())
+        path = db.path
+    if args.json:
+        _print_json({"path": path, "source": args.path, "imported": count, "kernels": total})
+    else:
+        print(f"imported {count} new kernel{'' if count == 1 else 's'} from {args.path} into {path} "
+              f"({total} in all)")
+    return 0
+
+
+def cmd_db_verify(args: argparse.Namespace) -> int:
+    with _open_db(args, read_only=True) as db:
+        result = db.verify(load_on_gpu=args.load)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0 if result.ok else 1
+    print(f"database   {result.path}")
+    print(f"integrity  {'ok' if result.integrity_ok else 'FAILED: ' + result.integrity_message}")
+    print(f"kernels    {result.kernels}, {len(result.damaged)} damaged")
+    for key_hash in result.damaged:
+        print(f"  damaged  {key_hash}")
+    if result.load_checked:
+        print(f"GPU        {result.device}: {result.loaded} loaded, {len(result.load_failures)} failed, "
+              f"{result.other_targets} for other architectures")
+        for failure in result.load_failures:
+            print(f"  failed   {failure.key_hash[:12]} {failure.name}: {failure.message}")
+    else:
+        print("GPU        none: cubins not loaded")
+    print("OK" if result.ok else "FAILED")
+    return 0 if result.ok else 1
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    if args.older_than_days is None and args.max_mb is None:
+        raise ValueError("db prune: expected --older-than-days N and/or --max-mb N")
+    with _open_db(args, read_only=False) as db:
+        removed = db.prune(max_age_days=args.older_than_days, max_mb=args.max_mb)
+        left, total, path = len(db.entries()), db.total_bytes(), db.path
+    if args.json:
+        _print_json({"path": path, "removed": removed, "kernels": left, "total_bytes": total})
+    else:
+        print(f"removed {removed} kernel{'' if removed == 1 else 's'} from {path}; {left} left ({_mb(total)})")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    try:
+        return args.db_func(args)
+    except OSError as e:
+        print(f"moejit db: {e}", file=sys.stderr)
+        return 1
+
+
+def _add_db_parser(sub) -> None:
+    db = sub.add_parser("db", help="inspect and maintain a kernel database (list, show, export, import, verify, "
+                                   "prune)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="PATH", help="the database file (default: the user cache, "
+                                                      "$MOEJIT_CACHE_DIR/kernels.sqlite)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = db_sub.add_parser("list", parents=[common], help="the stored kernels")
+    p.set_defaults(db_func=cmd_db_list)
+    p = db_sub.add_parser("show", parents=[common], help="one kernel: key parts, resources, source, PTX, log")
+    p.add_argument("key", metavar="KEY", help="a key hash or a unique prefix of one (see `moejit db list`)")
+    p.set_defaults(db_func=cmd_db_show)
+    p = db_sub.add_parser("export", parents=[common], help="write a subset into a new standalone database file")
+    p.add_argument("path", metavar="PATH", help="the new file (must not exist)")
+    p.add_argument("--model", help="only the kernels this model's layer needs (see `moejit models`)")
+    p.add_argument("--target", help="only kernels for this architecture, such as sm_90a")
+    p.set_defaults(db_func=cmd_db_export)
+    p = db_sub.add_parser("import", parents=[common], help="merge another database file into this one")
+    p.add_argument("path", metavar="PATH", help="the database file to merge")
+    p.set_defaults(db_func=cmd_db_import)
+    p = db_sub.add_parser("verify", parents=[common],
+                          help="check integrity and, with a GPU, that every cubin for it loads (exit 1 if not)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--load", dest="load", action="store_const", const=True, default=None,
+                       help="load every cubin for GPU 0 (error without a GPU)")
+    group.add_argument("--no-load", dest="load", action="store_const", const=False,
+                       help="skip loading cubins even where a GPU is present")
+    p.set_defaults(db_func=cmd_db_verify)
+    p = db_sub.add_parser("prune", parents=[common], help="remove old or least recently used kernels")
+    p.add_argument("--older-than-days", type=float, metavar="N", help="remove kernels unused for N days")
+    p.add_argument("--max-mb", type=float, metavar="N",
+                   help="keep at most N megabytes, removing the least recently used first")
+    p.set_defaults(db_func=cmd_db_prune)
+    db.set_defaults(func=cmd_db)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moejit", description="JIT block-sparse kernels for dropless MoE training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,9 +416,25 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--block-size", type=int, default=128, choices=[64, 128])
     build.add_argument("--target", help="compile for this architecture (default: the GPU's, else sm_90a)")
     build.add_argument("--no-run", action="store_true", help="compile only, even where a GPU is present")
+    build.add_argument("--no-measure", action="store_true",
+                       help="on a GPU: load the kernels but skip the check and timing")
     build.add_argument("--show-source", action="store_true", help="print each kernel's generated source")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(func=cmd_build)
+
+    tune = sub.add_parser("tune", help="autotune a model's kernels on this GPU into the kernel database")
+    tune.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
+    tune.add_argument("--hidden", type=int)
+    tune.add_argument("--ffn", type=int)
+    tune.add_argument("--experts", type=int)
+    tune.add_argument("--top-k", type=int)
+    tune.add_argument("--tokens", type=int, nargs="+",
+                      help="tokens per step to tune at (each gives a token bucket; default: the model's)")
+    tune.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
+    tune.add_argument("--block-size", type=int, default=128, choices=[64, 128])
+    tune.add_argument("--max-candidates", type=int, help="time at most this many configurations per kernel")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(func=cmd_tune)
 
     source = sub.add_parser("source", help="print the generated CUDA source of one kernel")
     source.add_argument("--spec", help="a canonical spec text")
@@ -165,6 +451,8 @@ def _parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the known model shapes")
     models.set_defaults(func=cmd_models)
+
+    _add_db_parser(sub)
     return parser
 
 

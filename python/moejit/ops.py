@@ -141,6 +141,15 @@ def _check_extent(what: str, actual: int, expected: int, because: str) -> None:
         raise ValueError(f"{what}={actual}: expected {expected} ({because})")
 
 
+def _tuned(runtime: Runtime, spec: _core.KernelSpec, tile: TileLike, device: torch.device,
+           topology: Topology) -> _core.KernelSpec:
+    """An explicit tile is used as given; otherwise the tuned one for this GPU and token
+    bucket, else the heuristic (see Runtime.tuned_spec)."""
+    if tile is not None:
+        return spec
+    return runtime.tuned_spec(spec, device.index or 0, topology.token_bucket())
+
+
 def _launch(
     runtime: Runtime,
     spec: _core.KernelSpec,
@@ -191,6 +200,7 @@ def sdd(
     spec = kernel_spec("sdd", m=topology.rows, n=topology.cols, k=a.shape[1], trans_a=trans_a, trans_b=trans_b,
                        dtype=dtype, block_size=topology.block_size, target=runtime.target_for(device.index or 0),
                        tile=tile)
+    spec = _tuned(runtime, spec, tile, device, topology)
     _launch(runtime, spec, device, a, b, out, lda, ldb, bs, topology)
     return BlockSparseMatrix(out, topology)
 
@@ -218,6 +228,7 @@ def dsd(
     device = _common_device(sparse=sparse.data, b=b, out=out)
     spec = kernel_spec("dsd", m=m, n=n, k=k, trans_a=sparse.transposed, trans_b=trans_b, dtype=dtype,
                        block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile)
+    spec = _tuned(runtime, spec, tile, device, topo)
     _launch(runtime, spec, device, sparse.data, b, out, 0, ldb, n, topo)
     return out
 
@@ -245,5 +256,6 @@ def dds(
     device = _common_device(a=a, sparse=sparse.data, out=out)
     spec = kernel_spec("dds", m=m, n=n, k=k, trans_a=trans_a, trans_b=sparse.transposed, dtype=dtype,
                        block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile)
+    spec = _tuned(runtime, spec, tile, device, topo)
     _launch(runtime, spec, device, a, sparse.data, out, lda, 0, n, topo)
     return out

@@ -140,6 +140,13 @@ class Topology:
     def shape(self) -> tuple:
         return (self.rows, self.cols)
 
+    def token_bucket(self) -> int:
+        """The autotuner's key for this topology's work: rows per block column (for the
+        MoE topology, padded tokens per expert) rounded to a power of two."""
+        from . import _core   # the C++ rule, shared with C++ users of the tuner
+
+        return _core.token_bucket(self.nnz * self.block_size, max(self.block_cols, 1))
+
     def __repr__(self) -> str:
         return (
             f"Topology(rows={self.rows}, cols={self.cols}, block_size={self.block_size}, "

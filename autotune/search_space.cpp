@@ -1,0 +1,67 @@
+#include "autotune/search_space.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "autotune/tile_heuristics.hpp"
+#include "compiler/spec_error.hpp"
+#include "compiler/validate.hpp"
+
+namespace moejit {
+
+std::vector<TileConfig> search_space(const KernelSpec& problem) {
+  std::vector<TileConfig> out;
+  KernelSpec candidate = problem;
+  try {
+    out.push_back(heuristic_tile_config(problem));
+  } catch (const SpecError&) {
+    // No heuristic fits: the loop below finds whatever does, possibly nothing.
+  }
+  // C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth 32 or 64 with the stage
+  // counts that fit shared memory. The sweep behind the heuristic (2026-11-28, H200) found
+  // the good mma.sync configurations inside this set, and smaller tiles lost everywhere;
+  // keeping it to ~50 candidates holds a model's tuning near a minute.
+  const std::pair<int, int> tiles[] = {{128, 128}, {64, 128}, {128, 64}, {128, 256}, {256, 128}, {64, 64}};
+  const std::pair<int, int> warp_grids[] = {{2, 2}, {4, 2}, {2, 4}};
+  const std::pair<int, int> depths[] = {{32, 3}, {32, 4}, {64, 2}, {64, 3}};
+  for (auto [tile_m, tile_n] : tiles) {
+    for (auto [warps_m, warps_n] : warp_grids) {
+      for (auto [tile_k, stages] : depths) {
+        candidate.tile = TileConfig{tile_m, tile_n, tile_k, stages, warps_m, warps_n};
+        if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) continue;
+        try {
+          validate(candidate);
+          out.push_back(candidate.tile);
+        } catch (const SpecError&) {
+          // Statically impossible for this problem: pruned.
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::int64_t token_bucket(std::int64_t routed_tokens, std::int64_t experts) {
+  if (experts <= 0) throw SpecError("experts", std::to_string(experts), "a positive expert count");
+  if (routed_tokens <= 0) return 1;
+  const double per_expert = static_cast<double>(routed_tokens) / static_cast<double>(experts);
+  const double exponent = std::round(std::log2(std::max(per_expert, 1.0)));
+  return std::int64_t{1} << static_cast<int>(exponent);
+}
+
+std::int64_t nearest_bucket(const std::vector<std::int64_t>& tuned, std::int64_t bucket) {
+  std::int64_t best = -1;
+  double best_distance = 0;
+  for (std::int64_t t : tuned) {
+    if (t <= 0) continue;
+    const double distance = std::abs(std::log2(static_cast<double>(t)) - std::log2(static_cast<double>(bucket)));
+    if (best < 0 || distance < best_distance || (distance == best_distance && t > best)) {
+      best = t;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+}  // namespace moejit

@@ -1,0 +1,151 @@
+"""The autotuner's logic with really compiled candidates, an injected workload and an
+injected timer: no GPU needed. The GPU end-to-end tuning test is in test_tuner_gpu.py."""
+
+import json
+
+import pytest
+
+import moejit
+from moejit import _core
+from moejit.tuner import Progress, rank, tune_problem
+
+
+class FakeWorkload:
+    """Runs nothing; `failing` tiles raise like a failed launch, `wrong` ones miscompute."""
+
+    def __init__(self, failing=(), wrong=()):
+        self.failing, self.wrong, self.runs = set(failing), set(wrong), []
+
+    def run(self, spec):
+        tile = spec.tile.text()
+        self.runs.append(tile)
+        if tile in self.failing:
+            raise RuntimeError("cuLaunchKernel failed: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES")
+
+    def error(self, spec):
+        self.run(spec)
+        return 0.5 if spec.tile.text() in self.wrong else 1e-3
+
+
+class ScriptedTimer:
+    def __init__(self, workload, times, default=2.0):
+        self.workload, self.times, self.default = workload, times, default
+
+    def __call__(self, fn):
+        fn()
+        return self.times.get(self.workload.runs[-1], self.default)
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    return moejit.Runtime(database=moejit.runtime.database_config(str(tmp_path / "cache")))
+
+
+PROBLEM = dict(op="sdd", n=512, k=256, trans_b=True)
+
+
+def test_search_space_is_pruned_and_starts_with_the_heuristic():
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = _core.search_space(problem)
+    assert space[0] == _core.heuristic_tile_config(problem)
+    assert len({t.text() for t in space}) == len(space) > 10
+    for tile in space:
+        spec = _core.KernelSpec.parse(problem.text())
+        spec.tile = tile
+        spec.validate()   # every candidate is statically valid
+        assert 128 % tile.tile_m == 0 and 128 % tile.tile_n == 0   # sdd tiles fit the block
+    # A block of 64 leaves only tiles that fit it.
+    small = _core.search_space(moejit.kernel_spec(**PROBLEM, block_size=64))
+    assert small and all(t.tile_m <= 64 and t.tile_n <= 64 for t in small)
+
+
+def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:6]]
+    workload = FakeWorkload()
+    timer = ScriptedTimer(workload, {space[3]: 0.5, space[4]: 0.7})
+    result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=6, compile_workers=2)
+    assert result.best.tile == space[3] and result.best.ms == 0.5
+    assert result.heuristic.tile == space[0] and result.speedup == pytest.approx(4.0)
+    assert [c.tile for c in rank(result.candidates)][:2] == [space[3], space[4]]
+    assert all(c.registers > 0 for c in result.candidates)
+    db = _core.KernelDb(runtime.core.database_paths[0])
+    (entry,) = db.tunings()
+    assert entry.problem == problem.problem_text() and entry.token_bucket == 512
+    assert entry.best_tile == space[3] and entry.gpu_name == "FakeGPU"
+    assert [c["tile"] for c in json.loads(entry.candidates_json)] == space
+    # The candidates' kernels went to the kernel database too.
+    assert len(db.entries()) == 6
+
+
+def test_failing_and_wrong_candidates_are_scored_unusable(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:5]]
+    workload = FakeWorkload(failing={space[1]}, wrong={space[2]})
+    timer = ScriptedTimer(workload, {space[1]: 0.1, space[2]: 0.1, space[4]: 1.0})
+    result = tune_problem(problem, workload, bucket=64, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=5, record=False)
+    by_tile = {c.tile: c for c in result.candidates}
+    assert not by_tile[space[1]].usable and by_tile[space[1]].failure.startswith("launch: cuLaunchKernel failed")
+    assert not by_tile[space[2]].usable and by_tile[space[2]].failure == "check: relative error 5.00e-01"
+    assert result.best.tile == space[4]
+
+
+def test_no_usable_candidate_is_an_error(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:3]]
+    with pytest.raises(RuntimeError, match="no usable candidate for op=sdd"):
+        tune_problem(problem, FakeWorkload(failing=space), bucket=64, gpu_name="FakeGPU", runtime=runtime,
+                     timer=lambda fn: fn() or 1.0, max_candidates=3, record=False)
+
+
+def test_untuned_buckets_use_the_nearest_tuned_one(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    for bucket, tile in [(256, "64x128x32.s3.w2x2"), (4096, "128x128x32.s4.w2x2")]:
+        entry = _core.TuningEntry()
+        entry.problem, entry.target, entry.gpu_name = problem.problem_text(), "sm_90a", "FakeGPU"
+        entry.token_bucket, entry.best_tile, entry.best_ms, entry.candidates_json = bucket, tile, 1.0, "[]"
+        assert runtime.core.record_tuning(entry)
+    assert runtime.core.tuned_tile(problem, "FakeGPU", 256).text() == "64x128x32.s3.w2x2"
+    assert runtime.core.tuned_tile(problem, "FakeGPU", 512).text() == "64x128x32.s3.w2x2"
+    assert runtime.core.tuned_tile(problem, "FakeGPU", 2048).text() == "128x128x32.s4.w2x2"
+    assert runtime.core.tuned_tile(problem, "FakeGPU", 1 << 20).text() == "128x128x32.s4.w2x2"
+    assert runtime.core.tuned_tile(problem, "OtherGPU", 256) is None
+    other = moejit.kernel_spec("sdd", n=1024, k=256, trans_b=True)
+    assert runtime.core.tuned_tile(other, "FakeGPU", 256) is None
+    assert _core.nearest_bucket([], 256) == -1
+
+
+def test_token_buckets():
+    assert _core.token_bucket(16384, 8) == 2048          # mixtral-8x7b, 8192 tokens, top-2
+    assert _core.token_bucket(131072, 128) == 1024       # qwen3-30b-a3b
+    assert _core.token_bucket(3000, 4) == 1024           # 750 per expert rounds to 2^10
+    assert _core.token_bucket(0, 4) == 1
+    with pytest.raises(moejit.SpecError, match="experts=0"):
+        _core.token_bucket(10, 0)
+
+
+def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "FakeGPU")
+    problem = moejit.kernel_spec(**PROBLEM)
+    with pytest.warns(moejit.runtime.MoejitWarning, match="was never tuned on FakeGPU"):
+        assert runtime.tuned_spec(problem, 0, 256).tile == problem.tile
+    entry = _core.TuningEntry()
+    entry.problem, entry.target, entry.gpu_name = problem.problem_text(), "sm_90a", "FakeGPU"
+    entry.token_bucket, entry.best_tile, entry.best_ms, entry.candidates_json = 512, "64x128x32.s3.w2x2", 1.0, "[]"
+    runtime.core.record_tuning(entry)
+    fresh = moejit.Runtime(database=moejit.runtime.database_config(runtime.core.database_paths[0].rsplit("/", 1)[0]))
+    assert fresh.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
+
+
+def test_progress_prints_plain_lines_when_piped(capsys):
+    import sys
+
+    progress = Progress("sdd", 20, stream=sys.stdout)
+    for i in range(20):
+        progress.step(f"tile {i}")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [l for l in lines if l.startswith("sdd [")] and len(lines) == 2
+    assert lines[-1].endswith("20/20 tile 19")
