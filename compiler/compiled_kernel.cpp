@@ -6,19 +6,20 @@
 namespace moejit {
 namespace {
 
-// The integer right before `suffix` in `text` ("... 80 registers" -> 80), or -1.
-// Hand-rolled rather than std::regex: std::regex crashed inside the extension when
-// loaded next to PyTorch's libraries on the GPU host (seen 2026-11-28), and a log this
-// regular needs no regular expressions.
+// The integer right before `suffix` in `text` ("... 80 registers" -> 80), or -1. Every
+// occurrence is tried, so a word elsewhere in the log (a warning about registers, say)
+// does not hide the ptxas figure. Hand-rolled rather than std::regex: std::regex crashed
+// inside the extension when loaded next to PyTorch's libraries on the GPU host (seen
+// 2026-11-28), and a log this regular needs no regular expressions.
 int number_before(std::string_view text, std::string_view suffix) {
-  const std::size_t at = text.find(suffix);
-  if (at == std::string_view::npos || at == 0) return -1;
-  std::size_t begin = at;
-  while (begin > 0 && text[begin - 1] == ' ') --begin;
-  std::size_t end = begin;
-  while (begin > 0 && text[begin - 1] >= '0' && text[begin - 1] <= '9') --begin;
-  if (begin == end) return -1;
-  return std::stoi(std::string(text.substr(begin, end - begin)));
+  for (std::size_t at = text.find(suffix); at != std::string_view::npos; at = text.find(suffix, at + 1)) {
+    std::size_t end = at;
+    while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t')) --end;
+    std::size_t begin = end;
+    while (begin > 0 && text[begin - 1] >= '0' && text[begin - 1] <= '9') --begin;
+    if (begin < end) return std::stoi(std::string(text.substr(begin, end - begin)));
+  }
+  return -1;
 }
 
 }  // namespace
