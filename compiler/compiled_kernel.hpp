@@ -2,6 +2,7 @@
 // cache it, and to explain it (source, PTX, log, resources).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,21 @@ struct ResourceUsage {
 
 // Parses `ptxas info` lines of an NVRTC log compiled with --ptxas-options=-v.
 ResourceUsage parse_ptxas_resources(const std::string& log);
+
+// Registers and stack frame of the (one) kernel in a CUBIN, read from its ELF .nv.info
+// section -- what `cuobjdump -res-usage` reads. Nothing if the CUBIN has no such records.
+struct CubinResources {
+  int registers = 0;
+  int frame_bytes = 0;
+};
+std::optional<CubinResources> read_cubin_resources(const std::string& cubin);
+
+// The resources of a compiled kernel: registers and stack from the CUBIN (always there),
+// spill traffic from the ptxas log. On the GPU host NVRTC sometimes returns a cached
+// CUBIN without running ptxas, so the log has no figures (seen 2026-11-28); then the
+// spill fields are set to the stack frame size, which bounds them: these templates have
+// no local arrays, so local memory means spills.
+ResourceUsage kernel_resources(const std::string& log, const std::string& cubin);
 
 struct CompiledKernel {
   KernelSpec spec;

@@ -86,7 +86,7 @@ CompiledKernel KernelCompiler::compile(const KernelSpec& spec, const CompileOpti
   nvrtc_.check(nvrtc_.GetPTX(program, out.ptx.data()), "nvrtcGetPTX");
   if (!out.ptx.empty() && out.ptx.back() == '\0') out.ptx.pop_back();
 
-  out.resources = parse_ptxas_resources(out.log);
+  out.resources = kernel_resources(out.log, out.cubin);
   out.threads = spec.tile.threads();
   out.dynamic_shared_bytes = spec.tile.shared_bytes(spec.dtype);
   out.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

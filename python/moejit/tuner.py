@@ -138,8 +138,10 @@ def tune_problem(
         candidate = Candidate(tile, failure=failure)
         if kernel is not None:
             r = kernel.resources
-            if r.spill_store_bytes or r.spill_load_bytes:
-                candidate = Candidate(tile, failure=f"spills ({r.spill_store_bytes} bytes)", registers=r.registers)
+            if r.spill_store_bytes or r.spill_load_bytes or r.stack_bytes:
+                # Local memory: register spills (or, from a cached compile, a stack frame).
+                candidate = Candidate(tile, failure=f"spills ({max(r.spill_store_bytes, r.stack_bytes)} bytes)",
+                                      registers=r.registers)
             else:
                 candidate = _measure(spec, workload, timer, r.registers)
         candidates.append(candidate)

@@ -154,6 +154,14 @@ void check_kernel(const Outcome& outcome) {
   CHECK(k.dynamic_shared_bytes + k.resources.static_shared_bytes <= spec.target.max_shared_bytes_per_block());
   CHECK(contains(k.log, "registers"));
   CHECK(k.compile_ms > 0);
+  // The CUBIN's own records agree with ptxas (they stand in when NVRTC skips ptxas).
+  const auto from_cubin = read_cubin_resources(k.cubin);
+  REQUIRE(from_cubin.has_value());
+  CHECK(from_cubin->registers == parse_ptxas_resources(k.log).registers);
+  CHECK(from_cubin->frame_bytes == parse_ptxas_resources(k.log).stack_bytes);
+  const ResourceUsage without_log = kernel_resources("", k.cubin);
+  CHECK(without_log.registers == k.resources.registers);
+  CHECK(without_log.spill_store_bytes == 0);
 }
 
 }  // namespace

@@ -72,3 +72,12 @@ TEST_CASE("an empty log, or one without ptxas lines, is all zeros") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("kernel resources without a ptxas log come from the CUBIN, spills bounded by its frame") {
+  // A cached compile: no ptxas lines. Not an ELF file either: nothing to read, all zero.
+  CHECK(!read_cubin_resources("not an ELF file").has_value());
+  CHECK(!read_cubin_resources("").has_value());
+  const ResourceUsage none = kernel_resources("", "not an ELF file");
+  CHECK(none.registers == 0);
+  CHECK(none.spill_store_bytes == 0);
+}
