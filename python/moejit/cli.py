@@ -24,7 +24,7 @@ import time
 from typing import Optional, Sequence
 
 from . import _core
-from .layer_kernels import layer_kernels
+from .layer_kernels import LayerKernel, layer_kernels
 from .runtime import Runtime
 from .specs import kernel_spec
 from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
@@ -91,6 +91,10 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"({runtime.core.nvrtc_path})")
     kernels = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
     on_gpu = run and target == runtime.target_for(0)
+    if on_gpu:
+        # The tiles `moejit tune` chose on this GPU for the nearest token bucket, where tuned.
+        bucket = _core.token_bucket(shape.tokens * shape.top_k, shape.experts)
+        kernels = [LayerKernel(runtime.tuned_spec(k.spec, 0, bucket), k.uses) for k in kernels]
     rows = []
     start = time.perf_counter()
     for i, kernel in enumerate(kernels, 1):

@@ -99,6 +99,13 @@ class Runtime:
         tuned.tile = tile
         return tuned
 
+    def record_tuning(self, entry: _core.TuningEntry) -> bool:
+        """Stores a tuning result; later ops in this runtime use it at once."""
+        stored = self.core.record_tuning(entry)
+        with self._lock:
+            self._tuned.clear()
+        return stored
+
     def compile(self, spec: _core.KernelSpec) -> _core.CompiledKernel:
         return self.core.compile(spec)
 

@@ -165,7 +165,7 @@ def tune_problem(
         entry.candidates_json = json.dumps(
             [{"tile": c.tile, "ms": c.ms, "failure": c.failure, "registers": c.registers} for c in candidates])
         entry.tuned_at = time.time()
-        runtime.core.record_tuning(entry)
+        runtime.record_tuning(entry)
     return result
 
 

@@ -135,7 +135,10 @@ def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch
     entry = _core.TuningEntry()
     entry.problem, entry.target, entry.gpu_name = problem.problem_text(), "sm_90a", "FakeGPU"
     entry.token_bucket, entry.best_tile, entry.best_ms, entry.candidates_json = 512, "64x128x32.s3.w2x2", 1.0, "[]"
-    runtime.core.record_tuning(entry)
+    assert runtime.record_tuning(entry)
+    # The runtime that looked the problem up before sees the result at once...
+    assert runtime.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
+    # ... and so does a later process on the same cache.
     fresh = moejit.Runtime(database=moejit.runtime.database_config(runtime.core.database_paths[0].rsplit("/", 1)[0]))
     assert fresh.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
 
