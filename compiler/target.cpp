@@ -25,6 +25,11 @@ int Target::max_shared_bytes_per_block() const {
   }
 }
 
+bool Target::runs_on(int device_major, int device_minor) const {
+  if (major != device_major || minor > device_minor) return false;
+  return !arch_specific || minor == device_minor;
+}
+
 Target parse_target(std::string_view text) {
   const std::string original(text);
   if (text.starts_with("sm_")) text.remove_prefix(3);

@@ -18,6 +18,10 @@ struct Target {
   // Shared memory one thread block may opt into (bytes), from the CUDA programming guide.
   int max_shared_bytes_per_block() const;
   int max_registers_per_thread() const { return 255; }
+  // Whether a cubin built for this target loads on a device of compute capability
+  // major.minor: the same major architecture at the same or a newer minor one, and for an
+  // arch-specific ("a") target exactly that one.
+  bool runs_on(int device_major, int device_minor) const;
 
   friend bool operator==(const Target&, const Target&) = default;
 };

@@ -135,11 +135,9 @@ const LoadedKernel& JitRuntime::loaded(const KernelSpec& spec, int device) {
     std::lock_guard lock(mutex_);
     if (auto it = loaded_.find(key); it != loaded_.end()) return *it->second;
   }
-  // A cubin runs only on its own major architecture, at the same or a newer minor one;
-  // an arch-specific (sm_90a) cubin only on exactly that architecture.
   const DeviceInfo info = device_info(device);
   const Target& t = spec.target;
-  if (t.major != info.major || t.minor > info.minor || (t.arch_specific && t.minor != info.minor)) {
+  if (!t.runs_on(info.major, info.minor)) {
     throw SpecError("target", t.text(),
                     fmt::format("the architecture of device {} ({}, sm_{}{}), such as {}", device, info.name,
                                 info.major, info.minor, target_for_device(info.major, info.minor).text()));

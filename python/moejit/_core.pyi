@@ -114,6 +114,10 @@ class Target:
         ...
     def max_shared_bytes_per_block(self) -> int:
         ...
+    def runs_on(self, major: typing.SupportsInt | typing.SupportsIndex, minor: typing.SupportsInt | typing.SupportsIndex) -> bool:
+        """
+        Whether a cubin for this target loads on a device of compute capability major.minor.
+        """
     def text(self) -> str:
         ...
     @property

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 from . import _core
 from .layer_kernels import LayerKernel, layer_kernels
-from .runtime import Runtime
+from .runtime import Runtime, gpu_available
 from .specs import kernel_spec
 from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
 
@@ -45,14 +45,6 @@ def _shape_from_args(args: argparse.Namespace) -> ModelShape:
     if tokens is not None:
         shape = ModelShape(**{**shape.__dict__, "tokens": tokens})
     return shape
-
-
-def _gpu_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def _process_age() -> Optional[float]:
@@ -79,7 +71,7 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> No
 def cmd_build(args: argparse.Namespace) -> int:
     shape = _shape_from_args(args)
     runtime = Runtime()
-    run = _gpu_available() and not args.no_run
+    run = gpu_available() and not args.no_run
     if args.target:
         target = _core.Target(args.target)
     elif run:
@@ -151,7 +143,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import functools
 
     shape = _shape_from_args(args)
-    if not _gpu_available():
+    if not gpu_available():
         print("moejit tune: needs a CUDA GPU (and torch) to time candidates; `moejit build` compiles "
               "without one", file=sys.stderr)
         return 1
@@ -405,39 +397,37 @@ def _add_db_parser(sub) -> None:
     db.set_defaults(func=cmd_db)
 
 
+def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model shape (by name or by dimensions), dtype, block size and random seed."""
+    parser.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
+    parser.add_argument("--hidden", type=int)
+    parser.add_argument("--ffn", type=int)
+    parser.add_argument("--experts", type=int)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
+    parser.add_argument("--block-size", type=int, default=128, choices=[64, 128])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random routing and data")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moejit", description="JIT block-sparse kernels for dropless MoE training")
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="generate and compile a model's kernels (and run them on a GPU)")
-    build.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
-    build.add_argument("--hidden", type=int)
-    build.add_argument("--ffn", type=int)
-    build.add_argument("--experts", type=int)
-    build.add_argument("--top-k", type=int)
+    _add_shape_arguments(build)
     build.add_argument("--tokens", type=int, help="tokens per step for the GPU run")
-    build.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    build.add_argument("--block-size", type=int, default=128, choices=[64, 128])
     build.add_argument("--target", help="compile for this architecture (default: the GPU's, else sm_90a)")
     build.add_argument("--no-run", action="store_true", help="compile only, even where a GPU is present")
     build.add_argument("--no-measure", action="store_true",
                        help="on a GPU: load the kernels but skip the check and timing")
     build.add_argument("--show-source", action="store_true", help="print each kernel's generated source")
-    build.add_argument("--seed", type=int, default=0)
     build.set_defaults(func=cmd_build)
 
     tune = sub.add_parser("tune", help="autotune a model's kernels on this GPU into the kernel database")
-    tune.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
-    tune.add_argument("--hidden", type=int)
-    tune.add_argument("--ffn", type=int)
-    tune.add_argument("--experts", type=int)
-    tune.add_argument("--top-k", type=int)
+    _add_shape_arguments(tune)
     tune.add_argument("--tokens", type=int, nargs="+",
                       help="tokens per step to tune at (each gives a token bucket; default: the model's)")
-    tune.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    tune.add_argument("--block-size", type=int, default=128, choices=[64, 128])
     tune.add_argument("--max-candidates", type=int, help="time at most this many configurations per kernel")
-    tune.add_argument("--seed", type=int, default=0)
     tune.set_defaults(func=cmd_tune)
 
     source = sub.add_parser("source", help="print the generated CUDA source of one kernel")

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
 from . import _core
+from .runtime import Runtime, database_config, gpu_available
 
 __all__ = ["KernelDb", "KernelRow", "TuningRow", "VerifyResult", "LoadFailure"]
 
@@ -160,8 +161,6 @@ def _tuning_row(t: _core.TuningEntry) -> TuningRow:
 
 
 def _default_cache_path() -> str:
-    from .runtime import database_config
-
     path = database_config().cache_path
     if not path:
         raise ValueError("path=None: the user kernel cache is disabled (MOEJIT_CACHE_DIR=none); expected an "
@@ -202,22 +201,6 @@ def _model_problems(shape, targets: Iterable[str]) -> set[str]:
                     continue
                 problems.update(problem_text(k.spec.text()) for k in kernels)
     return problems
-
-
-def _gpu_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _runs_on(target: _core.Target, major: int, minor: int) -> bool:
-    """Whether a cubin for `target` loads on a device of compute capability major.minor
-    (the rule JitRuntime applies before launching)."""
-    if target.major != major or target.minor > minor:
-        return False
-    return not (target.arch_specific and target.minor != minor)
 
 
 class KernelDb:
@@ -452,14 +435,12 @@ class KernelDb:
         result = VerifyResult(self.path, report.integrity_ok, report.integrity_message, report.kernels,
                               sorted(report.damaged))
         if load_on_gpu is None:
-            load_on_gpu = _gpu_available()
+            load_on_gpu = gpu_available()
         if load_on_gpu:
             self._check_loads(result)
         return result
 
     def _check_loads(self, result: VerifyResult) -> None:
-        from .runtime import Runtime
-
         runtime = Runtime(database=None)
         try:
             info = runtime.core.device_info(0)
@@ -477,7 +458,7 @@ class KernelDb:
             except ValueError:
                 result.other_targets += 1
                 continue
-            if not _runs_on(target, info.major, info.minor):
+            if not target.runs_on(info.major, info.minor):
                 result.other_targets += 1
                 continue
             loaded = self.core.load(row.key_hash)

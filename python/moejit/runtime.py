@@ -18,6 +18,15 @@ def _warn(message: str) -> None:
     warnings.warn(message, MoejitWarning, stacklevel=2)
 
 
+def gpu_available() -> bool:
+    """Whether torch is importable and sees a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def database_config(cache_dir: Optional[str] = None) -> _core.KernelDbConfig:
     """The kernel database layers the environment asks for (see KernelDbConfig): the
     user cache, then MOEJIT_KERNEL_DB's files, then the database shipped in the package.

@@ -172,6 +172,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("arch_specific", &Target::arch_specific)
       .def("text", &Target::text)
       .def("max_shared_bytes_per_block", &Target::max_shared_bytes_per_block)
+      .def("runs_on", &Target::runs_on, py::arg("major"), py::arg("minor"),
+           "Whether a cubin for this target loads on a device of compute capability major.minor.")
       .def("__eq__", [](const Target& a, const Target& b) { return a == b; })
       .def("__repr__", [](const Target& t) { return "Target('" + t.text() + "')"; });
   m.def("target_for_device", &target_for_device, py::arg("major"), py::arg("minor"));

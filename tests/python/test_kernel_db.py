@@ -1029,8 +1029,8 @@ def test_verify_loads_cubins_for_the_gpu(model_db, monkeypatch, capsys):
             assert database is None
             self.core = fake
 
-    monkeypatch.setattr(moejit.runtime, "Runtime", FakeRuntime)
-    monkeypatch.setattr(kdb, "_gpu_available", lambda: True)
+    monkeypatch.setattr(kdb, "Runtime", FakeRuntime)
+    monkeypatch.setattr(kdb, "gpu_available", lambda: True)
     result = KernelDb.open(model_db.path, read_only=True).verify()
     assert result.load_checked and result.device == "Fake H100 (sm_90a)"
     hopper = sorted(s.text() for s in model_db.hopper + [spec(0), spec(1)])
