@@ -203,6 +203,17 @@ def cmd_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, render
+
+    report = diagnose()
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     _print_table(["model", "hidden", "ffn", "experts", "top-k", "tokens", "activation"],
                  [[s.name, s.hidden, s.ffn, s.experts, s.top_k, s.tokens, s.activation + (" GLU" if s.glu else "")]
@@ -442,6 +453,10 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--target")
     source.add_argument("--tile", help="MxNxK.sS.wWMxWN (default: heuristic)")
     source.set_defaults(func=cmd_source)
+
+    doctor = sub.add_parser("doctor", help="check NVRTC, the driver, GPUs, torch and the kernel databases")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=cmd_doctor)
 
     models = sub.add_parser("models", help="list the known model shapes")
     models.set_defaults(func=cmd_models)
