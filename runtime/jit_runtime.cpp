@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "autotune/search_space.hpp"
+#include "compiler/kernel_dump.hpp"
 #include "compiler/spec_error.hpp"
 
 namespace moejit {
@@ -70,20 +71,54 @@ std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec
       const CompileLock lock = database_->lock_compile(key);
       if (lock.held()) hit = database_->find(key);
       if (!hit) {
-        kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+        kernel = std::make_shared<const CompiledKernel>(compile_with_nvrtc(spec));
         database_->insert(key, *kernel);
       }
     }
     if (hit) {
       kernel = std::make_shared<const CompiledKernel>(std::move(*hit));
       from_database = true;
+      if (options_.log) options_.log(fmt::format("kernel database hit: {}", spec.short_name()));
     }
   } else {
-    kernel = std::make_shared<const CompiledKernel>(compiler().compile(spec, options_.compile));
+    kernel = std::make_shared<const CompiledKernel>(compile_with_nvrtc(spec));
   }
   std::lock_guard lock(mutex_);
   ++(from_database ? stats_.database_hits : stats_.compiled);
   return compiled_.emplace(text, std::move(kernel)).first->second;
+}
+
+CompiledKernel JitRuntime::compile_with_nvrtc(const KernelSpec& spec) {
+  try {
+    CompiledKernel kernel = compiler().compile(spec, options_.compile);
+    if (options_.log) {
+      options_.log(fmt::format("compiled {} in {:.0f} ms: {} registers, {} bytes spilled, tile {}", spec.short_name(),
+                               kernel.compile_ms, kernel.resources.registers, kernel.resources.spill_store_bytes,
+                               spec.tile.text()));
+    }
+    if (!options_.dump_dir.empty()) {
+      try {
+        const std::string base = dump_kernel(options_.dump_dir, kernel);
+        if (options_.log) options_.log(fmt::format("dumped {}.{{cu,ptx,cubin,log,spec}}", base));
+      } catch (const std::exception& e) {
+        if (options_.warn) options_.warn(fmt::format("MOEJIT_DUMP_DIR: {}", e.what()));
+      }
+    }
+    return kernel;
+  } catch (const CompileError& e) {
+    // Keep what reproduces the failure, and say where it is.
+    const std::string dir = options_.dump_dir.empty() ? options_.failure_dir : options_.dump_dir;
+    if (dir.empty()) throw;
+    std::string where;
+    try {
+      where = dump_failed_compile(dir, spec, e.source(), e.log(), compiler().options(spec, options_.compile));
+    } catch (const std::exception& io) {
+      throw CompileError(fmt::format("{}\n(keeping the failed source failed: {})", e.what(), io.what()), e.log(),
+                         e.source());
+    }
+    throw CompileError(fmt::format("{}\nsource, log and options kept in {}.{{cu,log,options}}", e.what(), where),
+                       e.log(), e.source());
+  }
 }
 
 std::size_t JitRuntime::compiled_count() const {
@@ -149,11 +184,15 @@ const LoadedKernel& JitRuntime::loaded(const KernelSpec& spec, int device) {
   return *loaded_.emplace(key, std::move(module)).first->second;
 }
 
+std::vector<TuningEntry> JitRuntime::tunings(const KernelSpec& problem, const std::string& gpu_name) {
+  if (!database_) return {};
+  return database_->tunings_for(problem.problem_text(), gpu_name, templates_.content_hash_hex(),
+                                compiler().nvrtc().version(), MOEJIT_VERSION);
+}
+
 std::optional<TileConfig> JitRuntime::tuned_tile(const KernelSpec& problem, const std::string& gpu_name,
                                                  std::int64_t bucket) {
-  if (!database_) return std::nullopt;
-  const std::vector<TuningEntry> results = database_->tunings_for(
-      problem.problem_text(), gpu_name, templates_.content_hash_hex(), compiler().nvrtc().version(), MOEJIT_VERSION);
+  const std::vector<TuningEntry> results = tunings(problem, gpu_name);
   std::vector<std::int64_t> buckets;
   for (const TuningEntry& t : results) buckets.push_back(t.token_bucket);
   const std::int64_t chosen = nearest_bucket(buckets, bucket);

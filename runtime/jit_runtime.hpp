@@ -6,6 +6,7 @@
 // it is safe to use from several threads.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -36,6 +37,9 @@ struct JitOptions {
   CompileOptions compile;
   std::optional<KernelDbConfig> database;      // none: compile every process anew
   WarningHandler warn;                         // database faults and other non-fatal news
+  std::string dump_dir;                        // write every compiled kernel's artifacts here
+  std::string failure_dir;                     // where a failed compile's inputs are kept
+  std::function<void(const std::string&)> log; // compile and cache events, with timings
 };
 
 // Where the kernels a runtime handed out came from.
@@ -78,6 +82,8 @@ class JitRuntime {
   // winner (autotune/search_space.hpp), from results made with this moejit, these
   // templates and this NVRTC. Nothing if the problem was never tuned there.
   std::optional<TileConfig> tuned_tile(const KernelSpec& problem, const std::string& gpu_name, std::int64_t bucket);
+  // Every tuning result for the spec's problem on a GPU kind, made with these versions.
+  std::vector<TuningEntry> tunings(const KernelSpec& problem, const std::string& gpu_name);
   // Records a tuning result (in the user cache).
   bool record_tuning(TuningEntry entry);
 
@@ -97,6 +103,7 @@ class JitRuntime {
 
  private:
   PrimaryContext& context(int device);   // caller holds mutex_
+  CompiledKernel compile_with_nvrtc(const KernelSpec& spec);
   const LoadedKernel& loaded(const KernelSpec& spec, int device);
 
   JitOptions options_;

@@ -25,6 +25,7 @@ from ._core import (
     __version__,
     generate_source,
 )
+from .inspection import KernelInspection, inspect
 from .kernel_db import KernelDb
 from .runtime import MoejitWarning, Runtime, default_runtime
 from .specs import kernel_spec, source
@@ -52,6 +53,7 @@ __all__ = [
     "CompiledKernel",
     "DType",
     "KernelDb",
+    "KernelInspection",
     "KernelSpec",
     "MODELS",
     "ModelShape",
@@ -66,6 +68,7 @@ __all__ = [
     "__version__",
     "default_runtime",
     "generate_source",
+    "inspect",
     "kernel_spec",
     "model",
     "ops",

@@ -501,7 +501,7 @@ class CacheStats:
     def memory_hits(self) -> int:
         ...
 class JitRuntime:
-    def __init__(self, templates_dir: str, nvrtc_candidates: collections.abc.Sequence[str] = [], line_info: bool = False, database: KernelDbConfig | None = None, warn: collections.abc.Callable[[str], None] = None) -> None:
+    def __init__(self, templates_dir: str, nvrtc_candidates: collections.abc.Sequence[str] = [], line_info: bool = False, database: KernelDbConfig | None = None, warn: collections.abc.Callable[[str], None] = None, extra_options: collections.abc.Sequence[str] = [], dump_dir: str = '', failure_dir: str = '', log: collections.abc.Callable[[str], None] = None) -> None:
         ...
     def check_loads(self, kernel: CompiledKernel, device: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -528,6 +528,8 @@ class JitRuntime:
     def record_tuning(self, entry: TuningEntry) -> bool:
         ...
     def tuned_tile(self, problem: KernelSpec, gpu_name: str, bucket: typing.SupportsInt | typing.SupportsIndex) -> TileConfig | None:
+        ...
+    def tunings(self, problem: KernelSpec, gpu_name: str) -> list[TuningEntry]:
         ...
     @property
     def cache_writable(self) -> bool:

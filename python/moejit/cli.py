@@ -203,6 +203,49 @@ def cmd_source(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from .inspection import inspect
+
+    info = inspect(args.spec, key=args.key, db=args.db, model=args.model, op=args.op,
+                   target=args.target or "sm_90a", dtype=args.dtype, block_size=args.block_size)
+    if args.json:
+        _print_json(info.to_dict())
+        return 0
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    bold = (lambda t: f"\033[1m{t}\033[0m") if color else (lambda t: t)
+    name_of = (lambda t: f"\033[36m{t}\033[0m") if color else (lambda t: t)
+    r, occ = info.resources, info.occupancy
+    rows = [
+        ("kernel", info.name), ("spec", info.spec), ("from", info.origin), ("template", info.template),
+        ("entry point", info.lowered_name), ("key hash", info.key["hash"]),
+        ("template hash", info.key["template_hash"]), ("NVRTC", info.key["nvrtc_version"]),
+        ("moejit", info.key["moejit_version"]), ("options", " ".join(info.key["compile_options"])),
+        ("registers", r["registers"]),
+        ("shared memory", f"{r['dynamic_shared_bytes']} dynamic + {r['static_shared_bytes']} static bytes"),
+        ("spills", f"{r['spill_store_bytes']} bytes stored, {r['spill_load_bytes']} loaded; stack {r['stack_bytes']}"),
+        ("threads", r["threads"]),
+        ("occupancy", f"{occ.blocks_per_sm} blocks ({occ.warps_per_sm} warps) per SM, limited by {occ.limited_by}"
+         if occ else "unknown"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{name_of(k.ljust(width))}  {v}")
+    if info.tunings:
+        print(bold("\n== tuning results"))
+        for t in info.tunings:
+            print(f"{t['gpu_name']}, token bucket {t['token_bucket']}: best {t['best_tile']} {t['best_ms']:.3f} ms")
+            for c in sorted(t["candidates"], key=lambda c: (c["ms"] is None, c["ms"] or 0)):
+                print(f"    {c['tile']:22s} {'%.3f ms' % c['ms'] if c['ms'] is not None else c['failure']}")
+    sections = ["source", "ptx", "sass", "log"] if args.section == "all" else [args.section]
+    for section in sections:
+        text = getattr(info, section)
+        if section == "sass" and text is None:
+            text = f"(no SASS: {info.sass_note})\n"
+        print(bold(f"\n== {section}"))
+        print(text if text.endswith("\n") else text + "\n", end="")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose, render
 
@@ -453,6 +496,19 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--target")
     source.add_argument("--tile", help="MxNxK.sS.wWMxWN (default: heuristic)")
     source.set_defaults(func=cmd_source)
+
+    show = sub.add_parser("show", help="a generated kernel: source, PTX, SASS, resources, tuning")
+    show.add_argument("--spec", help="a canonical spec text")
+    show.add_argument("--key", help="a kernel database key (or a unique prefix)")
+    show.add_argument("--db", help="the database for --key (default: the user cache)")
+    show.add_argument("--model", help="a model shape, with --op")
+    show.add_argument("--op", choices=["sdd", "dsd", "dsd-t"], help="the layer product, with --model")
+    show.add_argument("--target", help="with --model (default sm_90a)")
+    show.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
+    show.add_argument("--block-size", type=int, default=128, choices=[64, 128])
+    show.add_argument("--section", default="all", choices=["all", "source", "ptx", "sass", "log"])
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_show)
 
     doctor = sub.add_parser("doctor", help="check NVRTC, the driver, GPUs, torch and the kernel databases")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")

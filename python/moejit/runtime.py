@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import sys
+import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import _core, _paths
@@ -16,6 +21,48 @@ class MoejitWarning(UserWarning):
 
 def _warn(message: str) -> None:
     warnings.warn(message, MoejitWarning, stacklevel=2)
+
+
+# Compile, cache and tuning events. MOEJIT_LOG=info (or 1) prints them to stderr,
+# MOEJIT_LOG=debug also the tuner's every candidate; applications may attach their own
+# handlers to the "moejit" logger instead.
+_logger = logging.getLogger("moejit")
+
+
+def _log(message: str) -> None:
+    _logger.info(message)
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("MOEJIT_LOG", "").strip().lower()
+    if not level or level in ("0", "off", "none"):
+        return
+    numeric = logging.DEBUG if level == "debug" else logging.INFO
+    if not any(getattr(h, "_moejit", False) for h in _logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("moejit %(relativeCreated)8.0f ms  %(message)s"))
+        handler._moejit = True
+        _logger.addHandler(handler)
+    _logger.setLevel(numeric)
+
+
+_configure_logging()
+
+
+@dataclass(frozen=True)
+class DebugSwitches:
+    """The environment switches for debugging generated kernels (see README.md)."""
+
+    dump_dir: str      # MOEJIT_DUMP_DIR: source, PTX, CUBIN and log of every kernel compiled
+    line_info: bool    # MOEJIT_LINEINFO=1: -lineinfo, so profilers map SASS to template lines
+    debug: bool        # MOEJIT_DEBUG=1: templates built with bounds checks that trap
+
+
+def debug_switches() -> DebugSwitches:
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    return DebugSwitches(os.environ.get("MOEJIT_DUMP_DIR", ""), flag("MOEJIT_LINEINFO"), flag("MOEJIT_DEBUG"))
 
 
 def gpu_available() -> bool:
@@ -52,19 +99,28 @@ class Runtime:
         self,
         templates_dir: Optional[str] = None,
         nvrtc_candidates: Optional[list[str]] = None,
-        line_info: bool = False,
+        line_info: Optional[bool] = None,
         database: Union[str, _core.KernelDbConfig, None] = "environment",
+        debug: Optional[bool] = None,
+        dump_dir: Optional[str] = None,
     ) -> None:
         if database == "environment":
             database = database_config()
         elif database is not None and not isinstance(database, _core.KernelDbConfig):
             raise ValueError(f"database={database!r}: expected 'environment', None or a KernelDbConfig")
+        switches = debug_switches()
+        line_info = switches.line_info if line_info is None else line_info
+        debug = switches.debug if debug is None else debug
         self.core = _core.JitRuntime(
             templates_dir or _paths.templates_dir(),
             _paths.nvrtc_candidates() if nvrtc_candidates is None else nvrtc_candidates,
             line_info,
             database,
             _warn,
+            ["-DMOEJIT_DEBUG"] if debug else [],
+            switches.dump_dir if dump_dir is None else dump_dir,
+            os.path.join(tempfile.gettempdir(), "moejit-failed-compiles"),
+            _log if _logger.isEnabledFor(logging.INFO) else None,
         )
         self._targets: dict[int, _core.Target] = {}
         self._tuned: dict[tuple[str, int, int], Optional[_core.TileConfig]] = {}

@@ -283,21 +283,30 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<JitRuntime>(m, "JitRuntime")
       .def(py::init([](const std::string& templates_dir, const std::vector<std::string>& nvrtc_candidates,
-                       bool line_info, std::optional<KernelDbConfig> database, WarningHandler warn) {
+                       bool line_info, std::optional<KernelDbConfig> database, WarningHandler warn,
+                       const std::vector<std::string>& extra_options, const std::string& dump_dir,
+                       const std::string& failure_dir, std::function<void(const std::string&)> log) {
              JitOptions options;
              options.templates_dir = templates_dir;
              options.nvrtc_candidates = nvrtc_candidates;
              options.compile.line_info = line_info;
+             options.compile.extra_options = extra_options;
              options.database = std::move(database);
              options.warn = std::move(warn);
+             options.dump_dir = dump_dir;
+             options.failure_dir = failure_dir;
+             options.log = std::move(log);
              return std::make_unique<JitRuntime>(std::move(options));
            }),
            py::arg("templates_dir"), py::arg("nvrtc_candidates") = std::vector<std::string>{},
-           py::arg("line_info") = false, py::arg("database") = std::nullopt, py::arg("warn") = nullptr)
+           py::arg("line_info") = false, py::arg("database") = std::nullopt, py::arg("warn") = nullptr,
+           py::arg("extra_options") = std::vector<std::string>{}, py::arg("dump_dir") = "",
+           py::arg("failure_dir") = "", py::arg("log") = nullptr)
       .def_property_readonly("stats", &JitRuntime::stats)
       .def("kernel_key", &JitRuntime::kernel_key, py::arg("spec"))
       .def("tuned_tile", &JitRuntime::tuned_tile, py::arg("problem"), py::arg("gpu_name"), py::arg("bucket"))
       .def("record_tuning", &JitRuntime::record_tuning, py::arg("entry"))
+      .def("tunings", &JitRuntime::tunings, py::arg("problem"), py::arg("gpu_name"))
       .def_property_readonly("database_paths",
                              [](JitRuntime& r) {
                                return r.database() ? r.database()->open_paths() : std::vector<std::string>{};

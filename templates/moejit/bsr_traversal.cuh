@@ -12,6 +12,7 @@
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
+#include "moejit/debug_checks.cuh"
 #include "moejit/op_kind.h"
 
 namespace moejit {
@@ -43,6 +44,9 @@ struct BsrTraversal<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, k
     const int sub = tile % (kSubM * kSubN);
     const int sub_m = sub / kSubN;
     const int sub_n = sub % kSubN;
+    MOEJIT_CHECK(block < p.nnz);
+    MOEJIT_CHECK(p.row_indices[block] >= 0 && p.row_indices[block] < p.block_rows);
+    MOEJIT_CHECK(p.column_indices[block] >= 0 && p.column_indices[block] < p.block_cols);
     const long long row0 = static_cast<long long>(p.row_indices[block]) * kBlock + sub_m * kTileM;
     const long long col0 = static_cast<long long>(p.column_indices[block]) * kBlock + sub_n * kTileN;
     lda = p.lda;
@@ -88,7 +92,9 @@ struct BsrTraversal<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, k
     const int block_row = tile_row / kSubM;
     sub_m = tile_row % kSubM;
     const int* offsets = kTransA ? p.offsets_t : p.offsets;
+    MOEJIT_CHECK(block_row < (kTransA ? p.block_cols : p.block_rows));
     first = offsets[block_row];
+    MOEJIT_CHECK(first >= 0 && first <= offsets[block_row + 1] && offsets[block_row + 1] <= p.nnz);
     num_k_tiles = (offsets[block_row + 1] - first) * kKTilesPerBlock;
     blocks = static_cast<const storage_t*>(p.a);
     ldb = p.ldb;
@@ -102,6 +108,7 @@ struct BsrTraversal<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, k
   __device__ const storage_t* a_tile(int kt) const {
     const int j = entry(kt);
     const long long stored = kTransA ? params->block_offsets_t[j] : j;
+    MOEJIT_CHECK(stored >= 0 && stored < params->nnz);
     const storage_t* block = blocks + stored * kBlock * kBlock;
     return kTransA ? block + k_in_block(kt) * kBlock + sub_m * kTileM : block + sub_m * kTileM * kBlock + k_in_block(kt);
   }
@@ -141,7 +148,9 @@ struct BsrTraversal<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, k
     const int block_col = tile_col / kSubN;
     sub_n = tile_col % kSubN;
     const int* offsets = kTransB ? p.offsets : p.offsets_t;
+    MOEJIT_CHECK(block_col < (kTransB ? p.block_rows : p.block_cols));
     first = offsets[block_col];
+    MOEJIT_CHECK(first >= 0 && first <= offsets[block_col + 1] && offsets[block_col + 1] <= p.nnz);
     num_k_tiles = (offsets[block_col + 1] - first) * kKTilesPerBlock;
     blocks = static_cast<const storage_t*>(p.b);
     lda = p.lda;
@@ -162,6 +171,7 @@ struct BsrTraversal<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, k
   __device__ const storage_t* b_tile(int kt) const {
     const int j = entry(kt);
     const long long stored = kTransB ? j : params->block_offsets_t[j];
+    MOEJIT_CHECK(stored >= 0 && stored < params->nnz);
     const storage_t* block = blocks + stored * kBlock * kBlock;
     return kTransB ? block + sub_n * kTileN * kBlock + k_in_block(kt) : block + k_in_block(kt) * kBlock + sub_n * kTileN;
   }

@@ -1,0 +1,138 @@
+"""Inspecting generated kernels (moejit.inspect, moejit show) and the debugging switches
+(MOEJIT_DUMP_DIR, MOEJIT_DEBUG, MOEJIT_LINEINFO, MOEJIT_LOG, kept failed compiles)."""
+
+import json
+import logging
+import os
+import shutil
+
+import pytest
+
+import moejit
+from moejit import _core, _paths
+from moejit.cli import main
+
+SPEC = "op=sdd trans=nt dtype=bf16 block=128 m=dyn n=512 k=256 tile=128x128x64.s3.w2x2 family=mma target=sm_90a"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_inspect_by_spec_then_from_the_database(cache):
+    info = moejit.inspect(SPEC)
+    assert info.name == "sdd_nt_bf16_b128_n512_k256" and info.origin == "compiled"
+    assert "moejit::bsr_gemm_sm80<moejit::OpKind::sdd, false, true" in info.source
+    assert info.template.endswith("moejit/bsr_gemm_sm80.cuh") and os.path.exists(info.template)
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in info.ptx
+    assert info.resources["registers"] > 0 and info.resources["dynamic_shared_bytes"] == 98304
+    assert info.occupancy.blocks_per_sm >= 1 and info.occupancy.limited_by in ("registers", "shared memory")
+    assert info.key["target"] == "sm_90a" and "--gpu-architecture=sm_90a" in info.key["compile_options"]
+    if info.sass is None:
+        assert "cuobjdump" in info.sass_note
+    else:
+        assert "HMMA" in info.sass
+    again = moejit.inspect(SPEC)   # a new runtime: served by the kernel database
+    assert again.origin == "kernel database" and again.key["hash"] == info.key["hash"]
+    by_key = moejit.inspect(key=info.key["hash"][:8])
+    assert by_key.spec == SPEC and by_key.origin.startswith("kernel database")
+
+
+def test_inspect_by_model_and_op(cache):
+    info = moejit.inspect(model="qwen3-30b-a3b", op="dsd-t")
+    assert info.name == "dsd_tn_bf16_b128_m98304_n2048"
+    assert "ldmatrix.sync.aligned.m8n8.x4.trans" in info.ptx
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(), "exactly one of spec=, key= or model="),
+    (dict(spec=SPEC, model="mixtral-8x7b", op="sdd"), "exactly one of"),
+    (dict(model="mixtral-8x7b"), "model= and op= go together"),
+    (dict(model="mixtral-8x7b", op="ddd"), r"op='ddd': expected one of sdd, dsd, dsd-t"),
+    (dict(spec="op=sdd"), "missing"),
+])
+def test_inspect_bad_names(cache, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        moejit.inspect(**kwargs)
+
+
+def test_inspect_shows_tuning_results(cache):
+    runtime = moejit.Runtime()
+    spec = _core.KernelSpec.parse(SPEC)
+    entry = _core.TuningEntry()
+    entry.problem, entry.target, entry.gpu_name, entry.token_bucket = spec.problem_text(), "sm_90a", "FakeGPU", 512
+    entry.best_tile, entry.best_ms = "128x128x64.s3.w2x2", 0.5
+    entry.candidates_json = json.dumps([{"tile": "128x128x64.s3.w2x2", "ms": 0.5, "failure": "", "registers": 242},
+                                        {"tile": "64x64x32.s3.w2x2", "ms": None, "failure": "spills (8 bytes)",
+                                         "registers": 255}])
+    assert runtime.record_tuning(entry)
+    info = moejit.inspect(SPEC, gpu_name="FakeGPU", runtime=runtime)
+    (tuning,) = info.tunings
+    assert tuning["token_bucket"] == 512 and tuning["best_tile"] == "128x128x64.s3.w2x2"
+    assert [c["tile"] for c in tuning["candidates"]] == ["128x128x64.s3.w2x2", "64x64x32.s3.w2x2"]
+
+
+def test_show_prints_plain_text_when_piped_and_json(cache, capsys):
+    assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
+    out = capsys.readouterr().out
+    assert "\033[" not in out   # no colours when not a terminal
+    assert "registers" in out and "== source" in out and "== ptx" not in out
+    assert main(["show", "--spec", SPEC, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == "sdd_nt_bf16_b128_n512_k256" and data["occupancy"]["blocks_per_sm"] >= 1
+    with pytest.raises(SystemExit):   # argparse rejects an op the layer does not have
+        main(["show", "--model", "mixtral-8x7b", "--op", "ddd"])
+
+
+def test_dump_dir_writes_every_compiled_kernel(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOEJIT_DUMP_DIR", str(tmp_path / "dumps"))
+    moejit.Runtime(database=None).compile(_core.KernelSpec.parse(SPEC))
+    files = sorted(os.listdir(tmp_path / "dumps"))
+    stems = {os.path.splitext(f)[0] for f in files}
+    assert len(stems) == 1 and stems.pop().startswith("sdd_nt_bf16_b128_n512_k256-")
+    assert sorted(os.path.splitext(f)[1] for f in files) == [".cu", ".cubin", ".log", ".ptx", ".spec"]
+    spec_file = [f for f in files if f.endswith(".spec")][0]
+    assert (tmp_path / "dumps" / spec_file).read_text().strip() == SPEC
+
+
+def test_debug_and_line_info_switches(cache, monkeypatch):
+    monkeypatch.setenv("MOEJIT_DEBUG", "1")
+    monkeypatch.setenv("MOEJIT_LINEINFO", "1")
+    runtime = moejit.Runtime(database=None)
+    spec = _core.KernelSpec.parse(SPEC)
+    kernel = runtime.compile(spec)
+    assert "trap;" in kernel.ptx                       # the bounds checks are compiled in
+    assert ".loc" in kernel.ptx                        # line info
+    options = runtime.core.kernel_key(spec).compile_options.splitlines()
+    assert "-DMOEJIT_DEBUG" in options and "-lineinfo" in options
+    release = moejit.Runtime(database=None, debug=False, line_info=False).compile(spec)
+    assert "trap;" not in release.ptx
+
+
+def test_log_reports_compiles_and_database_hits(cache, caplog):
+    caplog.set_level(logging.INFO, logger="moejit")
+    moejit.Runtime().compile(_core.KernelSpec.parse(SPEC))
+    moejit.Runtime().compile(_core.KernelSpec.parse(SPEC))
+    messages = [r.getMessage() for r in caplog.records if r.name == "moejit"]
+    assert any(m.startswith("compiled sdd_nt_bf16_b128_n512_k256 in ") for m in messages)
+    assert "kernel database hit: sdd_nt_bf16_b128_n512_k256" in messages
+
+
+def test_a_failed_compile_keeps_what_reproduces_it(cache, tmp_path, monkeypatch):
+    broken = tmp_path / "templates"
+    shutil.copytree(_paths.templates_dir(), broken)
+    with open(broken / "moejit" / "warp_mma.cuh", "a") as f:
+        f.write("\nthis is not C++;\n")
+    monkeypatch.setenv("MOEJIT_DUMP_DIR", str(tmp_path / "dumps"))
+    runtime = moejit.Runtime(templates_dir=str(broken), database=None)
+    with pytest.raises(moejit.CompileError) as error:
+        runtime.compile(_core.KernelSpec.parse(SPEC))
+    message = str(error.value)
+    assert "warp_mma.cuh" in message and "this is not C++;" in message   # the offending template line
+    assert "source, log and options kept in" in message
+    kept = [f for f in os.listdir(tmp_path / "dumps")]
+    assert sorted(os.path.splitext(f)[1] for f in kept) == [".cu", ".log", ".options"]
+    options = (tmp_path / "dumps" / [f for f in kept if f.endswith(".options")][0]).read_text()
+    assert "--gpu-architecture=sm_90a" in options and "# reproduce with the CUDA toolkit:" in options
