@@ -4,6 +4,7 @@ by its key in a kernel database, or by a model shape and the layer product it co
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -69,12 +70,30 @@ def occupancy(target: _core.Target, registers: int, threads: int, shared_bytes: 
     return Occupancy(by[limit], by[limit] * warps, limit)
 
 
+def _tool_dirs() -> list[str]:
+    """Where a disassembler may be: the CUDA toolkit, and the copy Triton's wheel carries
+    (PyTorch installs Triton, so most GPU machines have one even without the toolkit)."""
+    dirs = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin")]
+    spec = importlib.util.find_spec("triton")
+    if spec is not None and spec.submodule_search_locations:
+        dirs += [os.path.join(root, "backends", "nvidia", "bin") for root in spec.submodule_search_locations]
+    return dirs
+
+
+def _find_tool(tool: str) -> Optional[str]:
+    found = shutil.which(tool)
+    if found:
+        return found
+    for directory in _tool_dirs():
+        path = os.path.join(directory, tool)
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def _disassemble(cubin: bytes) -> tuple[Optional[str], str]:
-    tools = [("cuobjdump", ["--dump-sass"]), ("nvdisasm", [])]
-    cuda_bin = os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin")
-    for tool, args in tools:
-        path = shutil.which(tool) or (os.path.join(cuda_bin, tool) if os.path.exists(os.path.join(cuda_bin, tool))
-                                      else None)
+    for tool, args in [("cuobjdump", ["--dump-sass"]), ("nvdisasm", [])]:
+        path = _find_tool(tool)
         if path is None:
             continue
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:

@@ -11,6 +11,7 @@ on a GPU; tests inject their own workload and timer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -20,6 +21,8 @@ from typing import Callable, Optional, Protocol, Sequence
 
 from . import _core
 from .runtime import Runtime
+
+_logger = logging.getLogger("moejit")
 
 # bf16/fp16 results checked against a float32 reference (relative Frobenius error).
 CHECK_TOLERANCE = 2e-2
@@ -145,6 +148,7 @@ def tune_problem(
             else:
                 candidate = _measure(spec, workload, timer, r.registers)
         candidates.append(candidate)
+        _logger.debug("candidate %s: %s", tile, "%.3f ms" % candidate.ms if candidate.usable else candidate.failure)
         if progress is not None:
             progress.step(f"{tile} {'%.3f ms' % candidate.ms if candidate.usable else candidate.failure}")
 
@@ -154,6 +158,10 @@ def tune_problem(
         raise RuntimeError(f"no usable candidate for {problem.problem_text()}: {reasons}")
     best = min(usable, key=lambda c: c.ms)
     result = TuningResult(problem, bucket, best, candidates[0], candidates, time.perf_counter() - start)
+    _logger.info("tuned %s at token bucket %d on %s: %s %.3f ms (untuned %s), %d of %d candidates usable, %.1f s",
+                 problem.short_name(), bucket, gpu_name, best.tile, best.ms,
+                 "%.3f ms" % result.heuristic.ms if result.heuristic.usable else result.heuristic.failure,
+                 len(usable), len(candidates), result.seconds)
     if record:
         entry = _core.TuningEntry()
         entry.problem = problem.problem_text()

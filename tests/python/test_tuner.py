@@ -59,7 +59,8 @@ def test_search_space_is_pruned_and_starts_with_the_heuristic():
     assert small and all(t.tile_m <= 64 and t.tile_n <= 64 for t in small)
 
 
-def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime):
+def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime, caplog):
+    caplog.set_level("DEBUG", logger="moejit")
     problem = moejit.kernel_spec(**PROBLEM)
     space = [t.text() for t in _core.search_space(problem)[:6]]
     workload = FakeWorkload()
@@ -77,6 +78,10 @@ def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime
     assert [c["tile"] for c in json.loads(entry.candidates_json)] == space
     # The candidates' kernels went to the kernel database too.
     assert len(db.entries()) == 6
+    messages = [r.getMessage() for r in caplog.records if r.name == "moejit"]
+    assert any(m.startswith(f"tuned sdd_nt_bf16_b128_n512_k256 at token bucket 512 on FakeGPU: {space[3]} 0.500 ms")
+               for m in messages)
+    assert sum(m.startswith("candidate ") for m in messages) == 6
 
 
 def test_failing_and_wrong_candidates_are_scored_unusable(runtime):
