@@ -211,6 +211,10 @@ class KernelSpec:
         ...
     def validate(self) -> None:
         ...
+    def with_tile(self, tile: TileConfig) -> KernelSpec:
+        """
+        A copy of the spec with another tile configuration.
+        """
     @property
     def block_size(self) -> int:
         ...

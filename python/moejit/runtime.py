@@ -158,11 +158,7 @@ class Runtime:
             if warn:
                 _warn(f"{spec.short_name()} was never tuned on {gpu}: using the heuristic tile "
                       f"{spec.tile.text()}. `moejit tune` tunes a model's kernels (see `moejit tune --help`).")
-        if tile is None:
-            return spec
-        tuned = _core.KernelSpec.parse(spec.text())
-        tuned.tile = tile
-        return tuned
+        return spec if tile is None else spec.with_tile(tile)
 
     def record_tuning(self, entry: _core.TuningEntry) -> bool:
         """Stores a tuning result; later ops in this runtime use it at once."""

@@ -92,12 +92,6 @@ class Progress:
         self.stream.flush()
 
 
-def _with_tile(problem: _core.KernelSpec, tile: _core.TileConfig) -> _core.KernelSpec:
-    spec = _core.KernelSpec.parse(problem.text())
-    spec.tile = tile
-    return spec
-
-
 def tune_problem(
     problem: _core.KernelSpec,
     workload: Workload,
@@ -123,7 +117,7 @@ def tune_problem(
         tiles = tiles[:max_candidates]
     if not tiles:
         raise RuntimeError(f"no tile configuration fits {problem.problem_text()}")
-    specs = [_with_tile(problem, t) for t in tiles]
+    specs = [problem.with_tile(t) for t in tiles]
 
     def compile_one(spec: _core.KernelSpec):
         try:

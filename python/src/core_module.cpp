@@ -214,6 +214,12 @@ PYBIND11_MODULE(_core, m) {
       .def("hash_hex", &KernelSpec::hash_hex)
       .def("short_name", &KernelSpec::short_name)
       .def("problem_text", &KernelSpec::problem_text)
+      .def("with_tile",
+           [](KernelSpec spec, const TileConfig& tile) {
+             spec.tile = tile;
+             return spec;
+           },
+           py::arg("tile"), "A copy of the spec with another tile configuration.")
       .def("validate", [](const KernelSpec& s) { validate(s); })
       .def("__eq__", [](const KernelSpec& a, const KernelSpec& b) { return a == b; })
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })

@@ -71,6 +71,13 @@ def test_source_instantiates_the_template_with_the_constants():
     assert "// spec: op=dsd trans=tn dtype=fp16 block=64 m=98304 n=2048 k=dyn" in src
 
 
+def test_with_tile_copies():
+    spec = moejit.kernel_spec("sdd", n=1024, k=512)
+    other = spec.with_tile(moejit.TileConfig.parse("64x128x32.s3.w2x2"))
+    assert other.tile.text() == "64x128x32.s3.w2x2" and spec.tile.text() == "128x128x64.s3.w2x2"
+    assert other.problem_text() == spec.problem_text() and other != spec
+
+
 def test_source_accepts_a_ready_spec():
     spec = moejit.kernel_spec("dds", m=512, n=1024, trans_a=True)
     assert moejit.source("dds", spec=spec) == moejit.generate_source(spec).source
