@@ -35,7 +35,7 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
                      std::uintptr_t row_indices, std::uintptr_t column_indices, std::uintptr_t offsets,
                      std::uintptr_t column_indices_t, std::uintptr_t offsets_t, std::uintptr_t block_offsets_t,
                      std::int64_t nnz, std::int64_t block_rows, std::int64_t block_cols, int device,
-                     std::uintptr_t stream) {
+                     std::uintptr_t stream, std::uintptr_t live_nnz) {
   BsrGemmParams p{};
   p.a = as_ptr<void>(a);
   p.b = as_ptr<void>(b);
@@ -52,6 +52,7 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
   p.nnz = static_cast<int>(nnz);
   p.block_rows = static_cast<int>(block_rows);
   p.block_cols = static_cast<int>(block_cols);
+  p.live_nnz = as_ptr<int>(live_nnz);
   // Compilation and loading can take a while on a cold cache: let other Python threads run.
   py::gil_scoped_release release;
   runtime.launch_bsr_gemm(spec, p, SparseShape{nnz, block_rows, block_cols}, device,
@@ -346,5 +347,6 @@ PYBIND11_MODULE(_core, m) {
       .def("launch_bsr_gemm", &launch_bsr_gemm, py::arg("spec"), py::arg("a"), py::arg("b"), py::arg("c"),
            py::arg("lda"), py::arg("ldb"), py::arg("ldc"), py::arg("row_indices"), py::arg("column_indices"),
            py::arg("offsets"), py::arg("column_indices_t"), py::arg("offsets_t"), py::arg("block_offsets_t"),
-           py::arg("nnz"), py::arg("block_rows"), py::arg("block_cols"), py::arg("device"), py::arg("stream"));
+           py::arg("nnz"), py::arg("block_rows"), py::arg("block_cols"), py::arg("device"), py::arg("stream"),
+           py::arg("live_nnz") = 0);
 }

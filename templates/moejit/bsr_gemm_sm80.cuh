@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(kWarpsM* kWarpsN * 32) bsr_gemm_sm80(const Bsr
   extern __shared__ __align__(128) unsigned char smem[];
   const unsigned smem_base = ptx::shared_address(smem);
 
+  if (!Traversal::live(p, blockIdx.x)) return;
   const Traversal tr(p, blockIdx.x);
   const int thread = threadIdx.x;
   const int lane = thread & 31;
