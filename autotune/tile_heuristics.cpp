@@ -41,6 +41,8 @@ TileConfig heuristic_tile_config(const KernelSpec& spec) {
       tile_m = largest_dividing_tile(spec.m, 128);
       tile_n = std::min(128, b);
       break;
+    default:
+      throw SpecError("op", std::string(op_name(spec.op)), "a block-sparse product: routing kernels have no tile");
   }
   if (tile_m == 0 || tile_n == 0) {
     throw SpecError(tile_m == 0 ? "m" : "n", std::to_string(tile_m == 0 ? spec.m : spec.n),

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "compiler/routing_spec.hpp"
 #include "compiler/validate.hpp"
 
 namespace moejit {
@@ -18,6 +19,7 @@ std::string template_arguments(const KernelSpec& s) {
 }  // namespace
 
 GeneratedSource generate_source(const KernelSpec& spec) {
+  if (is_routing(spec.op)) return generate_routing_source(spec);
   validate(spec);
   GeneratedSource out;
   out.file_name = spec.short_name() + ".cu";

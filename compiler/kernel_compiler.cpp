@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "compiler/codegen.hpp"
+#include "compiler/routing_spec.hpp"
 
 namespace moejit {
 namespace {
@@ -87,8 +88,9 @@ CompiledKernel KernelCompiler::compile(const KernelSpec& spec, const CompileOpti
   if (!out.ptx.empty() && out.ptx.back() == '\0') out.ptx.pop_back();
 
   out.resources = kernel_resources(out.log, out.cubin);
-  out.threads = spec.tile.threads();
-  out.dynamic_shared_bytes = spec.tile.shared_bytes(spec.dtype);
+  const bool routing = is_routing(spec.op);
+  out.threads = routing ? routing_threads(spec.op) : spec.tile.threads();
+  out.dynamic_shared_bytes = routing ? 0 : spec.tile.shared_bytes(spec.dtype);
   out.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

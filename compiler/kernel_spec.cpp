@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compiler/hash.hpp"
+#include "compiler/routing_spec.hpp"
 #include "compiler/spec_error.hpp"
 
 namespace moejit {
@@ -16,6 +17,12 @@ std::string_view op_name(OpKind op) {
     case OpKind::sdd: return "sdd";
     case OpKind::dsd: return "dsd";
     case OpKind::dds: return "dds";
+    case OpKind::expert_histogram: return "expert_histogram";
+    case OpKind::expert_bins: return "expert_bins";
+    case OpKind::expert_slots: return "expert_slots";
+    case OpKind::padded_gather: return "padded_gather";
+    case OpKind::weighted_scatter: return "weighted_scatter";
+    case OpKind::weighted_scatter_grad: return "weighted_scatter_grad";
   }
   return "?";
 }
@@ -24,7 +31,13 @@ OpKind parse_op(std::string_view text) {
   if (text == "sdd") return OpKind::sdd;
   if (text == "dsd") return OpKind::dsd;
   if (text == "dds") return OpKind::dds;
-  throw SpecError("op", std::string(text), "sdd, dsd or dds");
+  for (OpKind op : {OpKind::expert_histogram, OpKind::expert_bins, OpKind::expert_slots, OpKind::padded_gather,
+                    OpKind::weighted_scatter, OpKind::weighted_scatter_grad}) {
+    if (text == op_name(op)) return op;
+  }
+  throw SpecError("op", std::string(text),
+                  "sdd, dsd or dds, or a routing op (expert_histogram, expert_bins, expert_slots, padded_gather, "
+                  "weighted_scatter, weighted_scatter_grad)");
 }
 
 std::string_view family_name(KernelFamily) { return "mma"; }
@@ -39,8 +52,8 @@ char dynamic_extent(OpKind op, bool trans_a, bool trans_b) {
     case OpKind::sdd: return 'm';                    // C is sparse: its rows
     case OpKind::dsd: return trans_a ? 'k' : 'm';    // A is sparse, stored M x K or K x M
     case OpKind::dds: return trans_b ? 'n' : 'k';    // B is sparse, stored K x N or N x K
+    default: return 0;                               // routing ops: no product extents
   }
-  return 'm';
 }
 
 namespace {
@@ -67,6 +80,7 @@ int parse_int(const std::string& field, const std::string& v) {
 }  // namespace
 
 std::string KernelSpec::text() const {
+  if (is_routing(op)) return routing_text(*this);
   return fmt::format("op={} trans={}{} dtype={} block={} m={} n={} k={} tile={} family={} target={}",
                      op_name(op), trans_a ? 't' : 'n', trans_b ? 't' : 'n', dtype_name(dtype), block_size,
                      extent_text(m), extent_text(n), extent_text(k), tile.text(), family_name(family),
@@ -74,6 +88,7 @@ std::string KernelSpec::text() const {
 }
 
 std::string KernelSpec::problem_text() const {
+  if (is_routing(op)) return routing_text(*this);   // nothing to tune
   return fmt::format("op={} trans={}{} dtype={} block={} m={} n={} k={} target={}", op_name(op), trans_a ? 't' : 'n',
                      trans_b ? 't' : 'n', dtype_name(dtype), block_size, extent_text(m), extent_text(n),
                      extent_text(k), target.text());
@@ -84,6 +99,7 @@ std::uint64_t KernelSpec::hash() const { return fnv1a64(text()); }
 std::string KernelSpec::hash_hex() const { return hex64(hash()); }
 
 std::string KernelSpec::short_name() const {
+  if (is_routing(op)) return routing_short_name(*this);
   std::string name = fmt::format("{}_{}{}_{}_b{}", op_name(op), trans_a ? 't' : 'n', trans_b ? 't' : 'n',
                                  dtype_name(dtype), block_size);
   if (m != kDynamic) name += fmt::format("_m{}", m);
@@ -95,6 +111,7 @@ std::string KernelSpec::short_name() const {
 KernelSpec parse_kernel_spec(std::string_view text) {
   static constexpr const char* kFields[] = {"op", "trans", "dtype", "block", "m", "n",
                                              "k",  "tile",  "family", "target"};
+  static constexpr const char* kRoutingFields[] = {"experts", "topk"};
   std::map<std::string, std::string> kv;
   std::size_t pos = 0;
   const std::string s(text);
@@ -109,9 +126,17 @@ KernelSpec parse_kernel_spec(std::string_view text) {
     const std::string key = token.substr(0, eq);
     bool known = false;
     for (const char* f : kFields) known = known || key == f;
-    if (!known) throw SpecError("spec", key, "one of op, trans, dtype, block, m, n, k, tile, family, target");
+    for (const char* f : kRoutingFields) known = known || key == f;
+    if (!known) {
+      throw SpecError("spec", key, "one of op, trans, dtype, block, m, n, k, tile, family, target, experts, topk");
+    }
     if (!kv.emplace(key, token.substr(eq + 1)).second) throw SpecError(key, "given twice", "each field once");
     pos = end;
+  }
+  if (!kv.contains("op")) throw SpecError("op", "missing", "every field of the canonical spec text");
+  if (const OpKind op = parse_op(kv["op"]); is_routing(op)) return parse_routing_spec(op, kv);
+  for (const char* f : kRoutingFields) {
+    if (kv.contains(f)) throw SpecError("spec", f, "the fields of a product: op, trans, dtype, block, m, n, k, tile, family, target");
   }
   for (const char* f : kFields) {
     if (!kv.contains(f)) throw SpecError(f, "missing", "every field of the canonical spec text");

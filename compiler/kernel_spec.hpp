@@ -33,6 +33,8 @@ inline constexpr std::int64_t kDynamic = -1;
 // and its transposes.
 char dynamic_extent(OpKind op, bool trans_a, bool trans_b);
 
+// A product spec reads "op=sdd trans=nt ..." below; a routing spec names only the fields
+// its op uses (see compiler/routing_spec.hpp).
 struct KernelSpec {
   OpKind op = OpKind::sdd;
   bool trans_a = false;   // A is stored K x M (a transposed view); for dsd: use S^T
@@ -45,6 +47,10 @@ struct KernelSpec {
   TileConfig tile;
   KernelFamily family = KernelFamily::mma;
   Target target;
+  // Routing ops only (compiler/routing_spec.hpp): the layer's expert count and top-k. A
+  // routing spec leaves the product fields above unused, and n is the width of its rows.
+  int experts = 0;
+  int top_k = 0;
 
   // "op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 tile=128x128x32.s4.w2x2
   //  family=mma target=sm_90a" -- every field, in a fixed order.

@@ -30,6 +30,8 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
   }
   std::int64_t tiles = 0;
   switch (s.op) {
+    default:
+      throw SpecError("op", std::string(op_name(s.op)), "a block-sparse product (routing ops: routing_launch_geometry)");
     case OpKind::sdd:
       require_extent("topology.block_cols", sparse.block_cols, b, s.n, "n");
       tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);

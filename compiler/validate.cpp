@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "compiler/routing_spec.hpp"
 #include "compiler/spec_error.hpp"
 
 namespace moejit {
@@ -82,6 +83,8 @@ void validate_op_fit(const KernelSpec& s) {
       if (s.trans_a) require_multiple("m", s.m, b, "block");
       else require_multiple("k", s.k, b, "block");
       break;
+    default:   // routing ops are validated by validate_routing
+      break;
     case OpKind::dds:
       require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
       require(b % t.tile_k == 0, "tile_k", t.tile_k, fmt::format("a divisor of block ({})", b));
@@ -95,6 +98,7 @@ void validate_op_fit(const KernelSpec& s) {
 }  // namespace
 
 void validate(const KernelSpec& s) {
+  if (is_routing(s.op)) return validate_routing(s);
   require(s.block_size == 64 || s.block_size == 128, "block", s.block_size, "64 or 128");
   require(s.target.compute_capability() >= 80, "target", s.target.text(),
           "sm_80 or newer (the mma family needs bf16 tensor cores and cp.async)");

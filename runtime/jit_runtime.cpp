@@ -227,8 +227,17 @@ void JitRuntime::check_loads(const CompiledKernel& kernel, int device) {
 
 void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse,
                                  int device, CUstream stream) {
+  launch(spec, launch_geometry(spec, sparse).grid_x, &params, device, stream);
+}
+
+void JitRuntime::launch_routing(const KernelSpec& spec, const RoutingParams& params, const RoutingShape& shape,
+                                int device, CUstream stream) {
+  launch(spec, routing_launch_geometry(spec, shape).grid_x, &params, device, stream);
+}
+
+void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device,
+                        CUstream stream) {
   driver();
-  const LaunchGeometry geometry = launch_geometry(spec, sparse);
   const LoadedKernel& kernel = loaded(spec, device);
   CUcontext ctx = nullptr;
   {
@@ -236,7 +245,7 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
     ctx = context(device).get();
   }
   ScopedContext scope(*driver_, ctx);
-  kernel.launch(geometry.grid_x, &params, stream);
+  kernel.launch(grid_x, params, stream);
 }
 
 }  // namespace moejit

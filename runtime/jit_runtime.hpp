@@ -22,7 +22,9 @@
 #include "compiler/launch_geometry.hpp"
 #include "compiler/nvrtc_library.hpp"
 #include "compiler/template_library.hpp"
+#include "compiler/routing_spec.hpp"
 #include "moejit/bsr_gemm_params.h"
+#include "moejit/routing_params.h"
 #include "runtime/driver_api.hpp"
 #include "runtime/kernel_db_stack.hpp"
 #include "runtime/kernel_key.hpp"
@@ -100,9 +102,13 @@ class JitRuntime {
   // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream).
   void launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse, int device,
                        CUstream stream);
+  // Launches a routing kernel (compiler/routing_spec.hpp) the same way.
+  void launch_routing(const KernelSpec& spec, const RoutingParams& params, const RoutingShape& shape, int device,
+                      CUstream stream);
 
  private:
   PrimaryContext& context(int device);   // caller holds mutex_
+  void launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device, CUstream stream);
   CompiledKernel compile_with_nvrtc(const KernelSpec& spec);
   const LoadedKernel& loaded(const KernelSpec& spec, int device);
 

@@ -6,6 +6,9 @@
     y = moejit.ops.dsd(h, w2)                # dense  [tokens, H]
     print(moejit.source("sdd", n=E * F, k=H, trans_b=True))
 
+    layer = moejit.dMoE(hidden_size=H, ffn_hidden_size=F, num_experts=E, top_k=2, device="cuda")
+    y = layer(x)                             # forward and backward on generated kernels
+
 Importing moejit, building specs and generating source need no GPU, no NVRTC and no
 torch; the ops on tensors (moejit.ops, Topology, BlockSparseMatrix) import torch when
 first used.
@@ -37,6 +40,15 @@ _TORCH_NAMES = {
     "BlockSparseMatrix": ("moejit.ops", "BlockSparseMatrix"),
     "Topology": ("moejit.topology", "Topology"),
     "TopologyError": ("moejit.topology", "TopologyError"),
+    "dMoE": ("moejit.layer", "dMoE"),
+    "collect_load_balancing_loss": ("moejit.layer", "collect_load_balancing_loss"),
+    "ReferenceMoE": ("moejit.reference_layer", "ReferenceMoE"),
+    "route": ("moejit.routing", "route"),
+    "RoutingPlan": ("moejit.routing", "RoutingPlan"),
+    "padded_gather": ("moejit.permutation", "padded_gather"),
+    "weighted_scatter": ("moejit.permutation", "weighted_scatter"),
+    "expert_sdd": ("moejit.expert_products", "expert_sdd"),
+    "expert_dsd": ("moejit.expert_products", "expert_dsd"),
 }
 
 
@@ -49,6 +61,15 @@ def __getattr__(name: str):
 
 __all__ = [
     "BlockSparseMatrix",
+    "ReferenceMoE",
+    "RoutingPlan",
+    "collect_load_balancing_loss",
+    "dMoE",
+    "expert_dsd",
+    "expert_sdd",
+    "padded_gather",
+    "route",
+    "weighted_scatter",
     "CompileError",
     "CompiledKernel",
     "DType",

@@ -170,6 +170,7 @@ def _launch(
         topo.nnz, topo.block_rows, topo.block_cols,
         device.index if device.index is not None else torch.cuda.current_device(),
         torch.cuda.current_stream(device).cuda_stream,
+        topo.live_nnz.data_ptr() if topo.live_nnz is not None else 0,
     )
 
 

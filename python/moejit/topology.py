@@ -19,6 +19,11 @@ which blocks those are, both in row-major (CSR-like) form and in column-major
                              ``data[block_offsets_t[j]]``.
 
 All tensors are int32, 1-D, contiguous and on the same device.
+
+A topology built on the GPU by the routing kernels (:mod:`moejit.routing`) is sized for
+the most blocks the routing can produce, so the host never waits for the real count:
+``live_nnz`` is then a one-element device tensor with the number of blocks in use, the
+entries past it are unused, and the unused block rows have empty offset ranges.
 """
 
 import dataclasses
@@ -116,13 +121,29 @@ class Topology:
     column_indices_t: torch.Tensor
     offsets_t: torch.Tensor
     block_offsets_t: torch.Tensor
+    live_nnz: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------
     # Properties
 
     @property
     def nnz(self) -> int:
+        """Stored blocks; with ``live_nnz``, the capacity (an upper bound of those in use)."""
         return self.row_indices.numel()
+
+    def live(self) -> "Topology":
+        """This topology without unused capacity: itself when ``live_nnz`` is None, else
+        a copy cut to the blocks in use (one host synchronisation; for tests and debugging)."""
+        if self.live_nnz is None:
+            return self
+        nnz = int(self.live_nnz.item())
+        block_rows = int(torch.searchsorted(self.offsets, torch.tensor([nnz], dtype=torch.int32,
+                                                                       device=self.device)).item())
+        return Topology(
+            block_rows * self.block_size, self.cols, self.block_size, self.row_indices[:nnz].clone(),
+            self.column_indices[:nnz].clone(), self.offsets[: block_rows + 1].clone(),
+            self.column_indices_t[:nnz].clone(), self.offsets_t.clone(), self.block_offsets_t[:nnz].clone(),
+        )
 
     @property
     def block_rows(self) -> int:
@@ -150,7 +171,8 @@ class Topology:
     def __repr__(self) -> str:
         return (
             f"Topology(rows={self.rows}, cols={self.cols}, block_size={self.block_size}, "
-            f"nnz={self.nnz}, device={self.device})"
+            f"nnz={self.nnz}{' (capacity; live count on the device)' if self.live_nnz is not None else ''}, "
+            f"device={self.device})"
         )
 
     # ------------------------------------------------------------------

@@ -13,6 +13,8 @@
 #include "compiler/kernel_compiler.hpp"
 #include "compiler/kernel_spec.hpp"
 #include "compiler/launch_geometry.hpp"
+#include "compiler/routing_layout.hpp"
+#include "compiler/routing_spec.hpp"
 #include "compiler/spec_error.hpp"
 #include "compiler/validate.hpp"
 #include "runtime/jit_runtime.hpp"
@@ -57,6 +59,24 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
   py::gil_scoped_release release;
   runtime.launch_bsr_gemm(spec, p, SparseShape{nnz, block_rows, block_cols}, device,
                           reinterpret_cast<CUstream>(stream));
+}
+
+// One routing kernel on the plan buffer at `plan` (laid out by `layout`); the permutation
+// pointers are 0 where the op does not use them.
+void launch_routing(JitRuntime& runtime, const KernelSpec& spec, const RoutingLayout& layout, std::uintptr_t plan,
+                    std::uintptr_t expert_indices, std::uintptr_t input, std::uintptr_t output,
+                    std::uintptr_t weights, std::uintptr_t weight_grad, std::uintptr_t rows_forward,
+                    std::int64_t tokens, int device, std::uintptr_t stream) {
+  RoutingParams p = routing_params(layout, reinterpret_cast<int*>(plan), as_ptr<long long>(expert_indices));
+  p.input = as_ptr<void>(input);
+  p.output = reinterpret_cast<void*>(output);
+  p.weights = as_ptr<float>(weights);
+  p.weight_grad = reinterpret_cast<float*>(weight_grad);
+  p.rows_forward = as_ptr<void>(rows_forward);
+  p.tokens = static_cast<int>(tokens);
+  py::gil_scoped_release release;
+  runtime.launch_routing(spec, p, RoutingShape{layout.assignments, tokens, layout.rows}, device,
+                         reinterpret_cast<CUstream>(stream));
 }
 
 std::shared_ptr<CompiledKernel> shared(CompiledKernel kernel) {
@@ -158,7 +178,17 @@ PYBIND11_MODULE(_core, m) {
   (void)spec_error;
 
   py::enum_<DType>(m, "DType").value("bf16", DType::bf16).value("fp16", DType::fp16);
-  py::enum_<OpKind>(m, "OpKind").value("sdd", OpKind::sdd).value("dsd", OpKind::dsd).value("dds", OpKind::dds);
+  py::enum_<OpKind>(m, "OpKind")
+      .value("sdd", OpKind::sdd)
+      .value("dsd", OpKind::dsd)
+      .value("dds", OpKind::dds)
+      .value("expert_histogram", OpKind::expert_histogram)
+      .value("expert_bins", OpKind::expert_bins)
+      .value("expert_slots", OpKind::expert_slots)
+      .value("padded_gather", OpKind::padded_gather)
+      .value("weighted_scatter", OpKind::weighted_scatter)
+      .value("weighted_scatter_grad", OpKind::weighted_scatter_grad);
+  m.def("is_routing", &is_routing, py::arg("op"));
   m.def("parse_dtype", &parse_dtype, py::arg("text"));
   m.def("parse_op", &parse_op, py::arg("text"));
   m.def("dynamic_extent", [](OpKind op, bool ta, bool tb) { return std::string(1, dynamic_extent(op, ta, tb)); },
@@ -211,6 +241,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("k", &KernelSpec::k)
       .def_readwrite("tile", &KernelSpec::tile)
       .def_readwrite("target", &KernelSpec::target)
+      .def_readwrite("experts", &KernelSpec::experts)
+      .def_readwrite("top_k", &KernelSpec::top_k)
       .def("text", &KernelSpec::text)
       .def("hash_hex", &KernelSpec::hash_hex)
       .def("short_name", &KernelSpec::short_name)
@@ -225,6 +257,35 @@ PYBIND11_MODULE(_core, m) {
       .def("__eq__", [](const KernelSpec& a, const KernelSpec& b) { return a == b; })
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })
       .def("__repr__", [](const KernelSpec& s) { return "KernelSpec('" + s.text() + "')"; });
+
+  m.def("routing_spec", &routing_spec, py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
+        py::arg("n") = 0, py::arg("block_size") = 0, py::arg("dtype") = DType::bf16,
+        "A routing kernel spec; fields the op does not use are ignored.");
+
+  py::class_<RoutingLayout>(m, "RoutingLayout")
+      .def(py::init(&routing_layout), py::arg("assignments"), py::arg("experts"), py::arg("block"), py::arg("ffn"))
+      .def_readonly("assignments", &RoutingLayout::assignments)
+      .def_readonly("experts", &RoutingLayout::experts)
+      .def_readonly("block", &RoutingLayout::block)
+      .def_readonly("ffn", &RoutingLayout::ffn)
+      .def_readonly("max_block_rows", &RoutingLayout::max_block_rows)
+      .def_readonly("rows", &RoutingLayout::rows)
+      .def_readonly("block_cols", &RoutingLayout::block_cols)
+      .def_readonly("max_nnz", &RoutingLayout::max_nnz)
+      .def_readonly("chunks", &RoutingLayout::chunks)
+      .def_readonly("live_nnz", &RoutingLayout::live_nnz)
+      .def_readonly("expert_counts", &RoutingLayout::expert_counts)
+      .def_readonly("bins", &RoutingLayout::bins)
+      .def_readonly("offsets", &RoutingLayout::offsets)
+      .def_readonly("offsets_t", &RoutingLayout::offsets_t)
+      .def_readonly("row_indices", &RoutingLayout::row_indices)
+      .def_readonly("column_indices", &RoutingLayout::column_indices)
+      .def_readonly("column_indices_t", &RoutingLayout::column_indices_t)
+      .def_readonly("block_offsets_t", &RoutingLayout::block_offsets_t)
+      .def_readonly("slots", &RoutingLayout::slots)
+      .def_readonly("row_assignment", &RoutingLayout::row_assignment)
+      .def_readonly("chunk_counts", &RoutingLayout::chunk_counts)
+      .def_readonly("total", &RoutingLayout::total);
 
   m.def("heuristic_tile_config", &heuristic_tile_config, py::arg("spec"));
   m.def("search_space", &search_space, py::arg("problem"),
@@ -348,5 +409,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("lda"), py::arg("ldb"), py::arg("ldc"), py::arg("row_indices"), py::arg("column_indices"),
            py::arg("offsets"), py::arg("column_indices_t"), py::arg("offsets_t"), py::arg("block_offsets_t"),
            py::arg("nnz"), py::arg("block_rows"), py::arg("block_cols"), py::arg("device"), py::arg("stream"),
-           py::arg("live_nnz") = 0);
+           py::arg("live_nnz") = 0)
+      .def("launch_routing", &launch_routing, py::arg("spec"), py::arg("layout"), py::arg("plan"),
+           py::arg("expert_indices") = 0, py::arg("input") = 0, py::arg("output") = 0, py::arg("weights") = 0,
+           py::arg("weight_grad") = 0, py::arg("rows_forward") = 0, py::arg("tokens") = 0, py::arg("device") = 0,
+           py::arg("stream") = 0);
 }

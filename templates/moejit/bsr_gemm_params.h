@@ -28,9 +28,9 @@ struct BsrGemmParams {
   int block_cols;
   // Optional (nullptr: all nnz blocks are live). A device count of the blocks in use, for
   // topologies built on the GPU with room for the most blocks the routing can produce: the
-  // host sizes the grid by nnz without waiting for the count, and sdd thread blocks beyond
-  // the live count exit at once. dsd and dds need no such check: the builder gives the
-  // unused block rows and columns empty offsets ranges.
+  // host sizes the grid by nnz without waiting for the count, and sdd writes zeros to the
+  // blocks past the live count instead of computing them. dsd and dds need no such check:
+  // the builder gives the unused block rows and columns empty offset ranges.
   const int* live_nnz;
 };
 

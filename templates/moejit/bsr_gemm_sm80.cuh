@@ -35,9 +35,11 @@ __global__ void __launch_bounds__(kWarpsM* kWarpsN * 32) bsr_gemm_sm80(const Bsr
   extern __shared__ __align__(128) unsigned char smem[];
   const unsigned smem_base = ptx::shared_address(smem);
 
-  if (!Traversal::live(p, blockIdx.x)) return;
   const Traversal tr(p, blockIdx.x);
   const int thread = threadIdx.x;
+  if constexpr (kOp == OpKind::sdd) {
+    if (!Traversal::live(p, blockIdx.x)) return zero_c_tile<kTileM, kTileN, kThreads>(tr.c, tr.ldc, thread);
+  }
   const int lane = thread & 31;
   const int warp = thread >> 5;
   const int warp_m0 = (warp / kWarpsN) * kWarpM;

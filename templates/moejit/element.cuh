@@ -11,6 +11,11 @@ struct fp16_t {
   unsigned short bits;
 };
 
+// Sixteen bytes moved with one vector load or store (eight 16-bit elements).
+struct alignas(16) Chunk16 {
+  unsigned x, y, z, w;
+};
+
 template <class Element>
 struct ElementOps;
 
@@ -30,6 +35,9 @@ struct ElementOps<bf16_t> {
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
   }
+  // The two elements of a 32-bit register as fp32 (exact: bf16 is the top half of fp32).
+  static __device__ __forceinline__ float low(unsigned pair) { return __uint_as_float(pair << 16); }
+  static __device__ __forceinline__ float high(unsigned pair) { return __uint_as_float(pair & 0xffff0000u); }
 };
 
 template <>
@@ -45,6 +53,15 @@ struct ElementOps<fp16_t> {
     unsigned r;
     asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
+  }
+  static __device__ __forceinline__ float low(unsigned pair) { return half_to_float(pair & 0xffffu); }
+  static __device__ __forceinline__ float high(unsigned pair) { return half_to_float(pair >> 16); }
+
+ private:
+  static __device__ __forceinline__ float half_to_float(unsigned bits) {
+    float f;
+    asm("{ .reg .b16 h; cvt.u16.u32 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "r"(bits));
+    return f;
   }
 };
 

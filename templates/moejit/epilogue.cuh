@@ -7,10 +7,6 @@
 
 namespace moejit {
 
-struct alignas(16) Chunk16 {
-  unsigned x, y, z, w;
-};
-
 // Padding each staged row by 8 elements (16 bytes) shifts consecutive rows by four banks,
 // so the 8 rows x 4 columns of a fragment store land in 32 different banks.
 template <int kTileM, int kTileN>
@@ -18,6 +14,16 @@ struct EpilogueLayout {
   static constexpr int kRowElements = kTileN + 8;
   static constexpr int kBytes = kTileM * kRowElements * 2;
 };
+
+// Zeros over a C tile (for a thread block with nothing to compute), in 16-byte stores.
+template <int kTileM, int kTileN, int kThreads>
+__device__ __forceinline__ void zero_c_tile(unsigned short* c, long long ldc, int thread) {
+  constexpr int kChunksPerRow = kTileN / 8;
+  const Chunk16 zero{0u, 0u, 0u, 0u};
+  for (int i = thread; i < kTileM * kChunksPerRow; i += kThreads) {
+    *reinterpret_cast<Chunk16*>(c + (i / kChunksPerRow) * ldc + (i % kChunksPerRow) * 8) = zero;
+  }
+}
 
 // Call after the mainloop's last shared-memory read (the caller synchronises first).
 template <class Element, int kTileM, int kTileN, int kThreads, class Mma>

@@ -1,0 +1,220 @@
+"""moejit.dMoE: a dropless Mixture-of-Experts layer on generated block-sparse kernels.
+
+    layer = moejit.dMoE(hidden_size=4096, ffn_hidden_size=14336, num_experts=8, top_k=2,
+                        activation="silu", glu=True, dtype=torch.bfloat16, device="cuda")
+    y = layer(x)                          # x [..., hidden] -> y [..., hidden]
+    loss = task_loss + layer.load_balancing_loss
+
+Forward: router (linear, softmax in float32, top-k, optional p-norm normalisation, jitter
+in training) -> moejit.route (GPU bookkeeping) -> padded_gather -> expert_sdd (x @ w1.t(),
+and x @ v1.t() for GLU) -> activation -> expert_dsd (h @ w2) -> weighted_scatter (+ bias).
+Backward through registered autograd of each op. No host synchronisation anywhere, so a
+layer call can be captured in a CUDA graph; the routing buffers are sized for the worst
+routing (see moejit.routing).
+
+Parameters (MegaBlocks' layout, so checkpoints map one to one):
+    router.weight   [num_experts, hidden]
+    w1              [num_experts * ffn_hidden_size, hidden]   expert e: rows e*F .. (e+1)*F
+    v1              [num_experts * ffn_hidden_size, hidden]   the GLU gate (glu=True only)
+    w2              [num_experts * ffn_hidden_size, hidden]
+    bias            [hidden]                                  (bias=True only)
+
+NaN in the input or router logits: the routing stays valid (torch.topk returns in-range
+indices for NaN scores), and the affected tokens' outputs are NaN; other tokens' outputs
+are unaffected in the forward pass. No error is raised: detecting NaN would cost a host
+synchronisation per call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .expert_products import expert_dsd, expert_sdd
+from .permutation import padded_gather, weighted_scatter
+from .routing import route
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    # MegaBlocks' default activation: GELU with the tanh approximation.
+    "gelu": lambda t: F.gelu(t, approximate="tanh"),
+    "gelu_exact": F.gelu,
+    "silu": F.silu,
+    "relu": F.relu,
+}
+_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation={name!r}: expected one of {', '.join(_ACTIVATIONS)}") from None
+
+
+def router_probabilities(logits: torch.Tensor, top_k: int, normalize_expert_weights: Optional[float]):
+    """(scores [T, E] float32, expert_weights [T, k] float32, expert_indices [T, k] int64)."""
+    scores = logits.float().softmax(dim=-1)
+    expert_weights, expert_indices = torch.topk(scores, top_k, dim=-1)
+    if normalize_expert_weights is not None:
+        expert_weights = expert_weights / torch.norm(expert_weights, p=normalize_expert_weights, dim=-1, keepdim=True)
+    return scores, expert_weights, expert_indices
+
+
+def load_balancing_loss(scores: torch.Tensor, expert_counts: torch.Tensor, top_k: int, weight: float) -> torch.Tensor:
+    """MegaBlocks' auxiliary loss for one layer: weight * E / (T * k) * sum_e count_e * mean_t scores[t, e].
+
+    It is `weight` when routing is uniform and grows as it concentrates."""
+    tokens, experts = scores.shape
+    scale = weight * experts / max(tokens * top_k, 1)
+    return scale * torch.dot(expert_counts.to(scores.dtype), scores.mean(dim=0))
+
+
+class dMoE(torch.nn.Module):
+    """A dropless MoE layer (see the module docstring). After a training-mode forward,
+    `load_balancing_loss` holds this call's auxiliary loss (a scalar tensor; None before,
+    and None after an eval-mode forward); `collect_load_balancing_loss(model)` sums it over
+    a model's dMoE layers."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        ffn_hidden_size: int,
+        num_experts: int,
+        top_k: int,
+        *,
+        activation: str = "gelu",
+        glu: bool = False,
+        bias: bool = False,
+        normalize_expert_weights: Optional[float] = None,
+        router_jitter: float = 0.0,
+        load_balancing_loss_weight: float = 0.1,
+        block_size: int = 128,
+        init_std: float = 0.02,
+        dtype: torch.dtype = torch.bfloat16,
+        device=None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("hidden_size", hidden_size), ("ffn_hidden_size", ffn_hidden_size),
+                            ("num_experts", num_experts), ("top_k", top_k)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}={value!r}: expected a positive integer")
+        if top_k > num_experts:
+            raise ValueError(f"top_k={top_k}: expected at most num_experts={num_experts}")
+        if block_size not in (64, 128):
+            raise ValueError(f"block_size={block_size!r}: expected 64 or 128")
+        if ffn_hidden_size % block_size:
+            raise ValueError(f"ffn_hidden_size={ffn_hidden_size}: expected a multiple of block_size={block_size} "
+                             "(each expert's ffn columns are whole blocks)")
+        if hidden_size % 8:
+            raise ValueError(f"hidden_size={hidden_size}: expected a multiple of 8 (rows move in 16-byte vectors)")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype={dtype}: expected torch.bfloat16 or torch.float16")
+        if not 0.0 <= router_jitter < 1.0:
+            raise ValueError(f"router_jitter={router_jitter!r}: expected 0 <= jitter < 1")
+        if normalize_expert_weights is not None and not normalize_expert_weights > 0:
+            raise ValueError(f"normalize_expert_weights={normalize_expert_weights!r}: expected None or a p > 0")
+        self.hidden_size = hidden_size
+        self.ffn_hidden_size = ffn_hidden_size
+        self.num_experts = num_experts
+        self.top_k = top_k
+        self.activation = activation
+        self.activation_fn = activation_function(activation)
+        self.glu = glu
+        self.normalize_expert_weights = normalize_expert_weights
+        self.router_jitter = router_jitter
+        self.load_balancing_loss_weight = load_balancing_loss_weight
+        self.block_size = block_size
+        self.load_balancing_loss: Optional[torch.Tensor] = None
+
+        factory = dict(dtype=dtype, device=device)
+        self.router = torch.nn.Linear(hidden_size, num_experts, bias=False, **factory)
+        rows = num_experts * ffn_hidden_size
+        self.w1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
+        self.v1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory)) if glu else None
+        self.w2 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
+        self.bias = torch.nn.Parameter(torch.zeros(hidden_size, **factory)) if bias else None
+        with torch.no_grad():
+            for p in (self.router.weight, self.w1, self.v1, self.w2):
+                if p is not None:
+                    p.normal_(0.0, init_std)
+
+    @classmethod
+    def from_megablocks(cls, *, hidden_size: int, ffn_hidden_size: int, moe_num_experts: int, moe_top_k: int = 1,
+                        activation_fn: Optional[str] = None, mlp_type: str = "mlp", bias: bool = False,
+                        moe_jitter_eps: Optional[float] = None, moe_normalize_expert_weights: Optional[float] = None,
+                        moe_loss_weight: float = 0.1, init_std: float = 0.02, fp16: bool = False, bf16: bool = True,
+                        device=None, block_size: int = 128) -> "dMoE":
+        """A dMoE from MegaBlocks' argument names (megablocks.layers.arguments.Arguments) where
+        they overlap. activation_fn is a name here ("gelu" is MegaBlocks' default, tanh GELU);
+        mlp_type "glu" is SwiGLU-style gating with activation_fn (MegaBlocks' GLU)."""
+        if mlp_type not in ("mlp", "glu"):
+            raise ValueError(f"mlp_type={mlp_type!r}: expected 'mlp' or 'glu'")
+        if fp16 and bf16:
+            raise ValueError("fp16=True and bf16=True: expected at most one of them")
+        return cls(hidden_size, ffn_hidden_size, moe_num_experts, moe_top_k, activation=activation_fn or "gelu",
+                   glu=mlp_type == "glu", bias=bias, normalize_expert_weights=moe_normalize_expert_weights,
+                   router_jitter=moe_jitter_eps or 0.0, load_balancing_loss_weight=moe_loss_weight,
+                   block_size=block_size, init_std=init_std, dtype=torch.float16 if fp16 else torch.bfloat16,
+                   device=device)
+
+    def extra_repr(self) -> str:
+        return (f"hidden_size={self.hidden_size}, ffn_hidden_size={self.ffn_hidden_size}, "
+                f"num_experts={self.num_experts}, top_k={self.top_k}, activation={self.activation!r}, "
+                f"glu={self.glu}, bias={self.bias is not None}, block_size={self.block_size}")
+
+    def route(self, x: torch.Tensor):
+        """Router of [tokens, hidden] input: (scores, expert_weights, expert_indices)."""
+        if self.training and self.router_jitter > 0:
+            x = x * torch.empty_like(x).uniform_(1.0 - self.router_jitter, 1.0 + self.router_jitter)
+        return router_probabilities(self.router(x), self.top_k, self.normalize_expert_weights)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != self.hidden_size:
+            raise ValueError(f"x.shape={tuple(x.shape)}: expected [..., hidden_size={self.hidden_size}]")
+        if x.dtype != self.w1.dtype:
+            raise ValueError(f"x.dtype={x.dtype}: expected {self.w1.dtype}, the dtype of the layer's parameters")
+        if x.device.type != "cuda":
+            raise ValueError(f"x.device={x.device}: expected a CUDA device (moejit's kernels run on NVIDIA GPUs: "
+                             "move the layer and its input there, e.g. with .cuda())")
+        if x.device != self.w1.device:
+            raise ValueError(f"x.device={x.device}: expected {self.w1.device}, the device of the layer's parameters")
+
+    def forward(self, x: torch.Tensor, expert_indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`expert_indices` [tokens, top_k] overrides the router's choice (the weights are still
+        the router's scores of the given experts): for tests and forced routing."""
+        self._check_input(x)
+        shape = x.shape
+        x = x.reshape(-1, self.hidden_size)
+        scores, weights, indices = self.route(x)
+        if expert_indices is not None:
+            indices = expert_indices.reshape(x.shape[0], self.top_k).to(torch.int64)
+            weights = scores.gather(1, indices)
+            if self.normalize_expert_weights is not None:
+                weights = weights / torch.norm(weights, p=self.normalize_expert_weights, dim=-1, keepdim=True)
+        plan = route(indices, self.num_experts, self.block_size, self.ffn_hidden_size)
+        self.load_balancing_loss = (
+            load_balancing_loss(scores, plan.expert_counts, self.top_k, self.load_balancing_loss_weight)
+            if self.training else None)
+        rows = padded_gather(x, plan, self.top_k)
+        h = self.activation_fn(expert_sdd(rows, self.w1, plan))
+        if self.glu:
+            h = h * expert_sdd(rows, self.v1, plan)
+        y = weighted_scatter(expert_dsd(h, self.w2, plan), plan, weights)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(shape)
+
+
+def collect_load_balancing_loss(model: torch.nn.Module) -> Optional[torch.Tensor]:
+    """The sum of every dMoE layer's load_balancing_loss from the last training forward
+    (None if there is none): add it to the task loss."""
+    losses = [m.load_balancing_loss for m in model.modules()
+              if isinstance(m, dMoE) and m.load_balancing_loss is not None]
+    return torch.stack(losses).sum() if losses else None
+
+
+__all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "router_probabilities", "activation_function"]

@@ -1,0 +1,173 @@
+"""Routing bookkeeping on the GPU: top-k expert choices -> expert-sorted rows + topology.
+
+    plan = moejit.route(expert_indices, num_experts=E, block_size=128, ffn_hidden_size=F)
+    plan.expert_counts     # [E] assignments per expert (int32)
+    plan.bins              # [E+1] first row of each expert; bins[E] = rows in use
+    plan.slots             # [T*k] row of each assignment (token t's j-th choice is t*k+j)
+    plan.row_assignment    # [rows] assignment of each row, -1 for padding
+    plan.topology          # the expert products' block-diagonal Topology (with live_nnz)
+
+Three generated kernels (expert_histogram, expert_bins, expert_slots: a stable counting
+sort, templates/moejit/routing.cuh) fill one int32 buffer. Its size is an upper bound that
+depends only on the shapes (compiler/routing_layout.hpp), so routing never synchronises
+with the host, works inside CUDA graphs, and has static shapes for torch.compile. The cost
+is capacity: at most experts * (block - 1) rows beyond the tokens, which the products
+skip (sdd exits past live_nnz; unused block rows are empty).
+
+Expert indices must lie in [0, num_experts); torch.topk's always do, even for NaN scores.
+Out-of-range indices are caught only with MOEJIT_DEBUG=1 (the kernel traps), because
+checking them on the host would cost a synchronisation per call.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import _core
+from .runtime import Runtime, default_runtime
+from .topology import Topology
+
+_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@functools.lru_cache(maxsize=256)
+def routing_layout(assignments: int, num_experts: int, block_size: int, ffn_hidden_size: int) -> _core.RoutingLayout:
+    """Sizes and section offsets of the routing plan buffer (cached: a layer calls it per op)."""
+    return _core.RoutingLayout(assignments, num_experts, block_size, ffn_hidden_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _routing_spec(op: str, target: str, experts: int, top_k: int, n: int, block_size: int,
+                  dtype: str) -> _core.KernelSpec:
+    return _core.routing_spec(_core.OpKind.__members__[op], _core.Target(target), experts, top_k, n, block_size,
+                              _core.parse_dtype(dtype))
+
+
+def routing_kernel_spec(op: str, *, target, experts: int = 0, top_k: int = 0, n: int = 0, block_size: int = 0,
+                        dtype: str = "bf16") -> _core.KernelSpec:
+    """The spec of one routing kernel (see compiler/routing_spec.hpp); validated."""
+    target_text = target if isinstance(target, str) else target.text()
+    spec = _routing_spec(op, target_text, experts, top_k, n, block_size, dtype)
+    spec.validate()
+    return spec
+
+
+def launch_routing(op: str, layout: _core.RoutingLayout, plan: torch.Tensor, *, runtime: Optional[Runtime] = None,
+                   top_k: int = 0, n: int = 0, dtype: str = "bf16", expert_indices: Optional[torch.Tensor] = None,
+                   input: Optional[torch.Tensor] = None, output: Optional[torch.Tensor] = None,
+                   weights: Optional[torch.Tensor] = None, weight_grad: Optional[torch.Tensor] = None,
+                   rows_forward: Optional[torch.Tensor] = None, tokens: int = 0) -> None:
+    """Launches routing kernel `op` on `plan`'s device and current stream."""
+    runtime = runtime or default_runtime()
+    device = plan.device.index if plan.device.index is not None else torch.cuda.current_device()
+    spec = routing_kernel_spec(op, target=runtime.target_for(device), experts=layout.experts, top_k=top_k, n=n,
+                               block_size=layout.block, dtype=dtype)
+
+    def ptr(t: Optional[torch.Tensor]) -> int:
+        return 0 if t is None else t.data_ptr()
+
+    runtime.core.launch_routing(spec, layout, plan.data_ptr(), ptr(expert_indices), ptr(input), ptr(output),
+                                ptr(weights), ptr(weight_grad), ptr(rows_forward), tokens, device,
+                                torch.cuda.current_stream(plan.device).cuda_stream)
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingPlan:
+    """Where every assignment goes: views into one int32 buffer (see the module docstring)."""
+
+    layout: _core.RoutingLayout
+    buffer: torch.Tensor
+
+    def _section(self, start: int, length: int) -> torch.Tensor:
+        return self.buffer.narrow(0, start, length)
+
+    @property
+    def expert_counts(self) -> torch.Tensor:
+        return self._section(self.layout.expert_counts, self.layout.experts)
+
+    @property
+    def bins(self) -> torch.Tensor:
+        return self._section(self.layout.bins, self.layout.experts + 1)
+
+    @property
+    def slots(self) -> torch.Tensor:
+        return self._section(self.layout.slots, self.layout.assignments)
+
+    @property
+    def row_assignment(self) -> torch.Tensor:
+        return self._section(self.layout.row_assignment, self.layout.rows)
+
+    @property
+    def live_nnz(self) -> torch.Tensor:
+        return self._section(self.layout.live_nnz, 1)
+
+    @property
+    def topology(self) -> Topology:
+        l = self.layout
+        return Topology(
+            l.rows, l.block_cols * l.block, l.block,
+            self._section(l.row_indices, l.max_nnz), self._section(l.column_indices, l.max_nnz),
+            self._section(l.offsets, l.max_block_rows + 1), self._section(l.column_indices_t, l.max_nnz),
+            self._section(l.offsets_t, l.block_cols + 1), self._section(l.block_offsets_t, l.max_nnz),
+            live_nnz=self.live_nnz,
+        )
+
+    def __repr__(self) -> str:
+        l = self.layout
+        return (f"RoutingPlan(assignments={l.assignments}, experts={l.experts}, block={l.block}, ffn={l.ffn}, "
+                f"rows={l.rows} (capacity), device={self.buffer.device})")
+
+
+def check_plan(name: str, plan: torch.Tensor, layout: _core.RoutingLayout, device: torch.device) -> None:
+    if not isinstance(plan, torch.Tensor) or plan.dtype != torch.int32 or tuple(plan.shape) != (layout.total,):
+        got = f"{tuple(plan.shape)} {plan.dtype}" if isinstance(plan, torch.Tensor) else type(plan).__name__
+        raise ValueError(f"{name}: expected the int32 routing plan of {layout.total} elements that moejit.route made "
+                         f"for these shapes, got {got}")
+    if plan.device != device:
+        raise ValueError(f"{name}.device={plan.device}: expected {device}")
+
+
+def _check_route_args(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int) -> None:
+    if not isinstance(expert_indices, torch.Tensor):
+        raise TypeError(f"expert_indices: expected a torch.Tensor, got {type(expert_indices).__name__}")
+    if expert_indices.dim() != 2:
+        raise ValueError(f"expert_indices.shape={tuple(expert_indices.shape)}: expected [tokens, top_k]")
+    if expert_indices.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"expert_indices.dtype={expert_indices.dtype}: expected torch.int64 (as torch.topk returns) "
+                         "or torch.int32")
+    if expert_indices.device.type != "cuda":
+        raise ValueError(f"expert_indices.device={expert_indices.device}: expected a CUDA device")
+    if expert_indices.shape[1] > num_experts:
+        raise ValueError(f"top_k={expert_indices.shape[1]}: expected at most num_experts={num_experts} "
+                         "(a token picks distinct experts)")
+
+
+@torch.library.custom_op("moejit::route", mutates_args=())
+def _route_op(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int) -> torch.Tensor:
+    layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    indices = expert_indices.to(torch.int64).contiguous()
+    plan = torch.empty(layout.total, dtype=torch.int32, device=expert_indices.device)
+    launch_routing("expert_histogram", layout, plan, expert_indices=indices)
+    launch_routing("expert_bins", layout, plan, n=ffn_hidden_size)
+    launch_routing("expert_slots", layout, plan, expert_indices=indices)
+    return plan
+
+
+@_route_op.register_fake
+def _(expert_indices, num_experts, block_size, ffn_hidden_size):
+    layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    return expert_indices.new_empty(layout.total, dtype=torch.int32)
+
+
+def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int) -> RoutingPlan:
+    """Sorts the assignments by expert and builds the expert products' topology on the GPU.
+
+    `expert_indices` [tokens, top_k] (int64 or int32, CUDA) in [0, num_experts). No host
+    synchronisation. Not differentiable (indices have no gradient)."""
+    _check_route_args(expert_indices, num_experts, block_size, ffn_hidden_size)
+    layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    return RoutingPlan(layout, torch.ops.moejit.route(expert_indices, num_experts, block_size, ffn_hidden_size))
