@@ -31,7 +31,7 @@ def render_chart(report: BenchReport, path: str) -> Optional[str]:
     if not groups or not systems:
         raise ValueError(f"report has no measured cases: nothing to plot into {path}")
     width = 0.8 / len(systems)
-    fig = Figure(figsize=(max(7.0, 0.45 * len(groups) * len(systems) + 2.0), 4.8))
+    fig = Figure(figsize=(min(15.0, max(7.0, 0.28 * len(groups) * len(systems) + 2.0)), 5.0))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for i, system in enumerate(systems):
