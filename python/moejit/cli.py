@@ -8,6 +8,12 @@
       print the CUDA source generated for one kernel.
   moejit models
       list the model shapes moejit knows.
+  moejit bench kernels|layer --model NAME [NAME ...] [--against dense,grouped_mm,bmm,stk,megablocks] [--out DIR]
+      time moejit next to its peers on the same work in one process (the layer's three
+      kernels, or the whole layer forward and forward+backward), each checked against a
+      float32 reference first; writes results.json, results.md and chart.png.
+  moejit bench plot RESULTS.json [--out PNG]
+      render a results.json's chart (where matplotlib is installed).
   moejit db list | show KEY | export PATH [--model NAME] [--target sm_90a] | import PATH
             | verify | prune [--older-than-days N] [--max-mb N]
       inspect and maintain a kernel database (default: the user cache; --db PATH for
@@ -45,6 +51,18 @@ def _shape_from_args(args: argparse.Namespace) -> ModelShape:
     if tokens is not None:
         shape = ModelShape(**{**shape.__dict__, "tokens": tokens})
     return shape
+
+
+def _shapes_from_args(args: argparse.Namespace) -> list[ModelShape]:
+    """Every shape of `--model A B ...`, or the one of explicit dimensions."""
+    names = args.model if args.model else [None]
+    shapes = []
+    for name in names:
+        one = argparse.Namespace(**{**vars(args), "model": name})
+        if name is None and all(v is None for v in (args.hidden, args.ffn, args.experts, args.top_k)):
+            one.model = DEFAULT_MODEL
+        shapes.append(_shape_from_args(one))
+    return shapes
 
 
 def _process_age() -> Optional[float]:
@@ -451,9 +469,112 @@ def _add_db_parser(sub) -> None:
     db.set_defaults(func=cmd_db)
 
 
-def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+def _bench_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces a bench run (without --out and --json)."""
+    import shlex
+
+    parts = ["moejit", "bench", args.bench_kind]
+    if args.model:
+        parts += ["--model", *args.model]
+    for flag, value in (("--hidden", args.hidden), ("--ffn", args.ffn), ("--experts", args.experts),
+                        ("--top-k", args.top_k), ("--tokens", args.tokens)):
+        if value is not None:
+            parts += [flag, str(value)]
+    parts += ["--against", args.against, "--dtype", args.dtype, "--block-size", str(args.block_size),
+              "--seed", str(args.seed), "--warmup", str(args.warmup), "--reps", str(args.reps)]
+    if args.no_flush_l2:
+        parts.append("--no-flush-l2")
+    return shlex.join(parts)
+
+
+def cmd_bench_run(args: argparse.Namespace) -> int:
+    from .bench.measurement import CudaMeasurer
+    from .bench.report import terminal
+    from .bench.runner import default_out_dir, run_bench, write_outputs
+    from .bench.systems import parse_against
+
+    kind = args.bench_kind
+    peers, notes = parse_against(args.against, kind)
+    shapes = _shapes_from_args(args)
+    measurer = CudaMeasurer(warmup=args.warmup, reps=args.reps, flush_l2=not args.no_flush_l2)
+    if not gpu_available():
+        print(f"moejit bench {kind}: needs a CUDA GPU (and torch); `moejit bench plot` renders a results.json "
+              "without one", file=sys.stderr)
+        return 1
+    out_dir = args.out or default_out_dir(kind)
+    progress = sys.stderr if args.json else sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=progress, flush=True)
+
+    report = run_bench(kind, shapes, peers, measurer=measurer, command=_bench_command(args), dtype=args.dtype,
+                       block_size=args.block_size, seed=args.seed, notes=notes, log=log)
+    written, file_notes = write_outputs(report, out_dir)
+    if args.json:
+        print(report.to_json(), end="")
+    else:
+        print()
+        print(terminal(report))
+    for note in file_notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {', '.join(written)}", file=progress)
+    bad = report.failed
+    broken = [(c, r) for c in report.cases for r in c.results if r.system == "moejit" and not r.timed]
+    for c, r in bad:
+        print(f"FAILED: {r.system} at {c.model} {c.case} disagrees with the float32 reference "
+              f"({', '.join(f'{k} {v:.1e}' for k, v in r.checks.items())})", file=sys.stderr)
+    for c, r in broken:
+        print(f"FAILED: moejit at {c.model} {c.case}: {r.note}", file=sys.stderr)
+    return 1 if bad or broken else 0
+
+
+def cmd_bench_plot(args: argparse.Namespace) -> int:
+    from .bench.chart import render_chart
+    from .bench.results import BenchReport
+
+    report = BenchReport.load(args.results)
+    path = args.out or os.path.join(os.path.dirname(os.path.abspath(args.results)), "chart.png")
+    note = render_chart(report, path)
+    if note is not None:
+        print(f"moejit bench plot: {note}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_bench_parser(sub) -> None:
+    from .bench.systems import DEFAULT_AGAINST, PEERS
+
+    bench = sub.add_parser("bench", help="time moejit next to its peers (kernels or the whole layer); plot results")
+    bench_sub = bench.add_subparsers(dest="bench_kind", required=True)
+    for kind, what in (("kernels", "the layer's three block-sparse products"),
+                       ("layer", "the whole dMoE layer, forward and forward+backward")):
+        p = bench_sub.add_parser(kind, help=f"{what}: moejit and each peer on the same work")
+        _add_shape_arguments(p, several_models=True)
+        p.add_argument("--tokens", type=int, help="tokens per step (default: each model's)")
+        p.add_argument("--against", default=DEFAULT_AGAINST, metavar="PEERS",
+                       help=f"comma-separated peers (default {DEFAULT_AGAINST}); for {kind}: "
+                            f"{', '.join(PEERS[kind])}; those not installed are skipped with a note")
+        p.add_argument("--out", metavar="DIR",
+                       help="directory for results.json, results.md, chart.png (default: moejit-bench-KIND-TIME)")
+        p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
+        p.add_argument("--reps", type=int, default=30, help="timed calls; the median is reported (default 30)")
+        p.add_argument("--no-flush-l2", action="store_true", help="do not flush the L2 cache between timed calls")
+        p.add_argument("--json", action="store_true", help="print results.json to stdout (progress to stderr)")
+        p.set_defaults(func=cmd_bench_run)
+    p = bench_sub.add_parser("plot", help="render chart.png from a results.json (needs matplotlib)")
+    p.add_argument("results", metavar="RESULTS.json", help="a results.json written by `moejit bench`")
+    p.add_argument("--out", metavar="PNG", help="the PNG to write (default: chart.png beside RESULTS.json)")
+    p.set_defaults(func=cmd_bench_plot)
+
+
+def _add_shape_arguments(parser: argparse.ArgumentParser, several_models: bool = False) -> None:
     """The model shape (by name or by dimensions), dtype, block size and random seed."""
-    parser.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
+    if several_models:
+        parser.add_argument("--model", nargs="+", metavar="NAME",
+                            help=f"one or more model shapes (default {DEFAULT_MODEL}); see `moejit models`")
+    else:
+        parser.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
     parser.add_argument("--hidden", type=int)
     parser.add_argument("--ffn", type=int)
     parser.add_argument("--experts", type=int)
@@ -518,6 +639,7 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     _add_db_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 

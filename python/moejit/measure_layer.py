@@ -42,12 +42,18 @@ class LayerData:
     "dds_t" dw^T = x.t() @ h (the weight gradient of a [H, E*F] weight layout). Inputs
     come in `copies` independent sets that `run` rotates through, so back-to-back timed
     calls do not find their operands in the L2 cache.
+
+    With `zero_padding`, the rows of x and dy that only pad an expert's tokens to the block
+    size are zero (as a dMoE layer's padded gather leaves them), so every product computes
+    exactly the function of the real tokens, and systems without padding can be checked
+    against the same references (`moejit bench kernels`).
     """
 
     ROLES = ("sdd", "dsd", "dsd_t", "dds_t")
 
     def __init__(self, shape: ModelShape, *, dtype: str = "bf16", block_size: int = 128, seed: int = 0,
-                 copies: int = 2, runtime: Optional[Runtime] = None, verbose: bool = True) -> None:
+                 copies: int = 2, runtime: Optional[Runtime] = None, verbose: bool = True,
+                 zero_padding: bool = False) -> None:
         self.shape, self.runtime = shape, runtime
         torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
         device = torch.device("cuda", 0)
@@ -71,6 +77,10 @@ class LayerData:
         self.inputs = []
         for _ in range(copies):
             x, dy = randn(rows, h_dim), randn(rows, h_dim)
+            if zero_padding:
+                for (start, end), count in zip(self.ranges, self.counts.tolist()):
+                    x[start + count:end] = 0
+                    dy[start + count:end] = 0
             w1 = randn(e * f, h_dim, scale=h_dim ** -0.5)
             w2 = randn(e * f, h_dim, scale=f ** -0.5)
             h = ops.sdd(x, w1.t(), self.topology, runtime=runtime)
@@ -121,9 +131,14 @@ class LayerData:
         self._references[role] = ref
         return ref
 
+    def output(self, role: str, tile=None) -> torch.Tensor:
+        """The result of `role` (with `tile`) on the first input set: blocks [nnz, b, b]
+        for sdd, a dense matrix otherwise."""
+        return self._call(role, self.inputs[0], tile)
+
     def error(self, role: str, tile=None) -> float:
         """Relative error of `role` (with `tile`) on the first input set."""
-        out = self._call(role, self.inputs[0], tile)
+        out = self.output(role, tile)
         if role == "sdd":
             out = compact_blocks(out, self.topology, self.shape.ffn)
         return relative_error(out, self.reference(role))

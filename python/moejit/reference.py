@@ -46,3 +46,29 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
         return float("inf")
     denominator = ref64.norm().item()
     return (out64 - ref64).norm().item() / (denominator if denominator > 0 else 1.0)
+
+
+
+def moe_layer_reference(x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, w1: torch.Tensor,
+                        w2: torch.Tensor, v1: Optional[torch.Tensor], activation, num_experts: int) -> torch.Tensor:
+    """The expert computation of a dMoE layer for given routing, expert by expert in the
+    inputs' dtype (float32 for a reference), differentiable with autograd:
+        y[t] = sum_j weights[t, j] * mlp_e(x[t])  for e = experts[t, j],
+        mlp_e(x) = (act(x @ w1_e.t()) [* (x @ v1_e.t()) for a GLU]) @ w2_e,
+    x [T, H]; experts, weights [T, k]; w1, w2 (and v1) [E*F, H] in MegaBlocks' layout;
+    `activation` a function of a tensor."""
+    if w1.dim() != 2 or w1.shape[0] % num_experts:
+        raise ValueError(f"w1.shape={tuple(w1.shape)}: expected [E*F, H] with E={num_experts}")
+    ffn = w1.shape[0] // num_experts
+    y = torch.zeros_like(x)
+    for e in range(num_experts):
+        tokens, slots = (experts == e).nonzero(as_tuple=True)
+        if tokens.numel() == 0:
+            continue
+        rows = slice(e * ffn, (e + 1) * ffn)
+        xe = x[tokens]
+        h = activation(xe @ w1[rows].t())
+        if v1 is not None:
+            h = h * (xe @ v1[rows].t())
+        y = y.index_add(0, tokens, (h @ w2[rows]) * weights[tokens, slots].unsqueeze(1).to(x.dtype))
+    return y
