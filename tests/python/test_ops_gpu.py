@@ -112,6 +112,28 @@ def test_dds(block, dtype, trans_a, trans_b):
         assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
 
 
+@pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_sdd_writes_zeros_past_the_live_block_count(block, trans_a, trans_b):
+    """A topology with capacity (live_nnz on the device, as moejit.route builds): blocks
+    past the live count are zeros, the others computed."""
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    mask = torch.rand(4, 5, device="cuda", generator=gen) < 0.7
+    mask[0, 0] = mask[3, 4] = True
+    full = Topology.from_mask(mask, block)
+    live = full.nnz - 3
+    topo = Topology(full.rows, full.cols, block, full.row_indices, full.column_indices, full.offsets,
+                    full.column_indices_t, full.offsets_t, full.block_offsets_t,
+                    live_nnz=torch.tensor([live], dtype=torch.int32, device="cuda"))
+    a = _dense(topo.rows, 128, trans_a, torch.bfloat16, gen)
+    b = _dense(128, topo.cols, trans_b, torch.bfloat16, gen)
+    out = torch.full((topo.nnz, block, block), float("nan"), dtype=torch.bfloat16, device="cuda")
+    ops.sdd(a, b, topo, out=out)
+    ref = _ref_blocks(a.float() @ b.float(), full)
+    assert relative_error(out[:live], ref[:live]) < TOLERANCE["bf16"]
+    assert (out[live:] == 0).all()
+
+
 # Non-default tiles reach other code paths: 8-chunk swizzled rows (tile_k 64), more warps
 # than 2x2, two-stage pipelines, tiles smaller than the block.
 TILES = ["64x64x64.s3.w2x2", "128x64x32.s2.w4x1", "32x128x16.s5.w1x4", "64x128x64.s2.w2x2"]
