@@ -6,7 +6,7 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_tile_config', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_op', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_tile']
+__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_tile']
 class SpecError(ValueError):
     pass
 class CompileError(RuntimeError):
@@ -65,11 +65,29 @@ class OpKind:
       dsd
     
       dds
+    
+      expert_histogram
+    
+      expert_bins
+    
+      expert_slots
+    
+      padded_gather
+    
+      weighted_scatter
+    
+      weighted_scatter_grad
     """
     __members__: typing.ClassVar[dict[str, OpKind]]
     dds: typing.ClassVar[OpKind]
     dsd: typing.ClassVar[OpKind]
+    expert_bins: typing.ClassVar[OpKind]
+    expert_histogram: typing.ClassVar[OpKind]
+    expert_slots: typing.ClassVar[OpKind]
+    padded_gather: typing.ClassVar[OpKind]
     sdd: typing.ClassVar[OpKind]
+    weighted_scatter: typing.ClassVar[OpKind]
+    weighted_scatter_grad: typing.ClassVar[OpKind]
     @typing.overload
     def __eq__(self, other: OpKind) -> bool:
         ...
@@ -222,6 +240,12 @@ class KernelSpec:
     def block_size(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def experts(self) -> int:
+        ...
+    @experts.setter
+    def experts(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
     def k(self) -> int:
         ...
     @k.setter
@@ -238,6 +262,81 @@ class KernelSpec:
         ...
     @n.setter
     def n(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def top_k(self) -> int:
+        ...
+    @top_k.setter
+    def top_k(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class RoutingLayout:
+    def __init__(self, assignments: typing.SupportsInt | typing.SupportsIndex, experts: typing.SupportsInt | typing.SupportsIndex, block: typing.SupportsInt | typing.SupportsIndex, ffn: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def assignments(self) -> int:
+        ...
+    @property
+    def bins(self) -> int:
+        ...
+    @property
+    def block(self) -> int:
+        ...
+    @property
+    def block_cols(self) -> int:
+        ...
+    @property
+    def block_offsets_t(self) -> int:
+        ...
+    @property
+    def chunk_counts(self) -> int:
+        ...
+    @property
+    def chunks(self) -> int:
+        ...
+    @property
+    def column_indices(self) -> int:
+        ...
+    @property
+    def column_indices_t(self) -> int:
+        ...
+    @property
+    def expert_counts(self) -> int:
+        ...
+    @property
+    def experts(self) -> int:
+        ...
+    @property
+    def ffn(self) -> int:
+        ...
+    @property
+    def live_nnz(self) -> int:
+        ...
+    @property
+    def max_block_rows(self) -> int:
+        ...
+    @property
+    def max_nnz(self) -> int:
+        ...
+    @property
+    def offsets(self) -> int:
+        ...
+    @property
+    def offsets_t(self) -> int:
+        ...
+    @property
+    def row_assignment(self) -> int:
+        ...
+    @property
+    def row_indices(self) -> int:
+        ...
+    @property
+    def rows(self) -> int:
+        ...
+    @property
+    def slots(self) -> int:
+        ...
+    @property
+    def total(self) -> int:
         ...
 class GeneratedSource:
     @property
@@ -525,6 +624,8 @@ class JitRuntime:
         ...
     def launch_bsr_gemm(self, spec: KernelSpec, a: typing.SupportsInt | typing.SupportsIndex, b: typing.SupportsInt | typing.SupportsIndex, c: typing.SupportsInt | typing.SupportsIndex, lda: typing.SupportsInt | typing.SupportsIndex, ldb: typing.SupportsInt | typing.SupportsIndex, ldc: typing.SupportsInt | typing.SupportsIndex, row_indices: typing.SupportsInt | typing.SupportsIndex, column_indices: typing.SupportsInt | typing.SupportsIndex, offsets: typing.SupportsInt | typing.SupportsIndex, column_indices_t: typing.SupportsInt | typing.SupportsIndex, offsets_t: typing.SupportsInt | typing.SupportsIndex, block_offsets_t: typing.SupportsInt | typing.SupportsIndex, nnz: typing.SupportsInt | typing.SupportsIndex, block_rows: typing.SupportsInt | typing.SupportsIndex, block_cols: typing.SupportsInt | typing.SupportsIndex, device: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex, live_nnz: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
+    def launch_routing(self, spec: KernelSpec, layout: RoutingLayout, plan: typing.SupportsInt | typing.SupportsIndex, expert_indices: typing.SupportsInt | typing.SupportsIndex = 0, input: typing.SupportsInt | typing.SupportsIndex = 0, output: typing.SupportsInt | typing.SupportsIndex = 0, weights: typing.SupportsInt | typing.SupportsIndex = 0, weight_grad: typing.SupportsInt | typing.SupportsIndex = 0, rows_forward: typing.SupportsInt | typing.SupportsIndex = 0, tokens: typing.SupportsInt | typing.SupportsIndex = 0, device: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
     def prepare(self, spec: KernelSpec, device: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
         Compile or fetch the kernel and load it into the device.
@@ -570,6 +671,8 @@ def generate_source(spec: KernelSpec) -> GeneratedSource:
     ...
 def heuristic_tile_config(spec: KernelSpec) -> TileConfig:
     ...
+def is_routing(op: OpKind) -> bool:
+    ...
 def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsIndex, block_rows: typing.SupportsInt | typing.SupportsIndex, block_cols: typing.SupportsInt | typing.SupportsIndex) -> LaunchGeometry:
     ...
 def nearest_bucket(tuned: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bucket: typing.SupportsInt | typing.SupportsIndex) -> int:
@@ -578,6 +681,10 @@ def parse_dtype(text: str) -> DType:
     ...
 def parse_op(text: str) -> OpKind:
     ...
+def routing_spec(op: OpKind, target: Target, experts: typing.SupportsInt | typing.SupportsIndex, top_k: typing.SupportsInt | typing.SupportsIndex = 0, n: typing.SupportsInt | typing.SupportsIndex = 0, block_size: typing.SupportsInt | typing.SupportsIndex = 0, dtype: DType = ...) -> KernelSpec:
+    """
+    A routing kernel spec; fields the op does not use are ignored.
+    """
 def search_space(problem: KernelSpec) -> list[TileConfig]:
     """
     Every statically valid tile configuration for the spec's problem, the heuristic one first.

@@ -30,7 +30,7 @@ import time
 from typing import Optional, Sequence
 
 from . import _core
-from .layer_kernels import LayerKernel, layer_kernels
+from .layer_kernels import LayerKernel, layer_kernels, routing_kernels
 from .runtime import Runtime, gpu_available
 from .specs import kernel_spec
 from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
@@ -99,12 +99,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"moejit build: {shape.describe()}")
     print(f"target {target.text()}, dtype {args.dtype}, block {args.block_size}, NVRTC {runtime.core.nvrtc_version} "
           f"({runtime.core.nvrtc_path})")
-    kernels = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
+    products = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
     on_gpu = run and target == runtime.target_for(0)
     if on_gpu:
         # The tiles `moejit tune` chose on this GPU for the nearest token bucket, where tuned.
         bucket = _core.token_bucket(shape.tokens * shape.top_k, shape.experts)
-        kernels = [LayerKernel(runtime.tuned_spec(k.spec, 0, bucket), k.uses) for k in kernels]
+        products = [LayerKernel(runtime.tuned_spec(k.spec, 0, bucket), k.uses) for k in products]
+    kernels = products + routing_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
     rows = []
     start = time.perf_counter()
     for i, kernel in enumerate(kernels, 1):
@@ -115,7 +116,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             runtime.core.prepare(kernel.spec, 0)   # load it: launchable from now on
         origin = "database" if runtime.core.stats.database_hits > before.database_hits else "compiled"
         r = compiled.resources
-        rows.append([kernel.spec.short_name(), kernel.spec.tile.text(), r.registers, compiled.dynamic_shared_bytes,
+        tile = "-" if _core.is_routing(kernel.spec.op) else kernel.spec.tile.text()
+        rows.append([kernel.spec.short_name(), tile, r.registers, compiled.dynamic_shared_bytes,
                      r.spill_store_bytes + r.spill_load_bytes, f"{compiled.compile_ms:.0f}", origin,
                      "; ".join(kernel.uses)])
     ready = time.perf_counter() - start
@@ -142,7 +144,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 0
     from .measure_layer import measure_layer_kernels
 
-    results = measure_layer_kernels(shape, kernels, dtype=args.dtype, runtime=runtime, seed=args.seed)
+    results = measure_layer_kernels(shape, products, dtype=args.dtype, runtime=runtime, seed=args.seed)
     print()
     _print_table(
         ["kernel", "product", "rel err", "ms", "TFLOP/s", "dense TFLOP/s", "ratio"],

@@ -189,7 +189,7 @@ def _model_shape(model: Any):
 def _model_problems(shape, targets: Iterable[str]) -> set[str]:
     """Problem texts (spec texts without tile) of every kernel the model's layer needs,
     in both dtypes and block sizes, for the given targets."""
-    from .layer_kernels import layer_kernels
+    from .layer_kernels import layer_kernels, routing_kernels
 
     problems: set[str] = set()
     for target in targets:
@@ -197,6 +197,7 @@ def _model_problems(shape, targets: Iterable[str]) -> set[str]:
             for block_size in _BLOCK_SIZES:
                 try:
                     kernels = layer_kernels(shape, target=target, dtype=dtype, block_size=block_size)
+                    kernels += routing_kernels(shape, target=target, dtype=dtype, block_size=block_size)
                 except ValueError:   # a combination the model cannot use (e.g. an extent not a block multiple)
                     continue
                 problems.update(problem_text(k.spec.text()) for k in kernels)

@@ -9,7 +9,8 @@ and its backward
     dx  = dsd(dh, w1)          the same kernel as the second forward product
     dw1 = dsd(dh.t(), x)       dsd with the sparse operand transposed
     dw2 = dsd(h.t(), dy)       the same kernel as dw1
-so three distinct kernels serve the whole layer.
+so three distinct kernels serve the whole layer. Around them, six routing kernels
+(routing_kernels) sort the tokens by expert, build the topology and permute rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _core
-from .specs import TargetLike, kernel_spec
+from .specs import TargetLike, kernel_spec, routing_kernel_spec
 from .zoo import ModelShape
 
 
@@ -38,4 +39,23 @@ def layer_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: st
                     ("forward y = h @ w2", "backward dx = dh @ w1")),
         LayerKernel(kernel_spec("dsd", m=ef, n=h, trans_a=True, **common),
                     ("backward dw1 = dh.t() @ x", "backward dw2 = h.t() @ dy")),
+    ]
+
+
+def routing_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: str = "bf16",
+                    block_size: int = 128) -> list[LayerKernel]:
+    """The routing and permutation kernels of the layer (moejit.routing, moejit.permutation)."""
+    t = target if isinstance(target, str) else target.text()
+    e, k, h, f = shape.experts, shape.top_k, shape.hidden, shape.ffn
+    return [
+        LayerKernel(routing_kernel_spec("expert_histogram", target=t, experts=e), ("routing: assignments per expert",)),
+        LayerKernel(routing_kernel_spec("expert_bins", target=t, experts=e, block_size=block_size, n=f),
+                    ("routing: padded bins and the topology",)),
+        LayerKernel(routing_kernel_spec("expert_slots", target=t, experts=e), ("routing: each assignment's row",)),
+        LayerKernel(routing_kernel_spec("padded_gather", target=t, top_k=k, n=h, dtype=dtype),
+                    ("forward x -> expert-sorted rows",)),
+        LayerKernel(routing_kernel_spec("weighted_scatter", target=t, top_k=k, n=h, dtype=dtype),
+                    ("forward rows -> y", "backward dx: each token's rows summed")),
+        LayerKernel(routing_kernel_spec("weighted_scatter_grad", target=t, top_k=k, n=h, dtype=dtype),
+                    ("backward d rows, d expert weights",)),
     ]

@@ -29,6 +29,7 @@ import torch
 
 from . import _core
 from .runtime import Runtime, default_runtime
+from .specs import routing_kernel_spec
 from .topology import Topology
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -38,22 +39,6 @@ _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 def routing_layout(assignments: int, num_experts: int, block_size: int, ffn_hidden_size: int) -> _core.RoutingLayout:
     """Sizes and section offsets of the routing plan buffer (cached: a layer calls it per op)."""
     return _core.RoutingLayout(assignments, num_experts, block_size, ffn_hidden_size)
-
-
-@functools.lru_cache(maxsize=1024)
-def _routing_spec(op: str, target: str, experts: int, top_k: int, n: int, block_size: int,
-                  dtype: str) -> _core.KernelSpec:
-    return _core.routing_spec(_core.OpKind.__members__[op], _core.Target(target), experts, top_k, n, block_size,
-                              _core.parse_dtype(dtype))
-
-
-def routing_kernel_spec(op: str, *, target, experts: int = 0, top_k: int = 0, n: int = 0, block_size: int = 0,
-                        dtype: str = "bf16") -> _core.KernelSpec:
-    """The spec of one routing kernel (see compiler/routing_spec.hpp); validated."""
-    target_text = target if isinstance(target, str) else target.text()
-    spec = _routing_spec(op, target_text, experts, top_k, n, block_size, dtype)
-    spec.validate()
-    return spec
 
 
 def launch_routing(op: str, layout: _core.RoutingLayout, plan: torch.Tensor, *, runtime: Optional[Runtime] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Union
 
 from . import _core
@@ -58,6 +59,26 @@ def kernel_spec(
         spec.tile = tile if isinstance(tile, _core.TileConfig) else _core.TileConfig.parse(tile)
     spec.validate()
     return spec
+
+
+@functools.lru_cache(maxsize=1024)
+def _routing_spec(op: str, target: str, experts: int, top_k: int, n: int, block_size: int,
+                  dtype: str) -> _core.KernelSpec:
+    spec = _core.routing_spec(_core.OpKind.__members__[op], _core.Target(target), experts, top_k, n, block_size,
+                              _core.parse_dtype(dtype))
+    spec.validate()
+    return spec
+
+
+def routing_kernel_spec(op: str, *, target: TargetLike = "sm_90a", experts: int = 0, top_k: int = 0, n: int = 0,
+                        block_size: int = 0, dtype: str = "bf16") -> _core.KernelSpec:
+    """The spec of one routing or permutation kernel (compiler/routing_spec.hpp), validated;
+    the fields its op does not use are ignored. Cached: the layer asks for one per call."""
+    if op not in _core.OpKind.__members__ or not _core.is_routing(_core.OpKind.__members__[op]):
+        raise _core.SpecError(f"op={op!r}: expected a routing op (expert_histogram, expert_bins, expert_slots, "
+                              "padded_gather, weighted_scatter, weighted_scatter_grad)")
+    target_text = target if isinstance(target, str) else target.text()
+    return _routing_spec(op, target_text, experts, top_k, n, block_size, dtype)
 
 
 def source(op: str, **kwargs) -> str:

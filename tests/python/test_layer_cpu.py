@@ -12,7 +12,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import moejit
 from moejit import _core
 from moejit.layer import load_balancing_loss
-from moejit.routing import routing_kernel_spec
+from moejit.specs import routing_kernel_spec
 
 ROUTING_SPECS = [
     ("expert_histogram", dict(experts=128)),
