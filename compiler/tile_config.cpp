@@ -18,6 +18,13 @@ int TileConfig::shared_bytes(DType dtype) const {
   return std::max(pipeline, epilogue);
 }
 
+int wgmma_threads(const TileConfig& tile) { return tile.threads() + 128; }
+
+int wgmma_shared_bytes(const TileConfig& tile, DType dtype) {
+  const int stage = (tile.tile_m + tile.tile_n) * tile.tile_k * dtype_bytes(dtype);
+  return 1024 + tile.stages * stage + 2 * tile.stages * 8;
+}
+
 std::string TileConfig::text() const {
   return fmt::format("{}x{}x{}.s{}.w{}x{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n);
 }

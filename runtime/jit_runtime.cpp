@@ -1,10 +1,15 @@
 #include "runtime/jit_runtime.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "autotune/search_space.hpp"
 #include "compiler/kernel_dump.hpp"
 #include "compiler/spec_error.hpp"
+#include "compiler/tma_layout.hpp"
+#include "moejit/bsr_gemm_sm90_params.h"
+#include "runtime/tensor_map.hpp"
 
 namespace moejit {
 
@@ -236,7 +241,34 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
     ctx = context(device).get();
   }
   ScopedContext scope(*driver_, ctx);
-  kernel.launch(geometry.grid_x, &params, stream);
+  if (spec.family != KernelFamily::wgmma) {
+    kernel.launch(geometry.grid_x, &params, stream);
+    return;
+  }
+  if (geometry.grid_x == 0) return;   // no tile: nothing to encode either
+  // The wgmma kernel is persistent: one thread block per SM strides over the tiles.
+  const std::int64_t grid = std::min<std::int64_t>(geometry.grid_x, multiprocessors(device));
+  const TmaLayout layout = tma_layout(spec, sparse, params.lda, params.ldb, params.ldc);
+  // An empty sparse operand has no data to point at; its map is never read (see
+  // tma_layout), so any valid address stands in.
+  const auto address = [&](const void* p) { return p != nullptr ? p : params.c; };
+  BsrGemmSm90Params sm90{};
+  sm90.a = encode_tensor_map(*driver_, "a", address(params.a), layout.a, spec.dtype);
+  sm90.b = encode_tensor_map(*driver_, "b", address(params.b), layout.b, spec.dtype);
+  sm90.c = encode_tensor_map(*driver_, "c", params.c, layout.c, spec.dtype);
+  sm90.gemm = params;
+  kernel.launch(grid, &sm90, stream);
+}
+
+int JitRuntime::multiprocessors(int device) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = multiprocessors_.find(device); it != multiprocessors_.end()) return it->second;
+  }
+  const int count = device_info(device).multiprocessors;
+  std::lock_guard lock(mutex_);
+  multiprocessors_[device] = count;
+  return count;
 }
 
 }  // namespace moejit

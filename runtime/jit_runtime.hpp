@@ -97,7 +97,9 @@ class JitRuntime {
   void check_loads(const CompiledKernel& kernel, int device);
 
   // Launches the block-sparse product `spec` on `device` (its primary context) and
-  // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream).
+  // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream). For the
+  // wgmma family it also encodes the operands' TMA tensor maps and launches a persistent
+  // grid of at most one thread block per SM.
   void launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse, int device,
                        CUstream stream);
 
@@ -105,6 +107,7 @@ class JitRuntime {
   PrimaryContext& context(int device);   // caller holds mutex_
   CompiledKernel compile_with_nvrtc(const KernelSpec& spec);
   const LoadedKernel& loaded(const KernelSpec& spec, int device);
+  int multiprocessors(int device);   // cached: the persistent grid of the wgmma family
 
   JitOptions options_;
   TemplateLibrary templates_;
@@ -116,6 +119,7 @@ class JitRuntime {
   CacheStats stats_;
   std::map<std::string, std::shared_ptr<const CompiledKernel>> compiled_;
   std::map<int, std::unique_ptr<PrimaryContext>> contexts_;
+  std::map<int, int> multiprocessors_;
   std::map<std::pair<std::string, int>, std::unique_ptr<LoadedKernel>> loaded_;
 };
 
