@@ -37,6 +37,23 @@ GeneratedSource generate_source(const KernelSpec& spec) {
       "template __global__ void {kernel}({parameter});\n",
       fmt::arg("version", MOEJIT_VERSION), fmt::arg("spec", spec.text()), fmt::arg("header", out.template_header),
       fmt::arg("kernel", out.name_expression), fmt::arg("parameter", parameter));
+  if (wgmma) {
+    // The host launches with its own count of threads and shared memory and assumes a
+    // register split (compiler/tile_config.cpp); the template has its own (Sm90Layout).
+    // A disagreement would fail on the GPU only (a trap, or setmaxnreg waiting forever):
+    // make it a compile error instead.
+    const TileConfig& t = spec.tile;
+    const WgmmaRegisters r = wgmma_registers(t);
+    out.source += fmt::format(
+        "\nusing HostCheckedLayout = moejit::Sm90Layout<{}, {}, {}, {}>;\n"
+        "static_assert(HostCheckedLayout::kThreads == {} && HostCheckedLayout::kSharedBytes == {},\n"
+        "              \"moejit host and template disagree on threads or shared memory\");\n"
+        "static_assert(HostCheckedLayout::kLaunchRegisters == {} && HostCheckedLayout::kProducerRegisters == {} &&\n"
+        "              HostCheckedLayout::kConsumerRegisters == {},\n"
+        "              \"moejit host and template disagree on the register split\");\n",
+        t.tile_m, t.tile_n, t.tile_k, t.stages, spec.threads(), spec.shared_bytes(), r.launch, r.producer,
+        r.consumer);
+  }
   return out;
 }
 

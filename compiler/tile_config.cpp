@@ -22,7 +22,18 @@ int wgmma_threads(const TileConfig& tile) { return tile.threads() + 128; }
 
 int wgmma_shared_bytes(const TileConfig& tile, DType dtype) {
   const int stage = (tile.tile_m + tile.tile_n) * tile.tile_k * dtype_bytes(dtype);
-  return 1024 + tile.stages * stage + 2 * tile.stages * 8;
+  const int c_buffer = tile.tile_m * tile.tile_n * dtype_bytes(dtype);
+  return 1024 + tile.stages * stage + c_buffer + 2 * tile.stages * 8;
+}
+
+WgmmaRegisters wgmma_registers(const TileConfig& tile) {
+  const int threads = wgmma_threads(tile);
+  const int consumer_threads = tile.threads();
+  WgmmaRegisters r{};
+  r.launch = std::min(240, 65536 / threads / 8 * 8);
+  r.producer = 40;
+  r.consumer = std::min(240, (r.launch * threads - r.producer * 128) / consumer_threads / 8 * 8);
+  return r;
 }
 
 std::string TileConfig::text() const {

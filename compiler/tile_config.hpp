@@ -35,9 +35,22 @@ TileConfig parse_tile_config(std::string_view text);
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): the warp grid is the consumer
 // warpgroups' (4 warps per 64 rows of C), and a producer warpgroup issuing TMA comes on
-// top. Shared memory: the stages, two mbarriers per stage, and 1 KB of slack to align
-// the 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the template).
+// top. Shared memory: the stages, the C buffer of the epilogue, two mbarriers per stage,
+// and 1 KB of slack to align the 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the
+// template; the generated source asserts that both agree).
 int wgmma_threads(const TileConfig& tile);
-int wgmma_shared_bytes(const TileConfig& tile, DType dtype);   // inverse of text(); throws SpecError
+int wgmma_shared_bytes(const TileConfig& tile, DType dtype);
+
+// The wgmma kernel's register split (Sm90Layout in the template): every thread starts
+// with `launch` (its launch bound's share of an SM, at most 240, which ptxas allocates in
+// full); the producer warpgroup drops to `producer`, the consumers rise to `consumer`.
+// setmaxnreg moves registers only within the block, so producer * 128 + consumer *
+// consumer threads must not exceed launch * threads, or the consumers would wait forever.
+struct WgmmaRegisters {
+  int launch;
+  int producer;
+  int consumer;
+};
+WgmmaRegisters wgmma_registers(const TileConfig& tile);   // inverse of text(); throws SpecError
 
 }  // namespace moejit
