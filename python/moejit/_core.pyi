@@ -6,7 +6,7 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_tile_config', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_op', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_tile']
+__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_family', 'parse_op', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
 class SpecError(ValueError):
     pass
 class CompileError(RuntimeError):
@@ -183,8 +183,42 @@ class TileConfig:
     @warps_n.setter
     def warps_n(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+class KernelFamily:
+    """
+    Members:
+
+      mma
+
+      wgmma
+    """
+    __members__: typing.ClassVar[dict[str, KernelFamily]]
+    mma: typing.ClassVar[KernelFamily]
+    wgmma: typing.ClassVar[KernelFamily]
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class KernelSpec:
     dtype: DType
+    family: KernelFamily
     op: OpKind
     target: Target
     tile: TileConfig
@@ -211,9 +245,23 @@ class KernelSpec:
         ...
     def validate(self) -> None:
         ...
+    def with_family(self, family: KernelFamily) -> KernelSpec:
+        """
+        A copy of the spec with another kernel family (the tile is kept).
+        """
     def with_tile(self, tile: TileConfig) -> KernelSpec:
         """
         A copy of the spec with another tile configuration.
+        """
+    @property
+    def shared_bytes(self) -> int:
+        """
+        Dynamic shared memory of one thread block of the kernel.
+        """
+    @property
+    def threads(self) -> int:
+        """
+        Threads of one thread block of the kernel.
         """
     @property
     def block_size(self) -> int:
@@ -568,6 +616,10 @@ def dynamic_extent(op: OpKind, trans_a: bool, trans_b: bool) -> str:
     """
 def generate_source(spec: KernelSpec) -> GeneratedSource:
     ...
+def heuristic_family(spec: KernelSpec) -> KernelFamily:
+    """
+    wgmma on sm_90a where one of its tiles fits the spec, else mma.
+    """
 def heuristic_tile_config(spec: KernelSpec) -> TileConfig:
     ...
 def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsIndex, block_rows: typing.SupportsInt | typing.SupportsIndex, block_cols: typing.SupportsInt | typing.SupportsIndex) -> LaunchGeometry:
@@ -575,6 +627,8 @@ def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsI
 def nearest_bucket(tuned: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bucket: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
 def parse_dtype(text: str) -> DType:
+    ...
+def parse_family(text: str) -> KernelFamily:
     ...
 def parse_op(text: str) -> OpKind:
     ...
@@ -586,6 +640,10 @@ def target_for_device(major: typing.SupportsInt | typing.SupportsIndex, minor: t
     ...
 def token_bucket(routed_tokens: typing.SupportsInt | typing.SupportsIndex, experts: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
+def with_heuristic_implementation(spec: KernelSpec) -> KernelSpec:
+    """
+    The spec with the heuristic family and that family's heuristic tile.
+    """
 def with_heuristic_tile(spec: KernelSpec) -> KernelSpec:
     ...
 DYNAMIC: int = -1
