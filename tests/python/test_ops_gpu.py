@@ -169,8 +169,9 @@ def test_empty_topology_gives_zeros(family):
     z = ops.dds(a, sparse, out=torch.full((64, 256), float("nan"), dtype=torch.bfloat16, device="cuda"),
                 family=family)
     assert torch.equal(z, torch.zeros_like(z))
-    # The weight-gradient form: no token rows at all, so the reduction is empty.
-    w = ops.dsd(sparse.t(), torch.empty(0, 128, device="cuda", dtype=torch.bfloat16),
+    # The weight-gradient form (sparse operand transposed): every block column is empty,
+    # so every reduction is.
+    w = ops.dsd(sparse.t(), torch.randn(384, 128, device="cuda", dtype=torch.bfloat16),
                 out=torch.full((256, 128), float("nan"), dtype=torch.bfloat16, device="cuda"), family=family)
     assert torch.equal(w, torch.zeros_like(w))
 
