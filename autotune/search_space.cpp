@@ -18,7 +18,26 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
   } catch (const SpecError&) {
     // No heuristic fits: the loop below finds whatever does, possibly nothing.
   }
-  // C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth 32 or 64 with the stage
+  if (problem.family == KernelFamily::wgmma) {
+    // wgmma: C tiles of one or two 64-row consumer warpgroups by 64 to 256 columns, and
+    // every ring depth from 2 to 6 that fits shared memory next to the C buffer (K depth
+    // is fixed at 64 by the 128-byte swizzle): about 25 candidates.
+    const std::pair<int, int> wgmma_tiles[] = {{128, 128}, {128, 256}, {128, 64}, {64, 256}, {64, 128}, {64, 64}};
+    for (auto [tile_m, tile_n] : wgmma_tiles) {
+      for (int stages = 2; stages <= 6; ++stages) {
+        candidate.tile = TileConfig{tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1};
+        if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) continue;
+        try {
+          validate(candidate);
+          out.push_back(candidate.tile);
+        } catch (const SpecError&) {
+          // Statically impossible for this problem: pruned.
+        }
+      }
+    }
+    return out;
+  }
+  // mma: C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth 32 or 64 with the stage
   // counts that fit shared memory. The sweep behind the heuristic (2026-11-28, H200) found
   // the good mma.sync configurations inside this set, and smaller tiles lost everywhere;
   // keeping it to ~50 candidates holds a model's tuning near a minute.

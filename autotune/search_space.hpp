@@ -8,9 +8,11 @@
 
 namespace moejit {
 
-// Every tile configuration of the mma family that passes validate() for the spec's problem
-// (its own tile is ignored): the static pruning by shared memory, accumulator registers
-// and the block structure. The heuristic configuration comes first, so a tuner that can
+// Every tile configuration of the spec's family (mma or wgmma) that passes validate() for
+// the spec's problem (its own tile is ignored): the static pruning by shared memory,
+// accumulator registers and the block structure. The family is the spec's, chosen by
+// heuristic_family where no one named it: a tuning result records a tile, not a family,
+// so one tuning compares tiles of one family. The heuristic configuration comes first, so a tuner that can
 // time only a few candidates still compares against the default.
 std::vector<TileConfig> search_space(const KernelSpec& problem);
 

@@ -20,9 +20,45 @@ int largest_dividing_tile(std::int64_t extent, int cap) {
   return 0;
 }
 
-}  // namespace
+// wgmma family (H200): 128-row tiles give both consumer warpgroups 64 rows; N as wide as
+// the op allows (256 where the dense N divides: each m64n256k16 reads 10 KB of shared
+// memory for 0.5 MFLOP, m64n128k16 6 KB for 0.26), a 64 block shrinks the tile along the
+// sparse dimensions. Then the deepest ring of at most 5 stages that fits 227 KB next to
+// the C buffer: 128x128 gets 5 stages (32 KB each), 128x256 3 (48 KB each).
+TileConfig heuristic_wgmma_tile(const KernelSpec& spec) {
+  const int b = spec.block_size;
+  int tile_m = 128, tile_n = 128;
+  switch (spec.op) {
+    case OpKind::sdd:
+      tile_m = std::min(128, b);
+      tile_n = std::min(128, b);
+      break;
+    case OpKind::dsd:
+      tile_m = std::min(128, b);
+      tile_n = spec.n % 256 == 0 ? 256 : spec.n % 128 == 0 ? 128 : 64;
+      break;
+    case OpKind::dds:
+      tile_m = spec.m % 128 == 0 ? 128 : 64;
+      tile_n = std::min(128, b);
+      break;
+    default:
+      throw SpecError("op", std::string(op_name(spec.op)), "a block-sparse product: routing kernels have no tile");
+  }
+  KernelSpec candidate = spec;
+  for (int stages = 5; stages >= 2; --stages) {
+    candidate.tile = TileConfig{tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1};
+    try {
+      validate(candidate);
+      return candidate.tile;
+    } catch (const SpecError&) {
+      // Fewer stages; the last failure is reported below.
+    }
+  }
+  validate(candidate);   // throws the reason nothing fits
+  return candidate.tile;
+}
 
-TileConfig heuristic_tile_config(const KernelSpec& spec) {
+TileConfig heuristic_mma_tile(const KernelSpec& spec) {
   const int b = spec.block_size;
   // 128x128 C tiles with 2x2 warps (64x64 per warp) keep the tensor cores busy on every
   // sm_80+ part; a 64 block shrinks the tile along the sparse dimensions. K = 32 per stage
@@ -70,7 +106,34 @@ TileConfig heuristic_tile_config(const KernelSpec& spec) {
   return candidate.tile;
 }
 
+}  // namespace
+
+TileConfig heuristic_tile_config(const KernelSpec& spec) {
+  return spec.family == KernelFamily::wgmma ? heuristic_wgmma_tile(spec) : heuristic_mma_tile(spec);
+}
+
 KernelSpec with_heuristic_tile(KernelSpec spec) {
+  spec.tile = heuristic_tile_config(spec);
+  return spec;
+}
+
+KernelFamily heuristic_family(const KernelSpec& spec) {
+  const Target& t = spec.target;
+  if (t.major == 9 && t.minor == 0 && t.arch_specific) {
+    KernelSpec candidate = spec;
+    candidate.family = KernelFamily::wgmma;
+    try {
+      heuristic_wgmma_tile(candidate);
+      return KernelFamily::wgmma;
+    } catch (const SpecError&) {
+      // No wgmma tile fits these extents (say, n not a multiple of 64): mma does.
+    }
+  }
+  return KernelFamily::mma;
+}
+
+KernelSpec with_heuristic_implementation(KernelSpec spec) {
+  spec.family = heuristic_family(spec);
   spec.tile = heuristic_tile_config(spec);
   return spec;
 }

@@ -88,9 +88,8 @@ CompiledKernel KernelCompiler::compile(const KernelSpec& spec, const CompileOpti
   if (!out.ptx.empty() && out.ptx.back() == '\0') out.ptx.pop_back();
 
   out.resources = kernel_resources(out.log, out.cubin);
-  const bool routing = is_routing(spec.op);
-  out.threads = routing ? routing_threads(spec.op) : spec.tile.threads();
-  out.dynamic_shared_bytes = routing ? 0 : spec.tile.shared_bytes(spec.dtype);
+  out.threads = spec.threads();
+  out.dynamic_shared_bytes = spec.shared_bytes();
   out.compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

@@ -40,11 +40,18 @@ OpKind parse_op(std::string_view text) {
                   "weighted_scatter, weighted_scatter_grad)");
 }
 
-std::string_view family_name(KernelFamily) { return "mma"; }
+std::string_view family_name(KernelFamily family) {
+  switch (family) {
+    case KernelFamily::mma: return "mma";
+    case KernelFamily::wgmma: return "wgmma";
+  }
+  return "?";
+}
 
 KernelFamily parse_family(std::string_view text) {
   if (text == "mma") return KernelFamily::mma;
-  throw SpecError("family", std::string(text), "mma");
+  if (text == "wgmma") return KernelFamily::wgmma;
+  throw SpecError("family", std::string(text), "mma or wgmma");
 }
 
 char dynamic_extent(OpKind op, bool trans_a, bool trans_b) {
@@ -92,6 +99,16 @@ std::string KernelSpec::problem_text() const {
   return fmt::format("op={} trans={}{} dtype={} block={} m={} n={} k={} target={}", op_name(op), trans_a ? 't' : 'n',
                      trans_b ? 't' : 'n', dtype_name(dtype), block_size, extent_text(m), extent_text(n),
                      extent_text(k), target.text());
+}
+
+int KernelSpec::threads() const {
+  if (is_routing(op)) return routing_threads(op);
+  return family == KernelFamily::wgmma ? wgmma_threads(tile) : tile.threads();
+}
+
+int KernelSpec::shared_bytes() const {
+  if (is_routing(op)) return 0;   // static shared memory only
+  return family == KernelFamily::wgmma ? wgmma_shared_bytes(tile, dtype) : tile.shared_bytes(dtype);
 }
 
 std::uint64_t KernelSpec::hash() const { return fnv1a64(text()); }

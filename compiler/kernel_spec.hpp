@@ -17,9 +17,13 @@ namespace moejit {
 std::string_view op_name(OpKind op);
 OpKind parse_op(std::string_view text);
 
-// The kernel family: which template implements the spec. mma = mma.sync + ldmatrix +
-// cp.async multistage pipeline, portable to sm_80 and newer.
-enum class KernelFamily { mma };
+// The kernel family: which template implements the spec.
+//   mma    mma.sync + ldmatrix + cp.async multistage pipeline (bsr_gemm_sm80.cuh),
+//          portable to sm_80 and newer: the baseline and the fallback.
+//   wgmma  TMA + mbarrier pipeline feeding warpgroup wgmma, warp-specialised
+//          (bsr_gemm_sm90.cuh): Hopper only (sm_90a), where mma.sync cannot reach the
+//          tensor cores' rate.
+enum class KernelFamily { mma, wgmma };
 
 std::string_view family_name(KernelFamily family);
 KernelFamily parse_family(std::string_view text);
@@ -62,6 +66,11 @@ struct KernelSpec {
   std::string problem_text() const;
   // A short identifier for tables and file names: "sdd_nt_bf16_b128_n114688_k4096".
   std::string short_name() const;
+
+  // Threads and dynamic shared memory of one thread block of this spec's kernel: the
+  // tile's, plus what the family adds (the wgmma family's producer warpgroup, barriers).
+  int threads() const;
+  int shared_bytes() const;
 
   friend bool operator==(const KernelSpec&, const KernelSpec&) = default;
 };

@@ -52,7 +52,7 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
   if (tiles > std::numeric_limits<int>::max()) {
     throw SpecError("grid", std::to_string(tiles), "at most 2^31-1 thread blocks: split the problem");
   }
-  return LaunchGeometry{tiles, t.threads(), t.shared_bytes(s.dtype)};
+  return LaunchGeometry{tiles, s.threads(), s.shared_bytes()};
 }
 
 }  // namespace moejit

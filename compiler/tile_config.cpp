@@ -18,6 +18,24 @@ int TileConfig::shared_bytes(DType dtype) const {
   return std::max(pipeline, epilogue);
 }
 
+int wgmma_threads(const TileConfig& tile) { return tile.threads() + 128; }
+
+int wgmma_shared_bytes(const TileConfig& tile, DType dtype) {
+  const int stage = (tile.tile_m + tile.tile_n) * tile.tile_k * dtype_bytes(dtype);
+  const int c_buffer = tile.tile_m * tile.tile_n * dtype_bytes(dtype);
+  return 1024 + tile.stages * stage + c_buffer + 2 * tile.stages * 8;
+}
+
+WgmmaRegisters wgmma_registers(const TileConfig& tile) {
+  const int threads = wgmma_threads(tile);
+  const int consumer_threads = tile.threads();
+  WgmmaRegisters r{};
+  r.launch = std::min(240, 65536 / threads / 8 * 8);
+  r.producer = 40;
+  r.consumer = std::min(240, (r.launch * threads - r.producer * 128) / consumer_threads / 8 * 8);
+  return r;
+}
+
 std::string TileConfig::text() const {
   return fmt::format("{}x{}x{}.s{}.w{}x{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n);
 }

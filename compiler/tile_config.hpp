@@ -16,19 +16,41 @@ struct TileConfig {
   int warps_m = 2;    // warp grid; each warp owns (tile_m/warps_m) x (tile_n/warps_n) of C
   int warps_n = 2;
 
+  // The mma family's threads (the warp grid); see wgmma_threads for the wgmma family.
   int threads() const { return warps_m * warps_n * 32; }
   int warp_tile_m() const { return tile_m / warps_m; }
   int warp_tile_n() const { return tile_n / warps_n; }
   // fp32 accumulator registers each thread holds.
   int accumulators_per_thread() const { return tile_m * tile_n / threads(); }
-  // Dynamic shared memory of the kernel: the operand pipeline, which the epilogue reuses
-  // to stage C for coalesced stores (padded rows, see templates/moejit/epilogue.cuh).
+  // Dynamic shared memory of the mma family's kernel: the operand pipeline, which the
+  // epilogue reuses to stage C for coalesced stores (padded rows, see
+  // templates/moejit/epilogue.cuh). See wgmma_shared_bytes for the wgmma family.
   int shared_bytes(DType dtype) const;
 
   std::string text() const;   // "128x128x32.s4.w2x2"
   friend bool operator==(const TileConfig&, const TileConfig&) = default;
 };
 
-TileConfig parse_tile_config(std::string_view text);   // inverse of text(); throws SpecError
+TileConfig parse_tile_config(std::string_view text);
+
+// The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): the warp grid is the consumer
+// warpgroups' (4 warps per 64 rows of C), and a producer warpgroup issuing TMA comes on
+// top. Shared memory: the stages, the C buffer of the epilogue, two mbarriers per stage,
+// and 1 KB of slack to align the 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the
+// template; the generated source asserts that both agree).
+int wgmma_threads(const TileConfig& tile);
+int wgmma_shared_bytes(const TileConfig& tile, DType dtype);
+
+// The wgmma kernel's register split (Sm90Layout in the template): every thread starts
+// with `launch` (its launch bound's share of an SM, at most 240, which ptxas allocates in
+// full); the producer warpgroup drops to `producer`, the consumers rise to `consumer`.
+// setmaxnreg moves registers only within the block, so producer * 128 + consumer *
+// consumer threads must not exceed launch * threads, or the consumers would wait forever.
+struct WgmmaRegisters {
+  int launch;
+  int producer;
+  int consumer;
+};
+WgmmaRegisters wgmma_registers(const TileConfig& tile);   // inverse of text(); throws SpecError
 
 }  // namespace moejit

@@ -36,7 +36,7 @@ void validate_extents(const KernelSpec& s) {
   }
 }
 
-void validate_tile(const KernelSpec& s) {
+void validate_common_tile(const KernelSpec& s) {
   const TileConfig& t = s.tile;
   require(power_of_two(t.tile_m) && t.tile_m >= 16 && t.tile_m <= 256, "tile_m", t.tile_m,
           "a power of two from 16 to 256");
@@ -47,6 +47,12 @@ void validate_tile(const KernelSpec& s) {
   require(t.stages >= 2 && t.stages <= 8, "stages", t.stages, "2 to 8");
   require(power_of_two(t.warps_m) && t.warps_m <= 8, "warps_m", t.warps_m, "1, 2, 4 or 8");
   require(power_of_two(t.warps_n) && t.warps_n <= 8, "warps_n", t.warps_n, "1, 2, 4 or 8");
+}
+
+void validate_mma_tile(const KernelSpec& s) {
+  const TileConfig& t = s.tile;
+  require(s.target.compute_capability() >= 80, "target", s.target.text(),
+          "sm_80 or newer (the mma family needs bf16 tensor cores and cp.async)");
   require(t.warps_m * t.warps_n <= 16, "warps", t.warps_m * t.warps_n, "at most 16 warps (512 threads)");
   // ldmatrix.x4 loads 16x16 operand blocks, so each warp's share of C is whole 16x16 tiles.
   require(t.tile_m % (16 * t.warps_m) == 0, "warps_m", t.warps_m,
@@ -58,8 +64,35 @@ void validate_tile(const KernelSpec& s) {
   require(t.accumulators_per_thread() <= 128, "tile", t.text(),
           fmt::format("at most 128 accumulators per thread (tile_m*tile_n/threads), got {}",
                       t.accumulators_per_thread()));
-  const int smem = t.shared_bytes(s.dtype);
-  require(smem <= s.target.max_shared_bytes_per_block(), "tile", t.text(),
+}
+
+// The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): Hopper's warpgroup instructions
+// exist on sm_90a only, and the kernel's shared-memory layout fixes most of the tile.
+void validate_wgmma_tile(const KernelSpec& s) {
+  const TileConfig& t = s.tile;
+  require(s.target.major == 9 && s.target.minor == 0 && s.target.arch_specific, "target", s.target.text(),
+          "sm_90a for family=wgmma (wgmma and setmaxnreg exist on sm_90a only; use family=mma elsewhere)");
+  require(t.tile_k == 64, "tile_k", t.tile_k,
+          "64 for family=wgmma (one 128-byte swizzled row of 16-bit elements per stage)");
+  require(t.tile_m == 64 || t.tile_m == 128, "tile_m", t.tile_m,
+          "64 or 128 for family=wgmma (one or two consumer warpgroups of 64 rows)");
+  require(t.tile_n % 64 == 0 && t.tile_n <= 256, "tile_n", t.tile_n,
+          "64, 128 or 256 for family=wgmma (wgmma n <= 256, in 64-element swizzle chunks)");
+  require(t.warps_m == 4 * (t.tile_m / 64) && t.warps_n == 1, "warps",
+          fmt::format("{}x{}", t.warps_m, t.warps_n),
+          fmt::format("{}x1 for family=wgmma with tile_m={} (4 warps per 64-row consumer warpgroup)",
+                      4 * (t.tile_m / 64), t.tile_m));
+}
+
+void validate_tile(const KernelSpec& s) {
+  validate_common_tile(s);
+  if (s.family == KernelFamily::wgmma) {
+    validate_wgmma_tile(s);
+  } else {
+    validate_mma_tile(s);
+  }
+  const int smem = s.shared_bytes();
+  require(smem <= s.target.max_shared_bytes_per_block(), "tile", s.tile.text(),
           fmt::format("at most {} bytes of shared memory on {}, needs {}", s.target.max_shared_bytes_per_block(),
                       s.target.text(), smem));
 }
@@ -100,8 +133,6 @@ void validate_op_fit(const KernelSpec& s) {
 void validate(const KernelSpec& s) {
   if (is_routing(s.op)) return validate_routing(s);
   require(s.block_size == 64 || s.block_size == 128, "block", s.block_size, "64 or 128");
-  require(s.target.compute_capability() >= 80, "target", s.target.text(),
-          "sm_80 or newer (the mma family needs bf16 tensor cores and cp.async)");
   validate_extents(s);
   validate_tile(s);
   validate_op_fit(s);

@@ -48,6 +48,12 @@ DriverApi::DriverApi()
   MOEJIT_CU_ENTRY(MemcpyHtoD, "cuMemcpyHtoD_v2");
   MOEJIT_CU_ENTRY(MemcpyDtoH, "cuMemcpyDtoH_v2");
 #undef MOEJIT_CU_ENTRY
+  try {
+    TensorMapEncodeTiled =
+        reinterpret_cast<decltype(TensorMapEncodeTiled)>(library_.symbol("cuTensorMapEncodeTiled"));
+  } catch (const std::exception&) {
+    // Optional: encode_tensor_map says what to install when a wgmma kernel needs it.
+  }
   check(Init(0), "cuInit");
   check(DriverGetVersion(&version_), "cuDriverGetVersion");
 }

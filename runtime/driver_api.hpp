@@ -48,6 +48,9 @@ class DriverApi {
   decltype(&::cuMemFree) MemFree;
   decltype(&::cuMemcpyHtoD) MemcpyHtoD;
   decltype(&::cuMemcpyDtoH) MemcpyDtoH;
+  // TMA tensor maps for the wgmma family; nullptr on drivers older than CUDA 12.0, which
+  // still run the mma family.
+  decltype(&::cuTensorMapEncodeTiled) TensorMapEncodeTiled = nullptr;
 
  private:
   SharedLibrary library_;

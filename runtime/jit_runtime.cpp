@@ -1,10 +1,15 @@
 #include "runtime/jit_runtime.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "autotune/search_space.hpp"
 #include "compiler/kernel_dump.hpp"
 #include "compiler/spec_error.hpp"
+#include "compiler/tma_layout.hpp"
+#include "moejit/bsr_gemm_sm90_params.h"
+#include "runtime/tensor_map.hpp"
 
 namespace moejit {
 
@@ -227,7 +232,25 @@ void JitRuntime::check_loads(const CompiledKernel& kernel, int device) {
 
 void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse,
                                  int device, CUstream stream) {
-  launch(spec, launch_geometry(spec, sparse).grid_x, &params, device, stream);
+  const LaunchGeometry geometry = launch_geometry(spec, sparse);
+  if (spec.family != KernelFamily::wgmma) {
+    launch(spec, geometry.grid_x, &params, device, stream);
+    return;
+  }
+  if (geometry.grid_x == 0) return;   // no tile: nothing to encode either
+  const DriverApi& d = driver();
+  // The wgmma kernel is persistent: one thread block per SM strides over the tiles.
+  const std::int64_t grid = std::min<std::int64_t>(geometry.grid_x, multiprocessors(device));
+  const TmaLayout layout = tma_layout(spec, sparse, params.lda, params.ldb, params.ldc);
+  // An empty sparse operand has no data to point at; its map is never read (see
+  // tma_layout), so any valid address stands in.
+  const auto address = [&](const void* p) { return p != nullptr ? p : params.c; };
+  BsrGemmSm90Params sm90{};
+  sm90.a = encode_tensor_map(d, "a", address(params.a), layout.a, spec.dtype);
+  sm90.b = encode_tensor_map(d, "b", address(params.b), layout.b, spec.dtype);
+  sm90.c = encode_tensor_map(d, "c", params.c, layout.c, spec.dtype);
+  sm90.gemm = params;
+  launch(spec, grid, &sm90, device, stream);
 }
 
 void JitRuntime::launch_routing(const KernelSpec& spec, const RoutingParams& params, const RoutingShape& shape,
@@ -246,6 +269,17 @@ void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, const void*
   }
   ScopedContext scope(*driver_, ctx);
   kernel.launch(grid_x, params, stream);
+}
+
+int JitRuntime::multiprocessors(int device) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = multiprocessors_.find(device); it != multiprocessors_.end()) return it->second;
+  }
+  const int count = device_info(device).multiprocessors;
+  std::lock_guard lock(mutex_);
+  multiprocessors_[device] = count;
+  return count;
 }
 
 }  // namespace moejit

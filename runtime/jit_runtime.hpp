@@ -99,7 +99,9 @@ class JitRuntime {
   void check_loads(const CompiledKernel& kernel, int device);
 
   // Launches the block-sparse product `spec` on `device` (its primary context) and
-  // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream).
+  // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream). For the
+  // wgmma family it also encodes the operands' TMA tensor maps and launches a persistent
+  // grid of at most one thread block per SM.
   void launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse, int device,
                        CUstream stream);
   // Launches a routing kernel (compiler/routing_spec.hpp) the same way.
@@ -111,6 +113,7 @@ class JitRuntime {
   void launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device, CUstream stream);
   CompiledKernel compile_with_nvrtc(const KernelSpec& spec);
   const LoadedKernel& loaded(const KernelSpec& spec, int device);
+  int multiprocessors(int device);   // cached: the persistent grid of the wgmma family
 
   JitOptions options_;
   TemplateLibrary templates_;
@@ -122,6 +125,7 @@ class JitRuntime {
   CacheStats stats_;
   std::map<std::string, std::shared_ptr<const CompiledKernel>> compiled_;
   std::map<int, std::unique_ptr<PrimaryContext>> contexts_;
+  std::map<int, int> multiprocessors_;
   std::map<std::pair<std::string, int>, std::unique_ptr<LoadedKernel>> loaded_;
 };
 

@@ -6,7 +6,7 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_tile']
+__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
 class SpecError(ValueError):
     pass
 class CompileError(RuntimeError):
@@ -122,6 +122,51 @@ class OpKind:
     @property
     def value(self) -> int:
         ...
+class KernelFamily:
+    """
+    Members:
+    
+      mma
+    
+      wgmma
+    """
+    __members__: typing.ClassVar[dict[str, KernelFamily]]
+    mma: typing.ClassVar[KernelFamily]
+    wgmma: typing.ClassVar[KernelFamily]
+    @typing.overload
+    def __eq__(self, other: KernelFamily) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: KernelFamily) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class Target:
     __hash__: typing.ClassVar[None] = None
     def __eq__(self, arg0: Target) -> bool:
@@ -203,6 +248,7 @@ class TileConfig:
         ...
 class KernelSpec:
     dtype: DType
+    family: KernelFamily
     op: OpKind
     target: Target
     tile: TileConfig
@@ -229,6 +275,10 @@ class KernelSpec:
         ...
     def validate(self) -> None:
         ...
+    def with_family(self, family: KernelFamily) -> KernelSpec:
+        """
+        A copy of the spec with another kernel family (the tile is kept).
+        """
     def with_tile(self, tile: TileConfig) -> KernelSpec:
         """
         A copy of the spec with another tile configuration.
@@ -263,6 +313,16 @@ class KernelSpec:
     @n.setter
     def n(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    @property
+    def shared_bytes(self) -> int:
+        """
+        Dynamic shared memory of one thread block of the kernel.
+        """
+    @property
+    def threads(self) -> int:
+        """
+        Threads of one thread block of the kernel.
+        """
     @property
     def top_k(self) -> int:
         ...
@@ -669,6 +729,10 @@ def dynamic_extent(op: OpKind, trans_a: bool, trans_b: bool) -> str:
     """
 def generate_source(spec: KernelSpec) -> GeneratedSource:
     ...
+def heuristic_family(spec: KernelSpec) -> KernelFamily:
+    """
+    wgmma on sm_90a where one of its tiles fits the spec, else mma.
+    """
 def heuristic_tile_config(spec: KernelSpec) -> TileConfig:
     ...
 def is_routing(op: OpKind) -> bool:
@@ -678,6 +742,8 @@ def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsI
 def nearest_bucket(tuned: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bucket: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
 def parse_dtype(text: str) -> DType:
+    ...
+def parse_family(text: str) -> KernelFamily:
     ...
 def parse_op(text: str) -> OpKind:
     ...
@@ -693,6 +759,10 @@ def target_for_device(major: typing.SupportsInt | typing.SupportsIndex, minor: t
     ...
 def token_bucket(routed_tokens: typing.SupportsInt | typing.SupportsIndex, experts: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
+def with_heuristic_implementation(spec: KernelSpec) -> KernelSpec:
+    """
+    The spec with the heuristic family and that family's heuristic tile.
+    """
 def with_heuristic_tile(spec: KernelSpec) -> KernelSpec:
     ...
 DYNAMIC: int = -1

@@ -3,6 +3,10 @@
 A dense operand may be a row-major matrix or a transposed view of one (`w.t()`); the
 transpose is compiled into the kernel, nothing is copied. A sparse operand is a
 `BlockSparseMatrix` (blocks + topology), or its transposed view `.t()`.
+
+Every op takes `tile=` (a TileConfig or its text) and `family=` ("mma" or "wgmma") to
+pick the implementation; by default the tuned one, else the heuristic's (the wgmma
+family on Hopper; MOEJIT_FAMILY=mma|wgmma overrides the family).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 
 from . import _core
 from .runtime import Runtime, default_runtime
-from .specs import TileLike, kernel_spec
+from .specs import FamilyLike, TileLike, kernel_spec
 from .topology import Topology
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -144,7 +148,7 @@ def _check_extent(what: str, actual: int, expected: int, because: str) -> None:
 def _tuned(runtime: Runtime, spec: _core.KernelSpec, tile: TileLike, device: torch.device,
            topology: Topology) -> _core.KernelSpec:
     """An explicit tile is used as given; otherwise the tuned one for this GPU and token
-    bucket, else the heuristic (see Runtime.tuned_spec)."""
+    bucket, else the heuristic (see Runtime.tuned_spec). The family is the spec's."""
     if tile is not None:
         return spec
     return runtime.tuned_spec(spec, device.index or 0, topology.token_bucket())
@@ -181,6 +185,7 @@ def sdd(
     *,
     out: Optional[torch.Tensor] = None,
     tile: TileLike = None,
+    family: FamilyLike = None,
     runtime: Optional[Runtime] = None,
 ) -> BlockSparseMatrix:
     """C = a @ b computed only on the nonzero blocks of `topology` (rows(a) x cols(b)).
@@ -200,7 +205,7 @@ def sdd(
     device = _common_device(a=a, b=b, topology=topology.row_indices, out=out)
     spec = kernel_spec("sdd", m=topology.rows, n=topology.cols, k=a.shape[1], trans_a=trans_a, trans_b=trans_b,
                        dtype=dtype, block_size=topology.block_size, target=runtime.target_for(device.index or 0),
-                       tile=tile)
+                       tile=tile, family=family)
     spec = _tuned(runtime, spec, tile, device, topology)
     _launch(runtime, spec, device, a, b, out, lda, ldb, bs, topology)
     return BlockSparseMatrix(out, topology)
@@ -212,6 +217,7 @@ def dsd(
     *,
     out: Optional[torch.Tensor] = None,
     tile: TileLike = None,
+    family: FamilyLike = None,
     runtime: Optional[Runtime] = None,
 ) -> torch.Tensor:
     """Dense C = sparse @ b; `sparse` may be a transposed view (`s.t()`).
@@ -228,7 +234,8 @@ def dsd(
     out = _output("out", out, (m, n), b.dtype, b.device)
     device = _common_device(sparse=sparse.data, b=b, out=out)
     spec = kernel_spec("dsd", m=m, n=n, k=k, trans_a=sparse.transposed, trans_b=trans_b, dtype=dtype,
-                       block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile)
+                       block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile,
+                       family=family)
     spec = _tuned(runtime, spec, tile, device, topo)
     _launch(runtime, spec, device, sparse.data, b, out, 0, ldb, n, topo)
     return out
@@ -240,6 +247,7 @@ def dds(
     *,
     out: Optional[torch.Tensor] = None,
     tile: TileLike = None,
+    family: FamilyLike = None,
     runtime: Optional[Runtime] = None,
 ) -> torch.Tensor:
     """Dense C = a @ sparse; `sparse` may be a transposed view (`s.t()`).
@@ -256,7 +264,8 @@ def dds(
     out = _output("out", out, (m, n), a.dtype, a.device)
     device = _common_device(a=a, sparse=sparse.data, out=out)
     spec = kernel_spec("dds", m=m, n=n, k=k, trans_a=trans_a, trans_b=sparse.transposed, dtype=dtype,
-                       block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile)
+                       block_size=topo.block_size, target=runtime.target_for(device.index or 0), tile=tile,
+                       family=family)
     spec = _tuned(runtime, spec, tile, device, topo)
     _launch(runtime, spec, device, a, sparse.data, out, lda, 0, n, topo)
     return out

@@ -158,7 +158,16 @@ class Runtime:
             if warn:
                 _warn(f"{spec.short_name()} was never tuned on {gpu}: using the heuristic tile "
                       f"{spec.tile.text()}. `moejit tune` tunes a model's kernels (see `moejit tune --help`).")
-        return spec if tile is None else spec.with_tile(tile)
+        if tile is None:
+            return spec
+        tuned = spec.with_tile(tile)
+        try:
+            tuned.validate()
+        except _core.SpecError:
+            # Tuned for the other kernel family (a tuning records a tile, not a family):
+            # this spec's family cannot run that tile, so it keeps its heuristic one.
+            return spec
+        return tuned
 
     def record_tuning(self, entry: _core.TuningEntry) -> bool:
         """Stores a tuning result; later ops in this runtime use it at once."""

@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Optional, Union
 
 from . import _core
 
 TargetLike = Union[str, _core.Target]
 TileLike = Union[str, _core.TileConfig, None]
+FamilyLike = Union[str, _core.KernelFamily, None]
 
 
 def as_target(target: TargetLike) -> _core.Target:
     return target if isinstance(target, _core.Target) else _core.Target(target)
+
+
+def as_family(family: Union[str, _core.KernelFamily]) -> _core.KernelFamily:
+    return family if isinstance(family, _core.KernelFamily) else _core.parse_family(family)
+
+
+def _default_family(spec: _core.KernelSpec, tile: Optional[_core.TileConfig]) -> _core.KernelFamily:
+    """The family for a spec that names none: MOEJIT_FAMILY (mma or wgmma) if set, else the
+    heuristic's (wgmma on sm_90a). An explicit tile the heuristic family cannot run (an
+    mma tile on Hopper) selects mma."""
+    forced = os.environ.get("MOEJIT_FAMILY", "").strip()
+    if forced:
+        try:
+            return _core.parse_family(forced)
+        except _core.SpecError as e:
+            raise _core.SpecError(f"MOEJIT_FAMILY={forced!r}: expected mma or wgmma") from e
+    family = _core.heuristic_family(spec)
+    if tile is not None and family != _core.KernelFamily.mma:
+        try:
+            spec.with_family(family).with_tile(tile).validate()
+        except _core.SpecError:
+            return _core.KernelFamily.mma
+    return family
 
 
 def kernel_spec(
@@ -27,13 +52,16 @@ def kernel_spec(
     block_size: int = 128,
     target: TargetLike = "sm_90a",
     tile: TileLike = None,
+    family: FamilyLike = None,
 ) -> _core.KernelSpec:
     """The spec of one block-sparse product C = op(A) x op(B), C being M x N.
 
     The extent that varies with the token count (see `_core.dynamic_extent`) is not
     compiled in: it may be given (it is then ignored) or left out. The others are
-    required. Without `tile`, the untuned heuristic configuration is used. Raises
-    SpecError (a ValueError) naming the offending field.
+    required. Without `tile`, the untuned heuristic configuration is used. Without
+    `family` ("mma" or "wgmma"), MOEJIT_FAMILY if set, else the heuristic's: wgmma on
+    sm_90a (Hopper), mma elsewhere. Raises SpecError (a ValueError) naming the offending
+    field.
     """
     spec = _core.KernelSpec()
     spec.op = _core.parse_op(op)
@@ -53,10 +81,10 @@ def kernel_spec(
             )
         else:
             setattr(spec, name, int(value))
-    if tile is None:
-        spec.tile = _core.heuristic_tile_config(spec)
-    else:
-        spec.tile = tile if isinstance(tile, _core.TileConfig) else _core.TileConfig.parse(tile)
+    if tile is not None and not isinstance(tile, _core.TileConfig):
+        tile = _core.TileConfig.parse(tile)
+    spec.family = as_family(family) if family is not None else _default_family(spec, tile)
+    spec.tile = _core.heuristic_tile_config(spec) if tile is None else tile
     spec.validate()
     return spec
 

@@ -189,6 +189,10 @@ PYBIND11_MODULE(_core, m) {
       .value("weighted_scatter", OpKind::weighted_scatter)
       .value("weighted_scatter_grad", OpKind::weighted_scatter_grad);
   m.def("is_routing", &is_routing, py::arg("op"));
+  py::enum_<KernelFamily>(m, "KernelFamily")
+      .value("mma", KernelFamily::mma)
+      .value("wgmma", KernelFamily::wgmma);
+  m.def("parse_family", &parse_family, py::arg("text"));
   m.def("parse_dtype", &parse_dtype, py::arg("text"));
   m.def("parse_op", &parse_op, py::arg("text"));
   m.def("dynamic_extent", [](OpKind op, bool ta, bool tb) { return std::string(1, dynamic_extent(op, ta, tb)); },
@@ -240,9 +244,13 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("n", &KernelSpec::n)
       .def_readwrite("k", &KernelSpec::k)
       .def_readwrite("tile", &KernelSpec::tile)
+      .def_readwrite("family", &KernelSpec::family)
       .def_readwrite("target", &KernelSpec::target)
       .def_readwrite("experts", &KernelSpec::experts)
       .def_readwrite("top_k", &KernelSpec::top_k)
+      .def_property_readonly("threads", &KernelSpec::threads, "Threads of one thread block of the kernel.")
+      .def_property_readonly("shared_bytes", &KernelSpec::shared_bytes,
+                             "Dynamic shared memory of one thread block of the kernel.")
       .def("text", &KernelSpec::text)
       .def("hash_hex", &KernelSpec::hash_hex)
       .def("short_name", &KernelSpec::short_name)
@@ -253,6 +261,12 @@ PYBIND11_MODULE(_core, m) {
              return spec;
            },
            py::arg("tile"), "A copy of the spec with another tile configuration.")
+      .def("with_family",
+           [](KernelSpec spec, KernelFamily family) {
+             spec.family = family;
+             return spec;
+           },
+           py::arg("family"), "A copy of the spec with another kernel family (the tile is kept).")
       .def("validate", [](const KernelSpec& s) { validate(s); })
       .def("__eq__", [](const KernelSpec& a, const KernelSpec& b) { return a == b; })
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })
@@ -293,6 +307,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("token_bucket", &token_bucket, py::arg("routed_tokens"), py::arg("experts"));
   m.def("nearest_bucket", &nearest_bucket, py::arg("tuned"), py::arg("bucket"));
   m.def("with_heuristic_tile", &with_heuristic_tile, py::arg("spec"));
+  m.def("heuristic_family", &heuristic_family, py::arg("spec"),
+        "wgmma on sm_90a where one of its tiles fits the spec, else mma.");
+  m.def("with_heuristic_implementation", &with_heuristic_implementation, py::arg("spec"),
+        "The spec with the heuristic family and that family's heuristic tile.");
 
   py::class_<GeneratedSource>(m, "GeneratedSource")
       .def_readonly("file_name", &GeneratedSource::file_name)

@@ -241,7 +241,7 @@ TEST_CASE("parse errors name the offending field") {
         {"op", "ssd"},          {"op", "SDD"},       {"dtype", "fp32"},        {"dtype", "fp8"},
         {"block", "12x"},       {"block", ""},       {"block", "big"},         {"tile", "128x128x32"},
         {"tile", "128x128"},    {"tile", "axbxc"},   {"tile", "128x128x32.s4.w2x2x"},
-        {"family", "wgmma"},    {"target", "sm_75"}, {"target", "ampere"},     {"target", "sm_90b"},
+        {"family", "tcgen05"},  {"target", "sm_75"}, {"target", "ampere"},     {"target", "sm_90b"},
     };
     for (const auto& [key, bad] : cases) {
       CAPTURE(key);
@@ -296,8 +296,11 @@ TEST_CASE("op and family names round-trip") {
   CHECK(op_name(OpKind::dds) == "dds");
   CHECK(family_name(KernelFamily::mma) == "mma");
   CHECK(parse_family("mma") == KernelFamily::mma);
+  CHECK(family_name(KernelFamily::wgmma) == "wgmma");
+  CHECK(parse_family("wgmma") == KernelFamily::wgmma);
   CHECK(spec_error_of([] { parse_op("gemm"); }).field == "op");
-  CHECK(spec_error_of([] { parse_family("wgmma"); }).field == "family");
+  CHECK(spec_error_of([] { parse_family("WGMMA"); }).field == "family");
+  CHECK(spec_error_of([] { parse_family("tcgen05"); }).field == "family");
 }
 
 TEST_CASE("dtype names, sizes and template types") {

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -140,7 +141,8 @@ void check_kernel(const Outcome& outcome) {
   CHECK(k.spec == spec);
   CHECK(k.cubin.size() > 1000);
   CHECK(k.cubin.rfind("\x7f" "ELF", 0) == 0);
-  CHECK(k.lowered_name.rfind("_ZN6moejit13bsr_gemm_sm80", 0) == 0);
+  const bool wgmma = spec.family == KernelFamily::wgmma;
+  CHECK(k.lowered_name.rfind(wgmma ? "_ZN6moejit13bsr_gemm_sm90" : "_ZN6moejit13bsr_gemm_sm80", 0) == 0);
   CHECK(contains(k.ptx, ".target " + spec.target.text()));
   CHECK(contains(k.ptx, ".entry " + k.lowered_name + "("));
   CHECK(k.source == generate_source(spec).source);
@@ -149,8 +151,26 @@ void check_kernel(const Outcome& outcome) {
   CHECK(k.resources.spill_store_bytes == 0);
   CHECK(k.resources.spill_load_bytes == 0);
   CHECK(k.resources.stack_bytes == 0);
-  CHECK(k.threads == spec.tile.threads());
-  CHECK(k.dynamic_shared_bytes == spec.tile.shared_bytes(spec.dtype));
+  CHECK(k.threads == spec.threads());
+  CHECK(k.dynamic_shared_bytes == spec.shared_bytes());
+  if (wgmma) {
+    // ptxas gives every thread the launch bound's registers (it does not shrink a kernel
+    // that uses setmaxnreg); the split the template requests must fit that allocation,
+    // or setmaxnreg.inc would wait forever on the GPU.
+    const WgmmaRegisters r = wgmma_registers(spec.tile);
+    CHECK(k.resources.registers == r.launch);
+    CHECK(r.producer * 128 + r.consumer * spec.tile.threads() <= k.resources.registers * k.threads);
+    CHECK(r.consumer >= spec.tile.tile_n / 2 + 32);   // the accumulators and then some
+    for (const char* instruction : {"wgmma.mma_async.sync.aligned", "cp.async.bulk.tensor.2d.shared::cluster.global",
+                                    "cp.async.bulk.tensor.2d.global.shared::cta", "mbarrier.try_wait.parity",
+                                    "setmaxnreg.inc.sync.aligned.u32", "setmaxnreg.dec.sync.aligned.u32"}) {
+      CAPTURE(instruction);
+      CHECK(contains(k.ptx, instruction));
+    }
+    CHECK(!contains(k.ptx, "mma.sync.aligned"));
+    CHECK(!contains(k.ptx, "ld.local"));
+    CHECK(!contains(k.ptx, "st.local"));
+  }
   CHECK(k.dynamic_shared_bytes + k.resources.static_shared_bytes <= spec.target.max_shared_bytes_per_block());
   CHECK(contains(k.log, "registers"));
   CHECK(k.compile_ms > 0);
@@ -214,6 +234,39 @@ TEST_CASE("every op x transpose x dtype x block compiles for sm_90a without spil
   std::sort(names.begin(), names.end());
   CHECK(std::unique(names.begin(), names.end()) == names.end());
   CHECK(names.size() == 48);
+}
+
+TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a without spills") {
+  const KernelCompiler compiler(nvrtc(), templates());
+  std::vector<KernelSpec> specs = test::wgmma_spec_grid();
+  REQUIRE(specs.size() == 48);
+  // Beyond the heuristic tiles: every tile shape the search space may pick, at the
+  // shallowest and a deep ring, on the layer's dsd kernels and (where the tile fits in a
+  // block) on sdd and dds.
+  const TileConfig extra[] = {{128, 256, 64, 3, 8, 1}, {128, 128, 64, 2, 8, 1}, {128, 64, 64, 6, 8, 1},
+                              {64, 256, 64, 4, 4, 1},  {64, 128, 64, 5, 4, 1},  {64, 64, 64, 2, 4, 1}};
+  for (const TileConfig& tile : extra) {
+    for (auto [op, ta, tb] : {std::tuple{OpKind::dsd, false, false}, std::tuple{OpKind::dsd, true, false},
+                              std::tuple{OpKind::sdd, false, true}, std::tuple{OpKind::dds, true, true}}) {
+      if (op != OpKind::dsd && tile.tile_n > 128) continue;
+      KernelSpec s = test::moe_spec(op, ta, tb, DType::bf16, 128);
+      s.family = KernelFamily::wgmma;
+      s.tile = tile;
+      if (std::find(specs.begin(), specs.end(), s) == specs.end()) specs.push_back(s);
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<Outcome> outcomes = compile_all(compiler, specs);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  MESSAGE("compiled " << outcomes.size() << " wgmma kernels in " << seconds << " s");
+  std::vector<std::string> names;
+  for (const Outcome& outcome : outcomes) {
+    check_kernel(outcome);
+    if (outcome.kernel) names.push_back(outcome.kernel->lowered_name);
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(std::unique(names.begin(), names.end()) == names.end());
+  CHECK(names.size() == specs.size());
 }
 
 TEST_CASE("compiles for sm_80, with line info") {

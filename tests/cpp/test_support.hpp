@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include "autotune/tile_heuristics.hpp"
 #include "compiler/kernel_spec.hpp"
 #include "compiler/spec_error.hpp"
 
@@ -71,6 +72,16 @@ inline std::vector<KernelSpec> moe_spec_grid(Target target = sm_90a()) {
     for (const Transpose& t : kTransposes)
       for (DType dtype : kDTypes)
         for (int block : kBlockSizes) out.push_back(moe_spec(op, t.a, t.b, dtype, block, target));
+  return out;
+}
+
+// The same grid in the wgmma family with its heuristic tiles: the Hopper kernels.
+inline std::vector<KernelSpec> wgmma_spec_grid() {
+  std::vector<KernelSpec> out;
+  for (KernelSpec s : moe_spec_grid(sm_90a())) {
+    s.family = KernelFamily::wgmma;
+    out.push_back(with_heuristic_tile(s));
+  }
   return out;
 }
 

@@ -43,7 +43,9 @@ def test_inspect_by_spec_then_from_the_database(cache):
 def test_inspect_by_model_and_op(cache):
     info = moejit.inspect(model="qwen3-30b-a3b", op="dsd-t")
     assert info.name == "dsd_tn_bf16_b128_m98304_n2048"
-    assert "ldmatrix.sync.aligned.m8n8.x4.trans" in info.ptx
+    # Hopper's default family: the transposed sparse operand is read M-major by wgmma.
+    assert "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16" in info.ptx
+    assert "p, 1, 1, 1, 1;" in info.ptx
 
 
 @pytest.mark.parametrize("kwargs,message", [

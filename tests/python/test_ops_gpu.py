@@ -1,7 +1,10 @@
 """Every block-sparse op against a float32 torch reference, on random data and random
 topologies: not only the block-diagonal MoE ones, with empty block rows and columns,
 experts with no tokens and one expert taking every token. Outputs are poisoned with NaN
-before each run, so an element the kernel fails to write shows up."""
+before each run, so an element the kernel fails to write shows up.
+
+Each op runs in every kernel family the GPU has: mma everywhere, wgmma (TMA + wgmma,
+persistent) on Hopper (compute capability 9.0) only."""
 
 import itertools
 
@@ -11,12 +14,24 @@ import torch
 import moejit
 from moejit import Topology, ops
 from moejit.reference import relative_error
+from moejit.specs import kernel_spec
 
 from conftest import requires_gpu
 
 pytestmark = [pytest.mark.gpu, requires_gpu]
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _is_hopper() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(0) == (9, 0)
+
+
+# The wgmma family exists on sm_90a only: elsewhere its cases skip, they do not fail.
+FAMILIES = [
+    "mma",
+    pytest.param("wgmma", marks=pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")),
+]
 # Rounding the fp32 result to 16 bits costs ~2^-9 (bf16) / 2^-12 (fp16) relative error.
 TOLERANCE = {"bf16": 1e-2, "fp16": 2e-3}
 TRANSPOSES = list(itertools.product([False, True], repeat=2))
@@ -59,14 +74,15 @@ def _random_sparse(topo, dtype, gen):
 @pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
-def test_sdd(block, dtype, trans_a, trans_b):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sdd(block, dtype, trans_a, trans_b, family):
     gen = torch.Generator(device="cuda").manual_seed(1)
     k = 192
     for name, topo in _topologies(block, gen):
         a = _dense(topo.rows, k, trans_a, DTYPES[dtype], gen)
         b = _dense(k, topo.cols, trans_b, DTYPES[dtype], gen)
         out = torch.full((topo.nnz, block, block), float("nan"), dtype=DTYPES[dtype], device="cuda")
-        result = ops.sdd(a, b, topo, out=out)
+        result = ops.sdd(a, b, topo, out=out, family=family)
         torch.cuda.synchronize()
         assert result.data is out
         ref = _ref_blocks(a.float() @ b.float(), topo)
@@ -77,7 +93,8 @@ def test_sdd(block, dtype, trans_a, trans_b):
 @pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
-def test_dsd(block, dtype, trans_a, trans_b):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dsd(block, dtype, trans_a, trans_b, family):
     gen = torch.Generator(device="cuda").manual_seed(2)
     n = 320
     for name, topo in _topologies(block, gen):
@@ -87,7 +104,7 @@ def test_dsd(block, dtype, trans_a, trans_b):
         m, k = sparse.shape
         b = _dense(k, n, trans_b, DTYPES[dtype], gen)
         out = torch.full((m, n), float("nan"), dtype=DTYPES[dtype], device="cuda")
-        ops.dsd(sparse, b, out=out)
+        ops.dsd(sparse, b, out=out, family=family)
         torch.cuda.synchronize()
         err = relative_error(out, sparse.to_dense().float() @ b.float())
         assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
@@ -96,7 +113,8 @@ def test_dsd(block, dtype, trans_a, trans_b):
 @pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
-def test_dds(block, dtype, trans_a, trans_b):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dds(block, dtype, trans_a, trans_b, family):
     gen = torch.Generator(device="cuda").manual_seed(3)
     m = 192
     for name, topo in _topologies(block, gen):
@@ -106,15 +124,16 @@ def test_dds(block, dtype, trans_a, trans_b):
         k, n = sparse.shape
         a = _dense(m, k, trans_a, DTYPES[dtype], gen)
         out = torch.full((m, n), float("nan"), dtype=DTYPES[dtype], device="cuda")
-        ops.dds(a, sparse, out=out)
+        ops.dds(a, sparse, out=out, family=family)
         torch.cuda.synchronize()
         err = relative_error(out, a.float() @ sparse.to_dense().float())
         assert err < TOLERANCE[dtype], f"{name}: relative error {err}"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
-def test_sdd_writes_zeros_past_the_live_block_count(block, trans_a, trans_b):
+def test_sdd_writes_zeros_past_the_live_block_count(block, trans_a, trans_b, family):
     """A topology with capacity (live_nnz on the device, as moejit.route builds): blocks
     past the live count are zeros, the others computed."""
     gen = torch.Generator(device="cuda").manual_seed(4)
@@ -128,7 +147,7 @@ def test_sdd_writes_zeros_past_the_live_block_count(block, trans_a, trans_b):
     a = _dense(topo.rows, 128, trans_a, torch.bfloat16, gen)
     b = _dense(128, topo.cols, trans_b, torch.bfloat16, gen)
     out = torch.full((topo.nnz, block, block), float("nan"), dtype=torch.bfloat16, device="cuda")
-    ops.sdd(a, b, topo, out=out)
+    ops.sdd(a, b, topo, out=out, family=family)
     ref = _ref_blocks(a.float() @ b.float(), full)
     assert relative_error(out[:live], ref[:live]) < TOLERANCE["bf16"]
     assert (out[live:] == 0).all()
@@ -161,15 +180,23 @@ def test_tile_variants(tile, trans_a, trans_b):
     assert relative_error(ops.dds(a, sparse, tile=tile), a.float() @ sparse.to_dense().float()) < 1e-2
 
 
-def test_empty_topology_gives_zeros():
+@pytest.mark.parametrize("family", FAMILIES)
+def test_empty_topology_gives_zeros(family):
     topo = Topology.from_mask(torch.zeros(3, 2, dtype=torch.bool, device="cuda"), 128)
     sparse = moejit.BlockSparseMatrix(torch.empty(0, 128, 128, dtype=torch.bfloat16, device="cuda"), topo)
     b = torch.randn(256, 128, device="cuda", dtype=torch.bfloat16)
-    y = ops.dsd(sparse, b, out=torch.full((384, 128), float("nan"), dtype=torch.bfloat16, device="cuda"))
+    y = ops.dsd(sparse, b, out=torch.full((384, 128), float("nan"), dtype=torch.bfloat16, device="cuda"),
+                family=family)
     assert torch.equal(y, torch.zeros_like(y))
     a = torch.randn(64, 384, device="cuda", dtype=torch.bfloat16)
-    z = ops.dds(a, sparse, out=torch.full((64, 256), float("nan"), dtype=torch.bfloat16, device="cuda"))
+    z = ops.dds(a, sparse, out=torch.full((64, 256), float("nan"), dtype=torch.bfloat16, device="cuda"),
+                family=family)
     assert torch.equal(z, torch.zeros_like(z))
+    # The weight-gradient form (sparse operand transposed): every block column is empty,
+    # so every reduction is.
+    w = ops.dsd(sparse.t(), torch.randn(384, 128, device="cuda", dtype=torch.bfloat16),
+                out=torch.full((256, 128), float("nan"), dtype=torch.bfloat16, device="cuda"), family=family)
+    assert torch.equal(w, torch.zeros_like(w))
 
 
 def test_runs_on_the_callers_stream():
@@ -208,3 +235,82 @@ def test_moe_layer_kernels_small_shape():
     kernels = layer_kernels(shape, target=target)
     results = measure_layer_kernels(shape, kernels, dtype="bf16", runtime=runtime)
     assert [r.passed for r in results] == [True] * 4, results
+
+
+# --- the wgmma family's own paths -------------------------------------------------------
+
+requires_hopper = pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")
+
+# Tiles the wgmma search space may pick beyond the heuristic ones: the widest N, one
+# consumer warpgroup, the shallowest and the deepest ring.
+WGMMA_TILES = ["128x256x64.s3.w8x1", "128x64x64.s6.w8x1", "64x256x64.s4.w4x1", "64x128x64.s2.w4x1",
+               "64x64x64.s5.w4x1", "128x128x64.s2.w8x1"]
+
+
+def _fits(op, tile, block):
+    tm, tn = (int(v) for v in tile.split("x")[:2])
+    return {"sdd": tm <= block and tn <= block, "dsd": tm <= block, "dds": tn <= block}[op]
+
+
+@requires_hopper
+@pytest.mark.parametrize("tile", WGMMA_TILES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+@pytest.mark.parametrize("op", ["sdd", "dsd", "dds"])
+def test_wgmma_tile_variants(op, tile, trans_a, trans_b):
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    block = 128
+    if not _fits(op, tile, block):
+        pytest.skip(f"{tile} does not fit a {block} block along {op}'s sparse dimension")
+    topo = dict(_topologies(block, gen))["random mask"]
+    dt = torch.bfloat16
+    size = 512   # a multiple of every tile's dense extents
+    if op == "sdd":
+        a = _dense(topo.rows, size, trans_a, dt, gen)
+        b = _dense(size, topo.cols, trans_b, dt, gen)
+        out = torch.full((topo.nnz, block, block), float("nan"), dtype=dt, device="cuda")
+        ops.sdd(a, b, topo, out=out, tile=tile, family="wgmma")
+        err = relative_error(out, _ref_blocks(a.float() @ b.float(), topo))
+    elif op == "dsd":
+        sparse = _random_sparse(topo, dt, gen)
+        sparse = sparse.t() if trans_a else sparse
+        b = _dense(sparse.shape[1], size, trans_b, dt, gen)
+        out = torch.full((sparse.shape[0], size), float("nan"), dtype=dt, device="cuda")
+        ops.dsd(sparse, b, out=out, tile=tile, family="wgmma")
+        err = relative_error(out, sparse.to_dense().float() @ b.float())
+    else:
+        sparse = _random_sparse(topo, dt, gen)
+        sparse = sparse.t() if trans_b else sparse
+        a = _dense(size, sparse.shape[0], trans_a, dt, gen)
+        out = torch.full((size, sparse.shape[1]), float("nan"), dtype=dt, device="cuda")
+        ops.dds(a, sparse, out=out, tile=tile, family="wgmma")
+        err = relative_error(out, a.float() @ sparse.to_dense().float())
+    torch.cuda.synchronize()
+    assert not torch.isnan(out).any(), f"{op} {tile}: elements left unwritten (NaN)"
+    assert err < 1e-2, f"{op} {tile}: relative error {err}"
+
+
+@requires_hopper
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+@pytest.mark.parametrize("block", [64, 128])
+def test_wgmma_many_tiles_per_sm(block, trans_a, trans_b):
+    """The persistent grid: far more tiles than SMs, so every thread block walks several
+    tiles and the stage ring wraps across tile boundaries (its phases must carry over);
+    experts of uneven size make the reductions of dsd with a transposed A uneven."""
+    gen = torch.Generator(device="cuda").manual_seed(8)
+    dt = torch.bfloat16
+    counts = torch.tensor([700, 3, 0, 1500, 129, 64, 900, 255], device="cuda", dtype=torch.int32)
+    topo = Topology.from_expert_counts(counts, block, 1024)
+    h = 512
+    a = _dense(topo.rows, h, trans_a, dt, gen)
+    b = _dense(h, topo.cols, trans_b, dt, gen)
+    s = ops.sdd(a, b, topo, family="wgmma")
+    assert relative_error(s.data, _ref_blocks(a.float() @ b.float(), topo)) < 1e-2
+    sparse = _random_sparse(topo, dt, gen)
+    for transposed in (False, True):
+        view = sparse.t() if transposed else sparse
+        bd = _dense(view.shape[1], 1024, trans_b, dt, gen)
+        y = ops.dsd(view, bd, family="wgmma")
+        assert relative_error(y, view.to_dense().float() @ bd.float()) < 1e-2, f"dsd trans_a={transposed}"
+        ad = _dense(1024, view.shape[0], trans_a, dt, gen)
+        z = ops.dds(ad, view, family="wgmma")
+        assert relative_error(z, ad.float() @ view.to_dense().float()) < 1e-2, f"dds trans_b={transposed}"

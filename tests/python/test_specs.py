@@ -10,10 +10,41 @@ from moejit import _core
 
 def test_kernel_spec_fills_the_dynamic_extent_and_a_tile():
     spec = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True)
+    # Hopper (sm_90a, the default target) gets the wgmma family.
     assert spec.text() == ("op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 "
-                           "tile=128x128x64.s3.w2x2 family=mma target=sm_90a")
+                           "tile=128x128x64.s5.w8x1 family=wgmma target=sm_90a")
     assert moejit.KernelSpec.parse(spec.text()) == spec
     assert spec.hash_hex() == moejit.KernelSpec.parse(spec.text()).hash_hex()
+    assert spec.threads == 384 and spec.shared_bytes == 197712
+    mma = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True, family="mma")
+    assert mma.text() == ("op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 "
+                          "tile=128x128x64.s3.w2x2 family=mma target=sm_90a")
+    assert mma.threads == 128
+    ampere = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True, target="sm_80")
+    assert ampere.family == _core.KernelFamily.mma
+
+
+def test_family_choice():
+    # An explicit mma tile on Hopper selects mma; an explicit wgmma tile, wgmma.
+    assert moejit.kernel_spec("dsd", n=512, k=1024, tile="128x128x32.s4.w2x2").family == _core.KernelFamily.mma
+    assert moejit.kernel_spec("dsd", n=512, k=1024, tile="128x128x64.s4.w8x1").family == _core.KernelFamily.wgmma
+    # A dense extent no 64-wide wgmma tile divides falls back to mma.
+    assert moejit.kernel_spec("dsd", n=544, k=1024).family == _core.KernelFamily.mma
+    with pytest.raises(moejit.SpecError, match=r"^target=sm_80: expected sm_90a for family=wgmma"):
+        moejit.kernel_spec("dsd", n=512, k=1024, target="sm_80", family="wgmma")
+    with pytest.raises(moejit.SpecError, match=r"^family=tcgen05: expected mma or wgmma"):
+        moejit.kernel_spec("dsd", n=512, k=1024, family="tcgen05")
+    with pytest.raises(moejit.SpecError, match=r"^warps=2x2: expected 8x1 for family=wgmma"):
+        moejit.kernel_spec("dsd", n=512, k=1024, family="wgmma", tile="128x128x64.s4.w2x2")
+
+
+def test_moejit_family_environment_overrides_the_heuristic(monkeypatch):
+    monkeypatch.setenv("MOEJIT_FAMILY", "mma")
+    assert moejit.kernel_spec("sdd", n=512, k=256).family == _core.KernelFamily.mma
+    assert moejit.kernel_spec("sdd", n=512, k=256, family="wgmma").family == _core.KernelFamily.wgmma
+    monkeypatch.setenv("MOEJIT_FAMILY", "fast")
+    with pytest.raises(moejit.SpecError, match="MOEJIT_FAMILY='fast': expected mma or wgmma"):
+        moejit.kernel_spec("sdd", n=512, k=256)
 
 
 @pytest.mark.parametrize("op,trans,dynamic", [
@@ -64,17 +95,24 @@ def test_spec_error_is_a_value_error():
 
 
 def test_source_instantiates_the_template_with_the_constants():
-    src = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64)
+    src = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64, family="mma")
     assert '#include "moejit/bsr_gemm_sm80.cuh"' in src
     assert ("moejit::bsr_gemm_sm80<moejit::OpKind::dsd, true, false, moejit::fp16_t, 64, 98304LL, 2048LL, -1LL"
             in src)
     assert "// spec: op=dsd trans=tn dtype=fp16 block=64 m=98304 n=2048 k=dyn" in src
+    hopper = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64)
+    assert '#include "moejit/bsr_gemm_sm90.cuh"' in hopper
+    assert ("template __global__ void moejit::bsr_gemm_sm90<moejit::OpKind::dsd, true, false, moejit::fp16_t, 64, "
+            "98304LL, 2048LL, -1LL, 64, 256, 64, 4, 4, 1>(const __grid_constant__ moejit::BsrGemmSm90Params);"
+            in hopper)
 
 
 def test_with_tile_copies():
-    spec = moejit.kernel_spec("sdd", n=1024, k=512)
+    spec = moejit.kernel_spec("sdd", n=1024, k=512, family="mma")
     other = spec.with_tile(moejit.TileConfig.parse("64x128x32.s3.w2x2"))
     assert other.tile.text() == "64x128x32.s3.w2x2" and spec.tile.text() == "128x128x64.s3.w2x2"
+    hopper = spec.with_family(_core.KernelFamily.wgmma)
+    assert hopper.family == _core.KernelFamily.wgmma and hopper.tile == spec.tile and spec.family == _core.KernelFamily.mma
     assert other.problem_text() == spec.problem_text() and other != spec
 
 
@@ -91,18 +129,20 @@ def test_spec_text_is_a_stable_cache_key():
     assert a != c and a.hash_hex() != c.hash_hex()
 
 
-def test_runtime_compiles_each_op_once_without_a_gpu():
+@pytest.mark.parametrize("family", ["mma", "wgmma"])
+def test_runtime_compiles_each_op_once_without_a_gpu(family):
     runtime = moejit.Runtime()
-    specs = [moejit.kernel_spec(op, m=256, n=256, k=256, trans_a=ta, trans_b=tb)
+    specs = [moejit.kernel_spec(op, m=256, n=256, k=256, trans_a=ta, trans_b=tb, family=family)
              for op, ta, tb in itertools.product(["sdd", "dsd", "dds"], [False, True], [False, True])]
     for spec in specs:
         kernel = runtime.compile(spec)
-        assert kernel.lowered_name.startswith("_ZN6moejit13bsr_gemm_sm80")
+        assert kernel.lowered_name.startswith("_ZN6moejit13bsr_gemm_sm80" if family == "mma"
+                                              else "_ZN6moejit13bsr_gemm_sm90")
         assert len(kernel.cubin) > 1000
-        assert "mma.sync.aligned.m16n8k16" in kernel.ptx
+        assert ("mma.sync.aligned.m16n8k16" if family == "mma" else "wgmma.mma_async.sync.aligned") in kernel.ptx
         assert kernel.resources.registers > 0
         assert kernel.resources.spill_store_bytes == 0 and kernel.resources.spill_load_bytes == 0
-        assert kernel.dynamic_shared_bytes == spec.tile.shared_bytes(spec.dtype)
+        assert kernel.dynamic_shared_bytes == spec.shared_bytes and kernel.threads == spec.threads
     again = runtime.compile(specs[0])
     assert again.cubin == runtime.compile(specs[0]).cubin
     assert runtime.core.compiled_count == len(specs)

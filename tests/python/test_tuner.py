@@ -134,7 +134,7 @@ def test_token_buckets():
 def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "FakeGPU")
-    problem = moejit.kernel_spec(**PROBLEM)
+    problem = moejit.kernel_spec(**PROBLEM, family="mma")
     with pytest.warns(moejit.runtime.MoejitWarning, match="was never tuned on FakeGPU"):
         assert runtime.tuned_spec(problem, 0, 256).tile == problem.tile
     entry = _core.TuningEntry()
@@ -146,6 +146,11 @@ def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch
     # ... and so does a later process on the same cache.
     fresh = moejit.Runtime(database=moejit.runtime.database_config(runtime.core.database_paths[0].rsplit("/", 1)[0]))
     assert fresh.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
+    # A tuning records a tile, not a family: the same problem in the wgmma family cannot
+    # run that mma tile and keeps its heuristic one.
+    hopper = moejit.kernel_spec(**PROBLEM, family="wgmma")
+    assert hopper.problem_text() == problem.problem_text()
+    assert runtime.tuned_spec(hopper, 0, 256) == hopper
 
 
 def test_progress_prints_plain_lines_when_piped(capsys):

@@ -1,0 +1,241 @@
+// The wgmma family of block-sparse products (sm_90a, Hopper): persistent, warp-specialised
+// thread blocks in which one producer warpgroup copies operand tiles with TMA into a ring
+// of shared-memory stages and one or two consumer warpgroups multiply them with wgmma,
+// accumulating in fp32 registers. One kernel template serves sdd, dsd and dds with every
+// operand transpose; the op only changes the tile coordinates (bsr_tile_coords.cuh).
+//
+//   stage s:   [ A tile | B tile ]   128-byte swizzled, 1024-byte aligned, K depth 64
+//   C buffer:  the tile's output, staged for the TMA store (its own memory, so the
+//              producer keeps filling stages for the next tile during the epilogue)
+//   full[s]:   the producer's TMA loads have landed (1 arrival + the stage's bytes)
+//   empty[s]:  every consumer warpgroup's wgmma has finished reading it (1 arrival each)
+//
+// The grid is at most one thread block per SM (runtime: launch_bsr_gemm); block i
+// computes C tiles i, i + grid, i + 2 grid, ... in the traversal's order, so the blocks
+// running at one time work on neighbouring tiles that share operands in L2. Producer and
+// consumers walk the same tiles and count the same steps, so the ring's stage and phase
+// follow from one running step counter on both sides.
+//
+// The producer waits empty[s], announces the stage's bytes on full[s] and issues the
+// copies; a consumer waits full[s], issues its 64 x tile_n share of the stage's wgmmas
+// and releases the stage of the previous step once those have completed (one batch stays
+// in flight, so the tensor cores never wait for the release handshake). The epilogue
+// rounds the accumulators to 16 bits, stages them in the C buffer in the 128-byte
+// swizzled layout (conflict-free fragment writes) and stores them with TMA, which runs
+// while the warpgroup starts its next tile.
+//
+// The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
+// with the same template arguments as bsr_gemm_sm80. The tile's warp grid is the
+// consumers' (warps_m = 4 per 64 rows, warps_n = 1); the producer warpgroup comes on top.
+#pragma once
+
+#include "moejit/bsr_gemm_params.h"
+#include "moejit/bsr_gemm_sm90_params.h"
+#include "moejit/bsr_tile_coords.cuh"
+#include "moejit/element.cuh"
+#include "moejit/mbarrier.cuh"
+#include "moejit/ptx.cuh"
+#include "moejit/tma.cuh"
+#include "moejit/warpgroup.cuh"
+#include "moejit/wgmma.cuh"
+
+namespace moejit {
+
+// Shared memory and register budget of one thread block. The host mirrors the byte count
+// in compiler/tile_config.cpp (wgmma_shared_bytes); the kernel traps if it got less.
+template <int kTileM, int kTileN, int kTileK, int kStages>
+struct Sm90Layout {
+  static constexpr int kConsumerWarpgroups = kTileM / 64;
+  static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
+  static constexpr int kABytes = kTileM * kTileK * 2;
+  static constexpr int kBBytes = kTileN * kTileK * 2;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  static constexpr int kCBytes = kTileM * kTileN * 2;
+  // The dynamic shared memory base is only 16-byte aligned by contract; the swizzled
+  // tiles need 1024, so the kernel rounds up within this slack.
+  static constexpr int kAlignSlack = 1024;
+  static constexpr int kCOffset = kStages * kStageBytes;
+  static constexpr int kBarrierOffset = kCOffset + kCBytes;
+  static constexpr int kSharedBytes = kAlignSlack + kBarrierOffset + 2 * kStages * 8;
+  // Registers: ptxas allocates every thread the launch bound's share of the 65536
+  // registers of an SM (it does not shrink a kernel that uses setmaxnreg), one block per
+  // SM. The producer keeps kProducerRegisters, the consumers take the rest: setmaxnreg
+  // moves registers only within the block's allocation, so the split must fit it or
+  // setmaxnreg.inc would wait forever. compiler/tile_config.cpp mirrors these numbers
+  // and tests/cpp checks ptxas's count against them.
+  static constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8 > 240 ? 240 : 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegisters = 40;
+  static constexpr int kConsumerRegistersRaw =
+      (kLaunchRegisters * kThreads - kProducerRegisters * 128) / (kConsumerWarpgroups * 128) / 8 * 8;
+  static constexpr int kConsumerRegisters = kConsumerRegistersRaw > 240 ? 240 : kConsumerRegistersRaw;
+};
+
+namespace sm90 {
+
+__device__ __forceinline__ void store_shared_u32(unsigned address, unsigned value) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
+}
+
+__device__ __forceinline__ unsigned dynamic_shared_bytes() {
+  unsigned bytes;
+  asm("mov.u32 %0, %%dynamic_smem_size;\n" : "=r"(bytes));
+  return bytes;
+}
+
+// Copies one operand tile of `rows` x 64 (K-major: rows along M/N) or 64 x `rows`
+// (MN-major: rows along K) into shared memory. A K-major tile is one box of
+// {64, rows}; an MN-major tile is rows/64 boxes of {64, 64}, because the 128-byte swizzle
+// limits a box's contiguous extent to 64 elements. The host encodes the boxes the same
+// way (compiler/tma_layout.cpp).
+template <bool kKMajor, int kRows>
+__device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar) {
+  if constexpr (kKMajor) {
+    tma::load_2d(dst, map, at.x, at.y, bar);
+  } else {
+#pragma unroll
+    for (int chunk = 0; chunk < kRows / 64; ++chunk) tma::load_2d(dst + chunk * 8192, map, at.x + 64 * chunk, at.y, bar);
+  }
+}
+
+// The descriptor of the 16-deep K slice `k16` of an operand tile at `base` (see
+// wgmma::descriptor_sw128): K-major tiles advance 32 bytes within the swizzled row,
+// MN-major ones by two 8-row groups; MN-major 64-element chunks lie 8192 bytes apart.
+template <bool kKMajor>
+__device__ __forceinline__ unsigned long long operand_descriptor(unsigned base, int k16) {
+  return kKMajor ? wgmma::descriptor_sw128(base + 32 * k16, 16, 1024)
+                 : wgmma::descriptor_sw128(base + 2048 * k16, 8192, 1024);
+}
+
+}  // namespace sm90
+
+template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
+          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN>
+__global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::kThreads, 1)
+    bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
+  using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages>;
+  using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
+  using Mma = WgmmaOp<Element, kTileN, !Coords::kAKMajor, !Coords::kBKMajor>;
+  constexpr int kConsumers = Layout::kConsumerWarpgroups;
+  static_assert(kTileK == 64, "the 128-byte swizzle holds 64 16-bit elements of K per row");
+  static_assert(kTileM == 64 || kTileM == 128, "one or two consumer warpgroups of 64 rows");
+  static_assert(kTileN % 64 == 0 && kTileN <= 256, "wgmma n up to 256, in 64-element swizzle chunks");
+  static_assert(kWarpsM == 4 * kConsumers && kWarpsN == 1, "the consumer warp grid is 4 warps per 64 rows");
+  static_assert(kStages >= 2, "the pipeline needs at least two stages");
+
+  const BsrGemmParams& p = params.gemm;
+  const int num_tiles = Coords::num_tiles(p);
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const unsigned smem = (ptx::shared_address(smem_raw) + 1023u) & ~1023u;
+  const unsigned c_buffer = smem + Layout::kCOffset;
+  const unsigned full = smem + Layout::kBarrierOffset;   // full[s] at full + 8 s
+  const unsigned empty = full + 8 * kStages;              // empty[s] at empty + 8 s
+  const int warpgroup = threadIdx.x / 128;
+  const int wg_thread = threadIdx.x % 128;
+
+  if (threadIdx.x == 0) {
+    // A launch with less shared memory than this instantiation lays out would corrupt
+    // memory silently: stop with an error instead.
+    if (sm90::dynamic_shared_bytes() < static_cast<unsigned>(Layout::kSharedBytes)) __trap();
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier::init(full + 8 * s, 1);
+      mbarrier::init(empty + 8 * s, kConsumers);
+    }
+    mbarrier::fence_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == kConsumers) {
+    // Producer warpgroup: one thread issues every copy; the others only give up registers.
+    warpgroup::release_registers<Layout::kProducerRegisters>();
+    if (wg_thread != 0) return;
+    tma::prefetch_descriptor(params.a);
+    tma::prefetch_descriptor(params.b);
+    int step = 0;
+    for (int t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+      if (!Coords::live(p, t)) continue;
+      const Coords tile(p, t);
+      for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
+        const int s = step % kStages;
+        mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+        mbarrier::arrive_expect_tx(full + 8 * s, Layout::kStageBytes);
+        const unsigned stage = smem + s * Layout::kStageBytes;
+        sm90::load_operand<Coords::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
+        sm90::load_operand<Coords::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
+      }
+    }
+    return;
+  }
+
+  // Consumer warpgroup `warpgroup`: rows [64 warpgroup, 64 warpgroup + 64) of each tile.
+  warpgroup::acquire_registers<Layout::kConsumerRegisters>();
+  const int warp = wg_thread / 32;
+  const int lane = wg_thread % 32;
+  const int barrier_id = 1 + warpgroup;   // this warpgroup's named barrier (0 is __syncthreads)
+  // Both A layouts put a warpgroup's 64 rows 8192 bytes apart: 64 K-major rows of 128
+  // bytes, or one MN-major chunk of 64 K rows. The C buffer has the K-major row layout.
+  const unsigned a_offset = warpgroup * 8192;
+  float acc[kTileN / 2];
+  int step = 0;
+  for (int t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+    const Coords tile(p, t);
+    // A tile past the live count (BsrGemmParams::live_nnz) gets no reduction, so the
+    // epilogue writes zeros there: every output element is defined.
+    const int k_tiles = Coords::live(p, t) ? tile.num_k_tiles : 0;
+#pragma unroll
+    for (int i = 0; i < kTileN / 2; ++i) acc[i] = 0.0f;
+    for (int kt = 0; kt < k_tiles; ++kt, ++step) {
+      const int s = step % kStages;
+      mbarrier::wait(full + 8 * s, (step / kStages) & 1);
+      const unsigned stage = smem + s * Layout::kStageBytes;
+      wgmma::fence_accumulators(acc);
+      wgmma::fence();
+#pragma unroll
+      for (int k16 = 0; k16 < kTileK / 16; ++k16) {
+        Mma::mma(acc, sm90::operand_descriptor<Coords::kAKMajor>(stage + a_offset, k16),
+                 sm90::operand_descriptor<Coords::kBKMajor>(stage + Layout::kABytes, k16), 1);
+      }
+      wgmma::commit_group();
+      wgmma::fence_accumulators(acc);
+      // The previous step's batch is done reading its stage: hand that stage back.
+      wgmma::wait_group<1>();
+      if (kt > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
+    }
+    wgmma::wait_group<0>();
+    wgmma::fence_accumulators(acc);
+    if (k_tiles > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
+
+    // Epilogue: [tile_n / 64 chunks][tile_m rows][64 elements] in the C buffer, each
+    // 128-byte row swizzled like the operand tiles, so a warp's 4-byte fragment writes
+    // fall in 32 distinct banks. First, the previous tile's store must have read it.
+    if (wg_thread == 0) tma::store_wait_read();
+    warpgroup::named_barrier(barrier_id, 128);
+    const int row = warpgroup * 64 + warp * 16 + lane / 4;   // and row + 8
+#pragma unroll
+    for (int j = 0; j < kTileN / 8; ++j) {
+      const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = row + 8 * half;
+        const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
+        sm90::store_shared_u32(address,
+                               ElementOps<Element>::pack2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]));
+      }
+    }
+    tma::fence_shared_to_async();
+    warpgroup::named_barrier(barrier_id, 128);
+    if (wg_thread == 0) {
+#pragma unroll
+      for (int c = 0; c < kTileN / 64; ++c) {
+        tma::store_2d(params.c, tile.c.x + 64 * c, tile.c.y + 64 * warpgroup,
+                      c_buffer + c * (kTileM * 128) + a_offset);
+      }
+      tma::store_commit();
+    }
+  }
+  // The block's shared memory must outlive the stores reading it.
+  if (wg_thread == 0) tma::store_wait_read();
+}
+
+}  // namespace moejit

@@ -1,0 +1,226 @@
+// The wgmma family's host side, no GPU needed: validation, heuristics and search space,
+// generated source, launch geometry and the TMA operand layout. (Its kernels are
+// compiled by test_nvrtc_compile.cpp; that they compute the right thing only a GPU can
+// tell: tests/python/test_ops_gpu.py and tests/gpu/hopper_smoke.py.)
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "autotune/search_space.hpp"
+#include "autotune/tile_heuristics.hpp"
+#include "compiler/codegen.hpp"
+#include "compiler/kernel_spec.hpp"
+#include "compiler/launch_geometry.hpp"
+#include "compiler/spec_error.hpp"
+#include "compiler/tma_layout.hpp"
+#include "compiler/validate.hpp"
+#include "test_support.hpp"
+
+using namespace moejit;
+using moejit::test::moe_spec;
+using moejit::test::spec_error_of;
+
+namespace {
+
+KernelSpec wgmma_spec(OpKind op, bool ta, bool tb, int block = 128, TileConfig tile = {128, 128, 64, 4, 8, 1}) {
+  KernelSpec s = moe_spec(op, ta, tb, DType::bf16, block);
+  s.family = KernelFamily::wgmma;
+  s.tile = tile;
+  return s;
+}
+
+std::string rejected_field(const KernelSpec& spec) { return spec_error_of([&] { validate(spec); }).field; }
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_SUITE("wgmma") {
+
+TEST_CASE("the family's name round-trips through the spec text") {
+  const KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
+  CHECK(contains(s.text(), " family=wgmma "));
+  CHECK(parse_kernel_spec(s.text()) == s);
+  CHECK(s.problem_text() == moe_spec(OpKind::sdd, false, true, DType::bf16, 128).problem_text());
+}
+
+TEST_CASE("every op and transpose is implemented at both block sizes") {
+  for (const KernelSpec& s : test::wgmma_spec_grid()) {
+    CAPTURE(s);
+    CHECK(s.family == KernelFamily::wgmma);
+    CHECK_NOTHROW(validate(s));
+  }
+}
+
+TEST_CASE("wgmma exists on sm_90a only") {
+  for (Target t : {Target{8, 0, false}, Target{9, 0, false}, Target{10, 0, true}, Target{12, 0, false}}) {
+    CAPTURE(t);
+    KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
+    s.target = t;
+    const auto thrown = spec_error_of([&] { validate(s); });
+    CHECK(thrown.field == "target");
+    CHECK(contains(thrown.what, "sm_90a for family=wgmma"));
+    CHECK(contains(thrown.what, "family=mma"));
+  }
+}
+
+TEST_CASE("the kernel's layout fixes tile_k, tile_m, tile_n and the warp grid") {
+  KernelSpec s = wgmma_spec(OpKind::dsd, false, false);
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  s.tile.tile_k = 32;
+  CHECK(rejected_field(s) == "tile_k");
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {32, 128, 64, 4, 2, 1});
+  CHECK(rejected_field(s) == "tile_m");
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 32, 64, 4, 8, 1});
+  CHECK(rejected_field(s) == "tile_n");
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 128, 64, 4, 2, 2});
+  const auto thrown = spec_error_of([&] { validate(s); });
+  CHECK(thrown.field == "warps");
+  CHECK(contains(thrown.what, "8x1 for family=wgmma with tile_m=128"));
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {64, 128, 64, 4, 8, 1});
+  CHECK(rejected_field(s) == "warps");
+  // 4 stages of 128x256 (48 KB each) and the 64 KB C buffer exceed 227 KB.
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 4, 8, 1});
+  CHECK(s.shared_bytes() == 1024 + 4 * 49152 + 65536 + 64);
+  CHECK(rejected_field(s) == "tile");
+  s.tile.stages = 3;
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  // The block structure still applies: sdd's tile divides the block.
+  s = wgmma_spec(OpKind::sdd, false, true, 64);
+  CHECK(rejected_field(s) == "tile_m");
+}
+
+TEST_CASE("threads and shared memory: a producer warpgroup on top, stages, C buffer, barriers") {
+  const KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
+  CHECK(s.threads() == 384);
+  CHECK(s.shared_bytes() == 1024 + 4 * 32768 + 32768 + 64);   // = 164928
+  const KernelSpec m = moe_spec(OpKind::sdd, false, true, DType::bf16, 128);
+  CHECK(m.threads() == m.tile.threads());
+  CHECK(m.shared_bytes() == m.tile.shared_bytes(m.dtype));
+  const WgmmaRegisters r = wgmma_registers(s.tile);
+  CHECK(r.launch == 168);
+  CHECK(r.producer == 40);
+  CHECK(r.consumer == 232);
+  CHECK(r.producer * 128 + r.consumer * 256 <= r.launch * 384);
+  const WgmmaRegisters one = wgmma_registers(TileConfig{64, 256, 64, 4, 4, 1});
+  CHECK(one.launch == 240);
+  CHECK(one.consumer == 240);
+}
+
+TEST_CASE("generated source instantiates bsr_gemm_sm90 with a __grid_constant__ parameter") {
+  const GeneratedSource g = generate_source(wgmma_spec(OpKind::dsd, true, false));
+  CHECK(g.template_header == "moejit/bsr_gemm_sm90.cuh");
+  CHECK(g.name_expression.rfind("moejit::bsr_gemm_sm90<moejit::OpKind::dsd, true, false, moejit::bf16_t, 128,", 0) == 0);
+  CHECK(contains(g.source, "#include \"moejit/bsr_gemm_sm90.cuh\""));
+  CHECK(contains(g.source, "(const __grid_constant__ moejit::BsrGemmSm90Params);"));
+  // The host's launch numbers are asserted against the template's at compile time.
+  CHECK(contains(g.source, "moejit::Sm90Layout<128, 128, 64, 4>"));
+  CHECK(contains(g.source, "kSharedBytes == 164928"));
+  CHECK(contains(g.source, "kConsumerRegisters == 232"));
+}
+
+TEST_CASE("heuristic family: wgmma on sm_90a, mma elsewhere and where no wgmma tile fits") {
+  for (const KernelSpec& grid : test::moe_spec_grid(test::sm_90a())) {
+    CAPTURE(grid);
+    CHECK(heuristic_family(grid) == KernelFamily::wgmma);
+    const KernelSpec s = with_heuristic_implementation(grid);
+    CHECK(s.family == KernelFamily::wgmma);
+    CHECK_NOTHROW(validate(s));
+    CHECK(s.tile.tile_k == 64);
+    CHECK(s.tile.stages >= 3);
+    // 128 rows (two consumer warpgroups) wherever the block allows it.
+    CHECK(s.tile.tile_m == (grid.op == OpKind::dds ? 128 : grid.block_size));
+  }
+  for (Target t : {Target{8, 0, false}, Target{9, 0, false}, Target{10, 0, true}}) {
+    const KernelSpec s = moe_spec(OpKind::dsd, false, false, DType::bf16, 128, t);
+    CHECK(heuristic_family(s) == KernelFamily::mma);
+  }
+  // n = 4096 + 32: no 64-wide wgmma tile divides it, a 32-wide mma tile does.
+  const KernelSpec odd = moe_spec(OpKind::dsd, false, false, DType::bf16, 128, test::sm_90a(), 4096 + 32);
+  CHECK(heuristic_family(odd) == KernelFamily::mma);
+  CHECK_NOTHROW(validate(with_heuristic_implementation(odd)));
+}
+
+TEST_CASE("heuristic wgmma tiles for the layer's kernels on H200") {
+  KernelSpec sdd = moe_spec(OpKind::sdd, false, true, DType::bf16, 128);
+  CHECK(with_heuristic_implementation(sdd).tile == TileConfig{128, 128, 64, 5, 8, 1});
+  KernelSpec dsd = moe_spec(OpKind::dsd, false, false, DType::bf16, 128);
+  CHECK(with_heuristic_implementation(dsd).tile == TileConfig{128, 256, 64, 3, 8, 1});
+  KernelSpec dsd_t = moe_spec(OpKind::dsd, true, false, DType::fp16, 64);
+  CHECK(with_heuristic_implementation(dsd_t).tile == TileConfig{64, 256, 64, 4, 4, 1});
+}
+
+TEST_CASE("the search space of a wgmma problem holds wgmma tiles only, heuristic first") {
+  const KernelSpec problem = with_heuristic_implementation(moe_spec(OpKind::dsd, false, false, DType::bf16, 128));
+  const std::vector<TileConfig> space = search_space(problem);
+  REQUIRE(!space.empty());
+  CHECK(space.front() == problem.tile);
+  CHECK(space.size() >= 15);
+  CHECK(space.size() <= 30);
+  KernelSpec candidate = problem;
+  for (const TileConfig& t : space) {
+    CAPTURE(t);
+    candidate.tile = t;
+    CHECK_NOTHROW(validate(candidate));
+  }
+  // The mma problem's space is unchanged by the new family.
+  const KernelSpec mma = with_heuristic_tile(moe_spec(OpKind::dsd, false, false, DType::bf16, 128));
+  for (const TileConfig& t : search_space(mma)) {
+    const bool wgmma_shaped = t.tile_k == 64 && t.warps_n == 1 && t.warps_m == 8;
+    CHECK_FALSE(wgmma_shaped);
+  }
+}
+
+TEST_CASE("launch geometry: same tiles as mma, the family's threads and shared memory") {
+  const KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
+  const LaunchGeometry g = launch_geometry(s, SparseShape{10, 4, 896});
+  CHECK(g.grid_x == 10);
+  CHECK(g.threads == 384);
+  CHECK(g.shared_bytes == s.shared_bytes());
+  const KernelSpec d = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 3, 8, 1});
+  CHECK(launch_geometry(d, SparseShape{10, 4, 896}).grid_x == 4 * (4096 / 256));
+}
+
+TEST_CASE("TMA layout: K-major operands are one box, MN-major ones 64-wide boxes, C 64x64") {
+  const SparseShape sparse{12, 6, 896};   // 6 token blocks, 896 ffn blocks
+  SUBCASE("sdd nt: x [T, H] and w1 [E*F, H], both K-major; C the blocks") {
+    const TmaLayout l = tma_layout(wgmma_spec(OpKind::sdd, false, true), sparse, 4096, 4096, 128);
+    CHECK(l.a == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 128});
+    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 128});
+    CHECK(l.c == TmaTensor{12 * 128, 128, 128 * 2, 64, 64});
+  }
+  SUBCASE("dsd nn: A the blocks (K-major), B [E*F, H] N-major, C [T, H]") {
+    const KernelSpec s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 3, 8, 1});
+    const TmaLayout l = tma_layout(s, sparse, 0, 4096, 4096);
+    CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 128});
+    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+    CHECK(l.c == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
+  }
+  SUBCASE("dsd tn: A^T the blocks read M-major, B [T, H], C [E*F, H]") {
+    const TmaLayout l = tma_layout(wgmma_spec(OpKind::dsd, true, false), sparse, 0, 4096, 4096);
+    CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 64});
+    CHECK(l.b == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
+    CHECK(l.c == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+  }
+  SUBCASE("dds tt: A^T stored [K, M] M-major, B^T the blocks read K-major") {
+    const TmaLayout l = tma_layout(wgmma_spec(OpKind::dds, true, true), sparse, 4096, 0, 6 * 128);
+    CHECK(l.a == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+    CHECK(l.b == TmaTensor{12 * 128, 128, 128 * 2, 64, 128});
+    CHECK(l.c == TmaTensor{4096, 6 * 128, 6 * 128 * 2, 64, 64});
+  }
+  SUBCASE("an empty topology becomes one box, never read") {
+    const TmaLayout l = tma_layout(wgmma_spec(OpKind::dsd, true, false), SparseShape{0, 0, 896}, 0, 4096, 4096);
+    CHECK(l.a.rows == 64);
+    CHECK(l.b.rows == 64);
+    CHECK(l.c.rows == 114688);
+  }
+  SUBCASE("strides TMA cannot address are errors naming the operand") {
+    const KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
+    CHECK(spec_error_of([&] { tma_layout(s, sparse, 4100, 4096, 128); }).field == "a.ld");
+    CHECK(spec_error_of([&] { tma_layout(s, sparse, 4096, 1000, 128); }).field == "b.ld");
+  }
+}
+
+}  // TEST_SUITE

@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Smoke test of the wgmma family (TMA + wgmma, sm_90a) on a Hopper GPU: no pytest.
+
+    python tests/gpu/hopper_smoke.py                 # everything (about 5 minutes on an H200)
+    python tests/gpu/hopper_smoke.py --no-bench      # correctness only
+    python tests/gpu/hopper_smoke.py --bench-only    # timings only
+    python tests/gpu/hopper_smoke.py --variant dsd_tn_bf16_b128 --no-isolate --no-bench
+                                                     # one variant in this process, e.g. under
+                                                     # compute-sanitizer --tool memcheck|racecheck
+
+Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs at a small
+shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
+against a float32 torch reference. Each variant runs in a child process with a timeout,
+so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
+and the others still run. A wrong result is described: unwritten elements (NaN), which
+rows and columns are wrong (by position within the 64-row warpgroup slice, the 16-row warp
+slice, the 8-row swizzle period, the 64-column swizzle chunk and the 16-byte chunk), which
+64x64 tiles, whether a wrong tile equals the reference somewhere else (coordinates) or
+holds the right values in the wrong order (swizzle / fragment layout).
+
+Part 2, speed: the three kernels of a dMoE layer (sdd nt, dsd nn, dsd tn) at the
+mixtral-8x7b and qwen3-30b-a3b shapes (T*k routed token rows, uniform random routing),
+in both families, next to dense cuBLAS (torch.matmul) with the same M x N x K and
+torch._grouped_mm where this torch has it, in TFLOP/s; and the SASS of one kernel
+(HGMMA, UTMALDG/UTMASTG expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+OPS = ("sdd", "dsd", "dds")
+TRANSPOSES = ("nn", "nt", "tn", "tt")
+DTYPES = ("bf16", "fp16")
+BLOCKS = (128, 64)
+
+
+def variant_names() -> list[str]:
+    return [f"{op}_{t}_{d}_b{b}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)]
+
+
+# --- part 1: one variant -------------------------------------------------------------------
+
+
+def _dense(torch, rows, cols, transposed, dtype, gen):
+    if transposed:
+        return torch.randn(cols, rows, device="cuda", generator=gen).to(dtype).t()
+    return torch.randn(rows, cols, device="cuda", generator=gen).to(dtype)
+
+
+def _topology(torch, Topology, block, gen):
+    """6 x 5 blocks, irregular: an empty block row, an empty block column, a full row."""
+    mask = torch.rand(6, 5, device="cuda", generator=gen) < 0.5
+    mask[1, :] = False
+    mask[:, 2] = False
+    mask[4, :] = True
+    mask[4, 2] = False
+    mask[0, 0] = mask[5, 4] = True
+    return Topology.from_mask(mask, block)
+
+
+def describe_errors(torch, out, ref, label, lines):
+    """Where `out` differs from `ref` (2-D float tensors of one shape)."""
+    out = out.float()
+    nan = ~torch.isfinite(out)
+    diff = (out - ref).abs()
+    scale = ref.pow(2).mean().sqrt().item() + 1e-6
+    bad = nan | (diff > 0.05 * scale + 0.02 * ref.abs())
+    n_bad = int(bad.sum())
+    rel = ((out.nan_to_num() - ref).norm() / (ref.norm() + 1e-12)).item()
+    finite_max = diff[~nan].max().item() if bool((~nan).any()) else float("nan")
+    lines.append(f"  {label}: shape {tuple(out.shape)}, max abs err {finite_max:.4g}, relative err {rel:.3g}, "
+                 f"reference rms {scale:.3g}, NaN (unwritten) {int(nan.sum())}, wrong {n_bad} "
+                 f"({100.0 * n_bad / out.numel():.2f}%)")
+    if n_bad == 0:
+        return True
+    rows, cols = bad.nonzero(as_tuple=True)
+    rows_l, cols_l = rows.tolist(), cols.tolist()
+
+    def histogram(values, modulus, divisor=1):
+        counts = [0] * modulus
+        for v in values:
+            counts[(v // divisor) % modulus] += 1
+        return counts
+
+    lines.append(f"    wrong rows: {len(set(rows_l))} of {out.shape[0]}, wrong cols: {len(set(cols_l))} of {out.shape[1]}")
+    lines.append(f"    by row % 64 // 16 (warp in warpgroup):   {histogram(rows_l, 4, 16)}")
+    lines.append(f"    by row // 64 % 2 (consumer warpgroup):   {histogram(rows_l, 2, 64)}")
+    lines.append(f"    by row % 8 (swizzle period / lane/4):    {histogram(rows_l, 8)}")
+    lines.append(f"    by row % 16 // 8 (fragment half):        {histogram(rows_l, 2, 8)}")
+    lines.append(f"    by col % 64 // 8 (16-byte chunk):        {histogram(cols_l, 8, 8)}")
+    lines.append(f"    by col // 64 (64-column chunk):          {histogram(cols_l, max(1, (out.shape[1] + 63) // 64), 64)}")
+    lines.append(f"    by col % 8 (within chunk):               {histogram(cols_l, 8)}")
+    first = list(zip(rows_l[:8], cols_l[:8]))
+    lines.append("    first wrong (row, col): out vs ref: " + ", ".join(
+        f"({r},{c}): {out[r, c].item():.3g} vs {ref[r, c].item():.3g}" for r, c in first))
+    # 64 x 64 tile map: '#' all wrong, '+' some wrong, '.' right.
+    tr, tc = (out.shape[0] + 63) // 64, (out.shape[1] + 63) // 64
+    tile_bad = torch.zeros(tr, tc, device=out.device)
+    for i in range(tr):
+        for j in range(tc):
+            sub = bad[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+            tile_bad[i, j] = sub.float().mean()
+    lines.append("    64x64 tile map (# all wrong, + some, . none):")
+    for i in range(min(tr, 40)):
+        lines.append("      " + "".join("#" if v >= 0.999 else "+" if v > 0 else "." for v in tile_bad[i].tolist()))
+    # For a few wrong tiles: do they hold another tile's reference (wrong coordinates), the
+    # right values in another order (swizzle or fragment layout), zeros (missing work)?
+    checked = 0
+    for i in range(tr):
+        for j in range(tc):
+            if tile_bad[i, j] == 0 or checked >= 4:
+                continue
+            checked += 1
+            o = out[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+            r = ref[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+            if o.shape != (64, 64):
+                continue
+            notes = []
+            if bool(torch.isnan(o).all()):
+                notes.append("entirely NaN: never written")
+            elif bool((o == 0).all()):
+                notes.append("all zeros: written without any product")
+            else:
+                on = o.nan_to_num()
+                same_sorted = torch.allclose(on.flatten().sort().values, r.flatten().sort().values,
+                                             atol=0.05 * scale, rtol=0.03)
+                if same_sorted:
+                    notes.append("right values in the wrong places (a permutation: swizzle/layout)")
+                    rows_match = torch.allclose(on.sort(dim=1).values, r.sort(dim=1).values, atol=0.05 * scale,
+                                                rtol=0.03)
+                    notes.append("rows hold their own values permuted" if rows_match else "values moved across rows")
+                if torch.allclose(on, r.t(), atol=0.05 * scale, rtol=0.03):
+                    notes.append("equals the reference tile transposed")
+                for a in range(tr):
+                    for b in range(tc):
+                        if (a, b) == (i, j):
+                            continue
+                        other = ref[64 * a:64 * a + 64, 64 * b:64 * b + 64]
+                        if other.shape == (64, 64) and torch.allclose(on, other, atol=0.05 * scale, rtol=0.03):
+                            notes.append(f"equals the reference tile at ({a}, {b}): wrong coordinates")
+                ratio = (on * r).sum() / (r * r).sum()
+                notes.append(f"projection on the reference {ratio.item():.3f} (0.5: half of K missing, 2: twice)")
+            lines.append(f"    tile ({i}, {j}): " + "; ".join(notes))
+    return False
+
+
+def run_variant(name: str) -> tuple[bool, list[str]]:
+    import torch
+
+    import moejit
+    from moejit import Topology, ops
+
+    op, trans, dtype_name, block_text = name.split("_")
+    block = int(block_text[1:])
+    trans_a, trans_b = trans[0] == "t", trans[1] == "t"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    gen = torch.Generator(device="cuda").manual_seed(hash(name) % 1000)
+    topo = _topology(torch, Topology, block, gen)
+    lines = []
+    runtime = moejit.default_runtime()
+    size = 384   # dense extents: several tiles, multiples of 64
+    start = time.time()
+    if op == "sdd":
+        a = _dense(torch, topo.rows, size, trans_a, dtype, gen)
+        b = _dense(torch, size, topo.cols, trans_b, dtype, gen)
+        out = torch.full((topo.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
+        ops.sdd(a, b, topo, out=out, family="wgmma")
+        dense_ref = a.float() @ b.float()
+        ref = dense_ref.view(topo.block_rows, block, topo.block_cols, block).permute(0, 2, 1, 3)[
+            topo.row_indices.long(), topo.column_indices.long()]
+        torch.cuda.synchronize()
+        spec_args = dict(n=topo.cols, k=size)
+        out2d, ref2d = out.reshape(-1, block), ref.reshape(-1, block)
+        label = f"sdd blocks stacked [nnz*{block}, {block}] (row = block*{block} + row in block)"
+    else:
+        data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+        sparse = moejit.BlockSparseMatrix(data, topo)
+        if op == "dsd":
+            sparse = sparse.t() if trans_a else sparse
+            b = _dense(torch, sparse.shape[1], size, trans_b, dtype, gen)
+            out = torch.full((sparse.shape[0], size), float("nan"), dtype=dtype, device="cuda")
+            ops.dsd(sparse, b, out=out, family="wgmma")
+            ref2d = sparse.to_dense().float() @ b.float()
+            spec_args = dict(m=sparse.shape[0], n=size, k=sparse.shape[1])
+        else:
+            sparse = sparse.t() if trans_b else sparse
+            a = _dense(torch, size, sparse.shape[0], trans_a, dtype, gen)
+            out = torch.full((size, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
+            ops.dds(a, sparse, out=out, family="wgmma")
+            ref2d = a.float() @ sparse.to_dense().float()
+            spec_args = dict(m=size, n=sparse.shape[1], k=sparse.shape[0])
+        torch.cuda.synchronize()
+        out2d = out
+        label = f"{op} C"
+    spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
+                              target=runtime.target_for(0), family="wgmma", **spec_args)
+    lines.append(f"  spec: {spec.text()}")
+    lines.append(f"  topology: {topo.block_rows} x {topo.block_cols} blocks, nnz {topo.nnz}; "
+                 f"{time.time() - start:.1f} s including compile")
+    ok = describe_errors(torch, out2d, ref2d, label, lines)
+    # The same call again on the same output: a kernel that depends on stale state (for
+    # example barrier phases) can pass once and fail the second time.
+    if ok:
+        again = out.clone().fill_(float("nan"))
+        if op == "sdd":
+            ops.sdd(a, b, topo, out=again, family="wgmma")
+            again2d = again.reshape(-1, block)
+        elif op == "dsd":
+            ops.dsd(sparse, b, out=again, family="wgmma")
+            again2d = again
+        else:
+            ops.dds(a, sparse, out=again, family="wgmma")
+            again2d = again
+        torch.cuda.synchronize()
+        if not torch.equal(again2d.nan_to_num(123.0), out2d.nan_to_num(123.0)):
+            lines.append("  SECOND RUN DIFFERS from the first (nondeterminism or a race)")
+            ok = False
+    return ok, lines
+
+
+# --- part 1: driver ------------------------------------------------------------------------
+
+
+def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, str]:
+    """Each variant in a child process; returns name -> PASS / FAIL / HANG / CRASH."""
+    results = {}
+
+    def one(name):
+        t0 = time.time()
+        try:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name], capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            return name, "HANG", f"  no result after {timeout:.0f} s (a barrier wait that never completes?)\n{out}"
+        status = {0: "PASS", 1: "FAIL"}.get(proc.returncode, "CRASH")
+        text = proc.stdout + (("\n  stderr:\n" + proc.stderr[-4000:]) if status != "PASS" and proc.stderr else "")
+        return name, status, text + f"  ({time.time() - t0:.1f} s)"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, status, text in pool.map(one, names):
+            results[name] = status
+            print(f"[{status}] {name}", flush=True)
+            if status != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
+                print(text.rstrip(), flush=True)
+    return results
+
+
+def child(name: str) -> int:
+    try:
+        ok, lines = run_variant(name)
+    except Exception:
+        print(traceback.format_exc())
+        return 2
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+# --- part 2: speed -------------------------------------------------------------------------
+
+
+def bench(models: list[str], families: list[str]) -> None:
+    import torch
+
+    import moejit
+    from moejit import ops
+    from moejit.layer_kernels import layer_kernels
+    from moejit.measure_layer import LayerData
+    from moejit.reference import compact_blocks, relative_error
+    from moejit.timing import median_ms, tflops
+
+    runtime = moejit.default_runtime()
+    target = runtime.target_for(0)
+    for model_name in models:
+        shape = moejit.model(model_name)
+        print(f"\n=== {model_name}: T={shape.tokens} H={shape.hidden} F={shape.ffn} E={shape.experts} k={shape.top_k} "
+              f"===", flush=True)
+        data = LayerData(shape, dtype="bf16", block_size=128, seed=0, copies=2, runtime=runtime)
+        topo, h_dim, f, e = data.topology, shape.hidden, shape.ffn, shape.experts
+        rows = topo.rows
+        executed = 2 * rows * h_dim * f   # including the padding rows the kernels compute
+        useful = data.useful_flops
+        padded = torch.tensor([t - s for s, t in data.ranges], device="cuda", dtype=torch.int32)
+        offs = padded.cumsum(0).to(torch.int32)
+        d0 = data.inputs[0]
+        dt = d0["x"].dtype
+        # Dense cuBLAS with each product's M x N x K (same executed FLOPs).
+        dense = {
+            "sdd": (torch.randn(rows, h_dim, device="cuda").to(dt), torch.randn(h_dim, f, device="cuda").to(dt)),
+            "dsd": (torch.randn(rows, f, device="cuda").to(dt), torch.randn(f, h_dim, device="cuda").to(dt)),
+            "dsd_t": (torch.randn(f, rows, device="cuda").to(dt), torch.randn(rows, h_dim, device="cuda").to(dt)),
+        }
+        dense_tf = {k: tflops(executed, median_ms(lambda a=a, b=b: a @ b)) for k, (a, b) in dense.items()}
+        # torch._grouped_mm, the peer to beat, where available.
+        grouped_tf = {}
+        gm = getattr(torch, "_grouped_mm", None)
+        if gm is not None:
+            x, w1, w2, dy = d0["x"], d0["w1"], d0["w2"], d0["dy"]
+            hc = compact_blocks(d0["h"].data, topo, f)
+            w1g = w1.view(e, f, h_dim).transpose(1, 2)        # [E, H, F], a view
+            w2g = w2.view(e, f, h_dim)                        # [E, F, H]
+            calls = {
+                "sdd": lambda: gm(x, w1g, offs=offs),
+                "dsd": lambda: gm(hc, w2g, offs=offs),
+                "dsd_t": lambda: gm(hc.t(), dy, offs=offs),
+            }
+            for k, fn in calls.items():
+                try:
+                    fn()
+                    torch.cuda.synchronize()
+                    grouped_tf[k] = tflops(executed, median_ms(fn))
+                except Exception as exc:   # layouts this torch's grouped_mm does not take
+                    grouped_tf[k] = f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+        print(f"padded rows {rows} (routed {data.routed}); TFLOP/s count the executed FLOPs "
+              f"2*{rows}*{h_dim}*{f} = {executed / 1e12:.3f} TFLOP (useful: {useful / 1e12:.3f})")
+        header = f"{'kernel':<34} {'family':<6} {'tile':<20} {'err':>8} {'ms':>8} {'TFLOP/s':>8} {'dense':>8} " \
+                 f"{'%dense':>7} {'grouped':>8}"
+        print(header)
+        kernels = layer_kernels(shape, target=target)
+        roles = ["sdd", "dsd", "dsd_t"]
+        for kernel, role in zip(kernels, roles):
+            for family in families:
+                # The family's heuristic tile (untuned), as an H200 user gets it by default.
+                ks = kernel.spec
+                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a, trans_b=ks.trans_b,
+                                          target=target, family=family)
+
+                def call(turn=[0]):
+                    d = data.inputs[turn[0] % len(data.inputs)]
+                    turn[0] += 1
+                    kw = dict(tile=spec.tile, family=family, runtime=runtime)
+                    if role == "sdd":
+                        return ops.sdd(d["x"], d["w1"].t(), topo, **kw).data
+                    if role == "dsd":
+                        return ops.dsd(d["h"], d["w2"], **kw)
+                    return ops.dsd(d["h"].t(), d["dy"], **kw)
+
+                try:
+                    out = ops.sdd(d0["x"], d0["w1"].t(), topo, tile=spec.tile, family=family).data if role == "sdd" \
+                        else ops.dsd(d0["h"], d0["w2"], tile=spec.tile, family=family) if role == "dsd" \
+                        else ops.dsd(d0["h"].t(), d0["dy"], tile=spec.tile, family=family)
+                    torch.cuda.synchronize()
+                    if role == "sdd":
+                        out = compact_blocks(out, topo, f)
+                    err = relative_error(out, data.reference(role))
+                    ms = median_ms(call)
+                    tf = tflops(executed, ms)
+                    g = grouped_tf.get(role, "n/a")
+                    g_text = f"{g:8.1f}" if isinstance(g, float) else g
+                    print(f"{spec.short_name():<34} {family:<6} {spec.tile.text():<20} {err:8.1e} {ms:8.3f} {tf:8.1f} "
+                          f"{dense_tf[role]:8.1f} {100 * tf / dense_tf[role]:6.1f}% {g_text}", flush=True)
+                except Exception:
+                    print(f"{kernel.spec.short_name():<34} {family:<6} FAILED:\n{traceback.format_exc()}", flush=True)
+        del data, dense
+        torch.cuda.empty_cache()
+
+
+def sass_check() -> None:
+    import moejit
+
+    runtime = moejit.default_runtime()
+    spec = moejit.kernel_spec("dsd", n=4096, k=114688, target=runtime.target_for(0), family="wgmma")
+    try:
+        info = moejit.inspect(spec.text(), runtime=runtime)
+        if not info.sass:
+            print(f"\nSASS check skipped: no disassembler ({info.sass_note})")
+            return
+        sass = info.sass
+        counts = {op: sass.count(op) for op in ("HGMMA", "UTMALDG", "UTMASTG", "SYNCS", "HMMA")}
+        print(f"\nSASS of {spec.short_name()}: {json.dumps(counts)} "
+              f"({'HGMMA present' if counts['HGMMA'] else 'NO HGMMA: the tensor cores are not driven by wgmma'})")
+    except Exception as exc:
+        print(f"\nSASS check skipped: {type(exc).__name__}: {exc}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", action="append", help="only these variants, e.g. dsd_tn_bf16_b128 (repeatable)")
+    parser.add_argument("--no-isolate", action="store_true", help="run variants in this process (no hang detection)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per variant before it counts as a hang")
+    parser.add_argument("--workers", type=int, default=4, help="variants run at once (isolated mode)")
+    parser.add_argument("--no-bench", action="store_true")
+    parser.add_argument("--bench-only", action="store_true")
+    parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
+    parser.add_argument("--families", default="wgmma,mma", help="families to time")
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child)
+
+    import torch
+
+    import moejit
+
+    if not torch.cuda.is_available():
+        print("no CUDA GPU: nothing to do")
+        return 2
+    cap = torch.cuda.get_device_capability(0)
+    runtime = moejit.default_runtime()
+    print(f"device: {torch.cuda.get_device_name(0)} sm_{cap[0]}{cap[1]}, {torch.cuda.get_device_properties(0).multi_processor_count} SMs; "
+          f"torch {torch.__version__}; moejit {moejit.__version__}; NVRTC {runtime.core.nvrtc_version}; "
+          f"driver {runtime.core.driver_version}; templates {runtime.core.templates_hash}")
+    if cap != (9, 0):
+        print("the wgmma family needs compute capability 9.0 (sm_90a)")
+        return 2
+    status = 0
+    if not args.bench_only:
+        names = args.variant or variant_names()
+        unknown = set(names) - set(variant_names())
+        if unknown:
+            print(f"unknown variants {sorted(unknown)}; known: {', '.join(variant_names())}")
+            return 2
+        print(f"\n--- correctness: {len(names)} wgmma variants ---", flush=True)
+        if args.no_isolate:
+            results = {}
+            for name in names:
+                try:
+                    ok, lines = run_variant(name)
+                    results[name] = "PASS" if ok else "FAIL"
+                except Exception:
+                    results[name], lines = "CRASH", [traceback.format_exc()]
+                print(f"[{results[name]}] {name}")
+                if results[name] != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
+                    print("\n".join(lines))
+        else:
+            results = run_isolated(names, args.timeout, args.workers)
+        summary = {s: sorted(n for n, r in results.items() if r == s) for s in ("PASS", "FAIL", "HANG", "CRASH")}
+        print(f"\ncorrectness summary: " + ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
+        for k in ("FAIL", "HANG", "CRASH"):
+            if summary[k]:
+                print(f"  {k}: {' '.join(summary[k])}")
+                status = 1
+        sass_check()
+    if not args.no_bench:
+        bench([m for m in args.models.split(",") if m], [f for f in args.families.split(",") if f])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
