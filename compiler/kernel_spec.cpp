@@ -23,6 +23,8 @@ std::string_view op_name(OpKind op) {
     case OpKind::padded_gather: return "padded_gather";
     case OpKind::weighted_scatter: return "weighted_scatter";
     case OpKind::weighted_scatter_grad: return "weighted_scatter_grad";
+    case OpKind::expert_activation: return "expert_activation";
+    case OpKind::expert_activation_grad: return "expert_activation_grad";
   }
   return "?";
 }
@@ -32,12 +34,13 @@ OpKind parse_op(std::string_view text) {
   if (text == "dsd") return OpKind::dsd;
   if (text == "dds") return OpKind::dds;
   for (OpKind op : {OpKind::expert_histogram, OpKind::expert_bins, OpKind::expert_slots, OpKind::padded_gather,
-                    OpKind::weighted_scatter, OpKind::weighted_scatter_grad}) {
+                    OpKind::weighted_scatter, OpKind::weighted_scatter_grad, OpKind::expert_activation,
+                    OpKind::expert_activation_grad}) {
     if (text == op_name(op)) return op;
   }
   throw SpecError("op", std::string(text),
-                  "sdd, dsd or dds, or a routing op (expert_histogram, expert_bins, expert_slots, padded_gather, "
-                  "weighted_scatter, weighted_scatter_grad)");
+                  "sdd, dsd or dds, or a layer op (expert_histogram, expert_bins, expert_slots, padded_gather, "
+                  "weighted_scatter, weighted_scatter_grad, expert_activation, expert_activation_grad)");
 }
 
 std::string_view family_name(KernelFamily family) {
@@ -128,7 +131,7 @@ std::string KernelSpec::short_name() const {
 KernelSpec parse_kernel_spec(std::string_view text) {
   static constexpr const char* kFields[] = {"op", "trans", "dtype", "block", "m", "n",
                                              "k",  "tile",  "family", "target"};
-  static constexpr const char* kRoutingFields[] = {"experts", "topk"};
+  static constexpr const char* kRoutingFields[] = {"experts", "topk", "act", "glu"};
   std::map<std::string, std::string> kv;
   std::size_t pos = 0;
   const std::string s(text);
@@ -145,7 +148,8 @@ KernelSpec parse_kernel_spec(std::string_view text) {
     for (const char* f : kFields) known = known || key == f;
     for (const char* f : kRoutingFields) known = known || key == f;
     if (!known) {
-      throw SpecError("spec", key, "one of op, trans, dtype, block, m, n, k, tile, family, target, experts, topk");
+      throw SpecError("spec", key,
+                      "one of op, trans, dtype, block, m, n, k, tile, family, target, experts, topk, act, glu");
     }
     if (!kv.emplace(key, token.substr(eq + 1)).second) throw SpecError(key, "given twice", "each field once");
     pos = end;

@@ -10,6 +10,7 @@
 #include "compiler/dtype.hpp"
 #include "compiler/target.hpp"
 #include "compiler/tile_config.hpp"
+#include "moejit/activation_kind.h"
 #include "moejit/op_kind.h"
 
 namespace moejit {
@@ -55,6 +56,9 @@ struct KernelSpec {
   // routing spec leaves the product fields above unused, and n is the width of its rows.
   int experts = 0;
   int top_k = 0;
+  // Activation ops only: the function, and whether a GLU gate multiplies it.
+  Activation activation = Activation::gelu;
+  bool glu = false;
 
   // "op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 tile=128x128x32.s4.w2x2
   //  family=mma target=sm_90a" -- every field, in a fixed order.

@@ -16,6 +16,7 @@ constexpr int kSlotsThreads = 256;
 constexpr int kBinsThreads = 1024;
 constexpr int kPermutationThreads = 256;
 constexpr int kPermutationWarps = kPermutationThreads / 32;
+constexpr int kActivationThreads = 256;
 
 // expert_bins scans the experts with one thread each.
 constexpr int kMaxExperts = kBinsThreads;
@@ -28,16 +29,19 @@ struct Fields {
   bool experts = false;
   bool top_k = false;
   bool n = false;
+  bool activation = false;   // act and glu
 };
 
 Fields fields_of(OpKind op) {
   switch (op) {
     case OpKind::expert_histogram:
-    case OpKind::expert_slots: return {false, false, true, false, false};
-    case OpKind::expert_bins: return {false, true, true, false, true};
+    case OpKind::expert_slots: return {false, false, true, false, false, false};
+    case OpKind::expert_bins: return {false, true, true, false, true, false};
     case OpKind::padded_gather:
     case OpKind::weighted_scatter:
-    case OpKind::weighted_scatter_grad: return {true, false, false, true, true};
+    case OpKind::weighted_scatter_grad: return {true, false, false, true, true, false};
+    case OpKind::expert_activation:
+    case OpKind::expert_activation_grad: return {true, true, false, false, false, true};
     default: return {};
   }
 }
@@ -47,6 +51,8 @@ const char* template_header(OpKind op) {
     case OpKind::expert_histogram:
     case OpKind::expert_bins:
     case OpKind::expert_slots: return "moejit/routing.cuh";
+    case OpKind::expert_activation:
+    case OpKind::expert_activation_grad: return "moejit/activation.cuh";
     default: return "moejit/permutation.cuh";
   }
 }
@@ -66,8 +72,25 @@ void require(bool ok, const char* field, auto value, const std::string& expected
 
 bool is_routing(OpKind op) { return op != OpKind::sdd && op != OpKind::dsd && op != OpKind::dds; }
 
+std::string_view activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::gelu: return "gelu";
+    case Activation::gelu_exact: return "gelu_exact";
+    case Activation::silu: return "silu";
+    case Activation::relu: return "relu";
+  }
+  return "?";
+}
+
+Activation parse_activation(std::string_view text) {
+  for (Activation a : {Activation::gelu, Activation::gelu_exact, Activation::silu, Activation::relu}) {
+    if (text == activation_name(a)) return a;
+  }
+  throw SpecError("act", std::string(text), "gelu, gelu_exact, silu or relu");
+}
+
 KernelSpec routing_spec(OpKind op, const Target& target, int experts, int top_k, std::int64_t n, int block_size,
-                        DType dtype) {
+                        DType dtype, Activation activation, bool glu) {
   const Fields f = fields_of(op);
   KernelSpec s;
   s.op = op;
@@ -78,6 +101,8 @@ KernelSpec routing_spec(OpKind op, const Target& target, int experts, int top_k,
   s.n = f.n ? n : 0;
   s.block_size = f.block ? block_size : 0;
   s.dtype = f.dtype ? dtype : DType::bf16;
+  s.activation = f.activation ? activation : Activation::gelu;
+  s.glu = f.activation && glu;
   return s;
 }
 
@@ -89,6 +114,7 @@ std::string routing_text(const KernelSpec& s) {
   if (f.experts) out += fmt::format(" experts={}", s.experts);
   if (f.top_k) out += fmt::format(" topk={}", s.top_k);
   if (f.n) out += fmt::format(" n={}", s.n);
+  if (f.activation) out += fmt::format(" act={} glu={}", activation_name(s.activation), s.glu ? 1 : 0);
   return out + fmt::format(" target={}", s.target.text());
 }
 
@@ -100,14 +126,15 @@ std::string routing_short_name(const KernelSpec& s) {
   if (f.experts) out += fmt::format("_e{}", s.experts);
   if (f.top_k) out += fmt::format("_topk{}", s.top_k);
   if (f.n) out += fmt::format("_n{}", s.n);
+  if (f.activation) out += fmt::format("_{}{}", activation_name(s.activation), s.glu ? "_glu" : "");
   return out;
 }
 
 KernelSpec parse_routing_spec(OpKind op, const std::map<std::string, std::string>& kv) {
   const Fields f = fields_of(op);
-  const std::pair<const char*, bool> allowed[] = {{"op", true},           {"dtype", f.dtype}, {"block", f.block},
-                                                  {"experts", f.experts}, {"topk", f.top_k}, {"n", f.n},
-                                                  {"target", true}};
+  const std::pair<const char*, bool> allowed[] = {
+      {"op", true},       {"dtype", f.dtype}, {"block", f.block},       {"experts", f.experts}, {"topk", f.top_k},
+      {"n", f.n},         {"act", f.activation}, {"glu", f.activation}, {"target", true}};
   std::string expected;
   for (auto [name, used] : allowed) {
     if (used) expected += (expected.empty() ? "" : ", ") + std::string(name);
@@ -121,11 +148,18 @@ KernelSpec parse_routing_spec(OpKind op, const std::map<std::string, std::string
     if (used && !kv.contains(name)) throw SpecError(name, "missing", fmt::format("every field of op={}", op_name(op)));
   }
   const auto get = [&](const char* name) { return kv.at(name); };
-  return routing_spec(op, parse_target(get("target")), f.experts ? static_cast<int>(parse_positive("experts", get("experts"))) : 0,
+  bool glu = false;
+  if (f.activation) {
+    if (get("glu") != "0" && get("glu") != "1") throw SpecError("glu", get("glu"), "0 or 1");
+    glu = get("glu") == "1";
+  }
+  return routing_spec(op, parse_target(get("target")),
+                      f.experts ? static_cast<int>(parse_positive("experts", get("experts"))) : 0,
                       f.top_k ? static_cast<int>(parse_positive("topk", get("topk"))) : 0,
                       f.n ? parse_positive("n", get("n")) : 0,
                       f.block ? static_cast<int>(parse_positive("block", get("block"))) : 0,
-                      f.dtype ? parse_dtype(get("dtype")) : DType::bf16);
+                      f.dtype ? parse_dtype(get("dtype")) : DType::bf16,
+                      f.activation ? parse_activation(get("act")) : Activation::gelu, glu);
 }
 
 void validate_routing(const KernelSpec& s) {
@@ -157,6 +191,11 @@ GeneratedSource generate_routing_source(const KernelSpec& s) {
     case OpKind::expert_histogram:
     case OpKind::expert_slots: arguments = fmt::format("{}", s.experts); break;
     case OpKind::expert_bins: arguments = fmt::format("{}, {}, {}LL", s.experts, s.block_size, s.n); break;
+    case OpKind::expert_activation:
+    case OpKind::expert_activation_grad:
+      arguments = fmt::format("{}, moejit::Activation::{}, {}, {}", dtype_template_type(s.dtype),
+                              activation_name(s.activation), s.glu, s.block_size);
+      break;
     default: arguments = fmt::format("{}, {}, {}LL", dtype_template_type(s.dtype), s.top_k, s.n); break;
   }
   GeneratedSource out;
@@ -168,9 +207,10 @@ GeneratedSource generate_routing_source(const KernelSpec& s) {
       "// spec: {spec}\n"
       "#include \"{header}\"\n"
       "\n"
-      "template __global__ void {kernel}(const moejit::RoutingParams);\n",
+      "template __global__ void {kernel}(const moejit::{params});\n",
       fmt::arg("version", MOEJIT_VERSION), fmt::arg("spec", routing_text(s)), fmt::arg("header", out.template_header),
-      fmt::arg("kernel", out.name_expression));
+      fmt::arg("kernel", out.name_expression),
+      fmt::arg("params", fields_of(s.op).activation ? "ActivationParams" : "RoutingParams"));
   return out;
 }
 
@@ -179,6 +219,8 @@ int routing_threads(OpKind op) {
     case OpKind::expert_histogram: return kHistogramThreads;
     case OpKind::expert_bins: return kBinsThreads;
     case OpKind::expert_slots: return kSlotsThreads;
+    case OpKind::expert_activation:
+    case OpKind::expert_activation_grad: return kActivationThreads;
     default: return kPermutationThreads;
   }
 }
@@ -197,6 +239,14 @@ LaunchGeometry routing_launch_geometry(const KernelSpec& s, const RoutingShape& 
     case OpKind::padded_gather:
     case OpKind::weighted_scatter_grad: grid = ceil_div(shape.rows, kPermutationWarps); break;
     case OpKind::weighted_scatter: grid = ceil_div(shape.tokens, kPermutationWarps); break;
+    case OpKind::expert_activation:
+    case OpKind::expert_activation_grad: {
+      // One thread per 16 bytes (eight elements) of block data.
+      require(shape.blocks >= 0, "blocks", shape.blocks, "a non-negative block count");
+      const std::int64_t chunks = shape.blocks * s.block_size * s.block_size / 8;
+      grid = ceil_div(chunks, kActivationThreads);
+      break;
+    }
     default: throw SpecError("op", std::string(op_name(s.op)), "a routing op");
   }
   return LaunchGeometry{grid, routing_threads(s.op), 0};

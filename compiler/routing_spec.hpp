@@ -1,7 +1,8 @@
-// Routing kernel specs: the bookkeeping and permutation kernels of a dMoE layer as
-// KernelSpecs, so they share the products' code generation, NVRTC driver, kernel database,
-// `moejit show` and dumps. A routing spec uses only the fields its op needs; the others
-// keep their defaults and are left out of its text:
+// Layer kernel specs: the routing bookkeeping, permutation and activation kernels of a dMoE
+// layer (every op that is not a block-sparse product) as KernelSpecs, so they share the
+// products' code generation, NVRTC driver, kernel database, `moejit show` and dumps. Such a
+// spec uses only the fields its op needs; the others keep their defaults and are left out
+// of its text:
 //
 //   expert_histogram        experts                    "op=expert_histogram experts=8 target=sm_90a"
 //   expert_slots            experts
@@ -9,6 +10,8 @@
 //   padded_gather           dtype, topk, n (= hidden)  the width of the rows it moves
 //   weighted_scatter        dtype, topk, n
 //   weighted_scatter_grad   dtype, topk, n
+//   expert_activation       dtype, block, act, glu     "... act=silu glu=1 ..."
+//   expert_activation_grad  dtype, block, act, glu
 #pragma once
 
 #include <cstdint>
@@ -25,7 +28,11 @@ bool is_routing(OpKind op);
 
 // A routing spec with every field the op does not use at its default.
 KernelSpec routing_spec(OpKind op, const Target& target, int experts, int top_k = 0, std::int64_t n = 0,
-                        int block_size = 0, DType dtype = DType::bf16);
+                        int block_size = 0, DType dtype = DType::bf16, Activation activation = Activation::gelu,
+                        bool glu = false);
+
+std::string_view activation_name(Activation activation);
+Activation parse_activation(std::string_view text);   // throws SpecError
 
 std::string routing_text(const KernelSpec& spec);        // canonical text
 std::string routing_short_name(const KernelSpec& spec);  // "padded_gather_bf16_topk2_n4096"
@@ -39,6 +46,7 @@ struct RoutingShape {
   std::int64_t assignments = 0;   // tokens * top_k
   std::int64_t tokens = 0;
   std::int64_t rows = 0;          // expert-sorted rows the buffers hold
+  std::int64_t blocks = 0;        // activation ops: blocks of block data (the capacity)
 };
 int routing_threads(OpKind op);
 LaunchGeometry routing_launch_geometry(const KernelSpec& spec, const RoutingShape& shape);

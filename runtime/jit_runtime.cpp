@@ -258,6 +258,13 @@ void JitRuntime::launch_routing(const KernelSpec& spec, const RoutingParams& par
   launch(spec, routing_launch_geometry(spec, shape).grid_x, &params, device, stream);
 }
 
+void JitRuntime::launch_activation(const KernelSpec& spec, const ActivationParams& params, int device,
+                                   CUstream stream) {
+  RoutingShape shape;
+  shape.blocks = params.capacity_blocks;
+  launch(spec, routing_launch_geometry(spec, shape).grid_x, &params, device, stream);
+}
+
 void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device,
                         CUstream stream) {
   driver();

@@ -24,6 +24,7 @@
 #include "compiler/template_library.hpp"
 #include "compiler/routing_spec.hpp"
 #include "moejit/bsr_gemm_params.h"
+#include "moejit/activation_params.h"
 #include "moejit/routing_params.h"
 #include "runtime/driver_api.hpp"
 #include "runtime/kernel_db_stack.hpp"
@@ -107,6 +108,8 @@ class JitRuntime {
   // Launches a routing kernel (compiler/routing_spec.hpp) the same way.
   void launch_routing(const KernelSpec& spec, const RoutingParams& params, const RoutingShape& shape, int device,
                       CUstream stream);
+  // Launches an expert activation kernel over `params.capacity_blocks` blocks.
+  void launch_activation(const KernelSpec& spec, const ActivationParams& params, int device, CUstream stream);
 
  private:
   PrimaryContext& context(int device);   // caller holds mutex_

@@ -6,7 +6,7 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
+__all__: list[str] = ['Activation', 'CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_activation', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
 class SpecError(ValueError):
     pass
 class CompileError(RuntimeError):
@@ -77,10 +77,16 @@ class OpKind:
       weighted_scatter
     
       weighted_scatter_grad
+    
+      expert_activation
+    
+      expert_activation_grad
     """
     __members__: typing.ClassVar[dict[str, OpKind]]
     dds: typing.ClassVar[OpKind]
     dsd: typing.ClassVar[OpKind]
+    expert_activation: typing.ClassVar[OpKind]
+    expert_activation_grad: typing.ClassVar[OpKind]
     expert_bins: typing.ClassVar[OpKind]
     expert_histogram: typing.ClassVar[OpKind]
     expert_slots: typing.ClassVar[OpKind]
@@ -106,6 +112,57 @@ class OpKind:
         ...
     @typing.overload
     def __ne__(self, other: OpKind) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Activation:
+    """
+    Members:
+    
+      gelu
+    
+      gelu_exact
+    
+      silu
+    
+      relu
+    """
+    __members__: typing.ClassVar[dict[str, Activation]]
+    gelu: typing.ClassVar[Activation]
+    gelu_exact: typing.ClassVar[Activation]
+    relu: typing.ClassVar[Activation]
+    silu: typing.ClassVar[Activation]
+    @typing.overload
+    def __eq__(self, other: Activation) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Activation) -> bool:
         ...
     @typing.overload
     def __ne__(self, other: typing.Any) -> bool:
@@ -247,8 +304,10 @@ class TileConfig:
     def warps_n(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class KernelSpec:
+    activation: Activation
     dtype: DType
     family: KernelFamily
+    glu: bool
     op: OpKind
     target: Target
     tile: TileConfig
@@ -682,6 +741,8 @@ class JitRuntime:
         ...
     def kernel_key(self, spec: KernelSpec) -> KernelKey:
         ...
+    def launch_activation(self, spec: KernelSpec, h: typing.SupportsInt | typing.SupportsIndex, gate: typing.SupportsInt | typing.SupportsIndex, grad: typing.SupportsInt | typing.SupportsIndex, out: typing.SupportsInt | typing.SupportsIndex, out_gate: typing.SupportsInt | typing.SupportsIndex, live_nnz: typing.SupportsInt | typing.SupportsIndex, capacity_blocks: typing.SupportsInt | typing.SupportsIndex, device: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
     def launch_bsr_gemm(self, spec: KernelSpec, a: typing.SupportsInt | typing.SupportsIndex, b: typing.SupportsInt | typing.SupportsIndex, c: typing.SupportsInt | typing.SupportsIndex, lda: typing.SupportsInt | typing.SupportsIndex, ldb: typing.SupportsInt | typing.SupportsIndex, ldc: typing.SupportsInt | typing.SupportsIndex, row_indices: typing.SupportsInt | typing.SupportsIndex, column_indices: typing.SupportsInt | typing.SupportsIndex, offsets: typing.SupportsInt | typing.SupportsIndex, column_indices_t: typing.SupportsInt | typing.SupportsIndex, offsets_t: typing.SupportsInt | typing.SupportsIndex, block_offsets_t: typing.SupportsInt | typing.SupportsIndex, nnz: typing.SupportsInt | typing.SupportsIndex, block_rows: typing.SupportsInt | typing.SupportsIndex, block_cols: typing.SupportsInt | typing.SupportsIndex, device: typing.SupportsInt | typing.SupportsIndex, stream: typing.SupportsInt | typing.SupportsIndex, live_nnz: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
     def launch_routing(self, spec: KernelSpec, layout: RoutingLayout, plan: typing.SupportsInt | typing.SupportsIndex, expert_indices: typing.SupportsInt | typing.SupportsIndex = 0, input: typing.SupportsInt | typing.SupportsIndex = 0, output: typing.SupportsInt | typing.SupportsIndex = 0, weights: typing.SupportsInt | typing.SupportsIndex = 0, weight_grad: typing.SupportsInt | typing.SupportsIndex = 0, rows_forward: typing.SupportsInt | typing.SupportsIndex = 0, tokens: typing.SupportsInt | typing.SupportsIndex = 0, device: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
@@ -741,15 +802,17 @@ def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsI
     ...
 def nearest_bucket(tuned: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bucket: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
+def parse_activation(text: str) -> Activation:
+    ...
 def parse_dtype(text: str) -> DType:
     ...
 def parse_family(text: str) -> KernelFamily:
     ...
 def parse_op(text: str) -> OpKind:
     ...
-def routing_spec(op: OpKind, target: Target, experts: typing.SupportsInt | typing.SupportsIndex, top_k: typing.SupportsInt | typing.SupportsIndex = 0, n: typing.SupportsInt | typing.SupportsIndex = 0, block_size: typing.SupportsInt | typing.SupportsIndex = 0, dtype: DType = ...) -> KernelSpec:
+def routing_spec(op: OpKind, target: Target, experts: typing.SupportsInt | typing.SupportsIndex, top_k: typing.SupportsInt | typing.SupportsIndex = 0, n: typing.SupportsInt | typing.SupportsIndex = 0, block_size: typing.SupportsInt | typing.SupportsIndex = 0, dtype: DType = ..., activation: Activation = ..., glu: bool = False) -> KernelSpec:
     """
-    A routing kernel spec; fields the op does not use are ignored.
+    A routing, permutation or activation kernel spec; fields the op does not use are ignored.
     """
 def search_space(problem: KernelSpec) -> list[TileConfig]:
     """

@@ -7,7 +7,8 @@
 
 Forward: router (linear, softmax in float32, top-k, optional p-norm normalisation, jitter
 in training) -> moejit.route (GPU bookkeeping) -> padded_gather -> expert_sdd (x @ w1.t(),
-and x @ v1.t() for GLU) -> activation -> expert_dsd (h @ w2) -> weighted_scatter (+ bias).
+and x @ v1.t() for GLU) -> expert_activation (one generated kernel: act(h) [* gate]) ->
+expert_dsd (h @ w2) -> weighted_scatter (+ bias).
 Backward through registered autograd of each op. No host synchronisation anywhere, so a
 layer call can be captured in a CUDA graph; the routing buffers are sized for the worst
 routing (see moejit.routing).
@@ -32,10 +33,13 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from .activation import ACTIVATIONS, expert_activation
 from .expert_products import expert_dsd, expert_sdd
 from .permutation import padded_gather, weighted_scatter
 from .routing import route
 
+# The PyTorch functions of the activations the generated kernel computes (the reference
+# layer uses them).
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # MegaBlocks' default activation: GELU with the tanh approximation.
     "gelu": lambda t: F.gelu(t, approximate="tanh"),
@@ -43,6 +47,7 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "relu": F.relu,
 }
+assert tuple(_ACTIVATIONS) == ACTIVATIONS
 _DTYPES = (torch.bfloat16, torch.float16)
 
 
@@ -120,7 +125,7 @@ class dMoE(torch.nn.Module):
         self.num_experts = num_experts
         self.top_k = top_k
         self.activation = activation
-        self.activation_fn = activation_function(activation)
+        activation_function(activation)   # an unknown name fails here, not at the first call
         self.glu = glu
         self.normalize_expert_weights = normalize_expert_weights
         self.router_jitter = router_jitter
@@ -200,9 +205,8 @@ class dMoE(torch.nn.Module):
             load_balancing_loss(scores, plan.expert_counts, self.top_k, self.load_balancing_loss_weight)
             if self.training else None)
         rows = padded_gather(x, plan, self.top_k)
-        h = self.activation_fn(expert_sdd(rows, self.w1, plan))
-        if self.glu:
-            h = h * expert_sdd(rows, self.v1, plan)
+        gate = expert_sdd(rows, self.v1, plan) if self.glu else None
+        h = expert_activation(expert_sdd(rows, self.w1, plan), gate, plan, self.activation)
         y = weighted_scatter(expert_dsd(h, self.w2, plan), plan, weights)
         if self.bias is not None:
             y = y + self.bias

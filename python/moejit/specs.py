@@ -90,23 +90,25 @@ def kernel_spec(
 
 
 @functools.lru_cache(maxsize=1024)
-def _routing_spec(op: str, target: str, experts: int, top_k: int, n: int, block_size: int,
-                  dtype: str) -> _core.KernelSpec:
+def _routing_spec(op: str, target: str, experts: int, top_k: int, n: int, block_size: int, dtype: str,
+                  activation: str, glu: bool) -> _core.KernelSpec:
     spec = _core.routing_spec(_core.OpKind.__members__[op], _core.Target(target), experts, top_k, n, block_size,
-                              _core.parse_dtype(dtype))
+                              _core.parse_dtype(dtype), _core.parse_activation(activation), glu)
     spec.validate()
     return spec
 
 
 def routing_kernel_spec(op: str, *, target: TargetLike = "sm_90a", experts: int = 0, top_k: int = 0, n: int = 0,
-                        block_size: int = 0, dtype: str = "bf16") -> _core.KernelSpec:
-    """The spec of one routing or permutation kernel (compiler/routing_spec.hpp), validated;
-    the fields its op does not use are ignored. Cached: the layer asks for one per call."""
+                        block_size: int = 0, dtype: str = "bf16", activation: str = "gelu",
+                        glu: bool = False) -> _core.KernelSpec:
+    """The spec of one routing, permutation or activation kernel (compiler/routing_spec.hpp),
+    validated; the fields its op does not use are ignored. Cached: the layer asks per call."""
     if op not in _core.OpKind.__members__ or not _core.is_routing(_core.OpKind.__members__[op]):
-        raise _core.SpecError(f"op={op!r}: expected a routing op (expert_histogram, expert_bins, expert_slots, "
-                              "padded_gather, weighted_scatter, weighted_scatter_grad)")
+        raise _core.SpecError(f"op={op!r}: expected a layer op (expert_histogram, expert_bins, expert_slots, "
+                              "padded_gather, weighted_scatter, weighted_scatter_grad, expert_activation, "
+                              "expert_activation_grad)")
     target_text = target if isinstance(target, str) else target.text()
-    return _routing_spec(op, target_text, experts, top_k, n, block_size, dtype)
+    return _routing_spec(op, target_text, experts, top_k, n, block_size, dtype, activation, bool(glu))
 
 
 def source(op: str, **kwargs) -> str:

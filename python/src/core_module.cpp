@@ -79,6 +79,22 @@ void launch_routing(JitRuntime& runtime, const KernelSpec& spec, const RoutingLa
                          reinterpret_cast<CUstream>(stream));
 }
 
+// One expert activation kernel (forward or backward) over `capacity_blocks` blocks.
+void launch_activation(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t h, std::uintptr_t gate,
+                       std::uintptr_t grad, std::uintptr_t out, std::uintptr_t out_gate, std::uintptr_t live_nnz,
+                       std::int64_t capacity_blocks, int device, std::uintptr_t stream) {
+  ActivationParams p{};
+  p.h = as_ptr<void>(h);
+  p.gate = as_ptr<void>(gate);
+  p.grad = as_ptr<void>(grad);
+  p.out = reinterpret_cast<void*>(out);
+  p.out_gate = reinterpret_cast<void*>(out_gate);
+  p.live_nnz = as_ptr<int>(live_nnz);
+  p.capacity_blocks = capacity_blocks;
+  py::gil_scoped_release release;
+  runtime.launch_activation(spec, p, device, reinterpret_cast<CUstream>(stream));
+}
+
 std::shared_ptr<CompiledKernel> shared(CompiledKernel kernel) {
   return std::make_shared<CompiledKernel>(std::move(kernel));
 }
@@ -187,7 +203,15 @@ PYBIND11_MODULE(_core, m) {
       .value("expert_slots", OpKind::expert_slots)
       .value("padded_gather", OpKind::padded_gather)
       .value("weighted_scatter", OpKind::weighted_scatter)
-      .value("weighted_scatter_grad", OpKind::weighted_scatter_grad);
+      .value("weighted_scatter_grad", OpKind::weighted_scatter_grad)
+      .value("expert_activation", OpKind::expert_activation)
+      .value("expert_activation_grad", OpKind::expert_activation_grad);
+  py::enum_<Activation>(m, "Activation")
+      .value("gelu", Activation::gelu)
+      .value("gelu_exact", Activation::gelu_exact)
+      .value("silu", Activation::silu)
+      .value("relu", Activation::relu);
+  m.def("parse_activation", &parse_activation, py::arg("text"));
   m.def("is_routing", &is_routing, py::arg("op"));
   py::enum_<KernelFamily>(m, "KernelFamily")
       .value("mma", KernelFamily::mma)
@@ -248,6 +272,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("target", &KernelSpec::target)
       .def_readwrite("experts", &KernelSpec::experts)
       .def_readwrite("top_k", &KernelSpec::top_k)
+      .def_readwrite("activation", &KernelSpec::activation)
+      .def_readwrite("glu", &KernelSpec::glu)
       .def_property_readonly("threads", &KernelSpec::threads, "Threads of one thread block of the kernel.")
       .def_property_readonly("shared_bytes", &KernelSpec::shared_bytes,
                              "Dynamic shared memory of one thread block of the kernel.")
@@ -274,7 +300,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("routing_spec", &routing_spec, py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
         py::arg("n") = 0, py::arg("block_size") = 0, py::arg("dtype") = DType::bf16,
-        "A routing kernel spec; fields the op does not use are ignored.");
+        py::arg("activation") = Activation::gelu, py::arg("glu") = false,
+        "A routing, permutation or activation kernel spec; fields the op does not use are ignored.");
 
   py::class_<RoutingLayout>(m, "RoutingLayout")
       .def(py::init(&routing_layout), py::arg("assignments"), py::arg("experts"), py::arg("block"), py::arg("ffn"))
@@ -431,5 +458,8 @@ PYBIND11_MODULE(_core, m) {
       .def("launch_routing", &launch_routing, py::arg("spec"), py::arg("layout"), py::arg("plan"),
            py::arg("expert_indices") = 0, py::arg("input") = 0, py::arg("output") = 0, py::arg("weights") = 0,
            py::arg("weight_grad") = 0, py::arg("rows_forward") = 0, py::arg("tokens") = 0, py::arg("device") = 0,
-           py::arg("stream") = 0);
+           py::arg("stream") = 0)
+      .def("launch_activation", &launch_activation, py::arg("spec"), py::arg("h"), py::arg("gate"), py::arg("grad"),
+           py::arg("out"), py::arg("out_gate"), py::arg("live_nnz"), py::arg("capacity_blocks"), py::arg("device"),
+           py::arg("stream"));
 }

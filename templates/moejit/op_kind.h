@@ -18,6 +18,9 @@ enum class OpKind {
   padded_gather,           // token rows -> expert-sorted, block-padded rows
   weighted_scatter,        // rows -> tokens, weighted sum over each token's top-k rows
   weighted_scatter_grad,   // the scatter's gradient for its rows and its weights
+  // The expert MLP's activation on the first product's blocks (activation.cuh).
+  expert_activation,       // act(h), or act(h) * gate with GLU
+  expert_activation_grad,  // its gradient for h (and the gate)
 };
 
 }  // namespace moejit

@@ -28,6 +28,8 @@ std::vector<KernelSpec> routing_specs(const Target& target) {
       routing_spec(OpKind::padded_gather, target, 0, 8, 2048, 0, DType::bf16),
       routing_spec(OpKind::weighted_scatter, target, 0, 2, 4096, 0, DType::fp16),
       routing_spec(OpKind::weighted_scatter_grad, target, 0, 1, 136, 0, DType::bf16),
+      routing_spec(OpKind::expert_activation, target, 0, 0, 0, 128, DType::bf16, Activation::silu, true),
+      routing_spec(OpKind::expert_activation_grad, target, 0, 0, 0, 64, DType::fp16, Activation::gelu_exact, false),
   };
 }
 
@@ -41,6 +43,10 @@ TEST_CASE("a routing spec's text holds only the fields its op uses and parses ba
   CHECK(gather.short_name() == "padded_gather_bf16_topk2_n4096");
   const KernelSpec bins = routing_spec(OpKind::expert_bins, test::sm_90a(), 8, 2, 14336, 128, DType::fp16);
   CHECK(bins.text() == "op=expert_bins block=128 experts=8 n=14336 target=sm_90a");
+  const KernelSpec act = routing_spec(OpKind::expert_activation_grad, test::sm_90a(), 8, 2, 64, 128, DType::bf16,
+                                      Activation::silu, true);
+  CHECK(act.text() == "op=expert_activation_grad dtype=bf16 block=128 act=silu glu=1 target=sm_90a");
+  CHECK(act.short_name() == "expert_activation_grad_bf16_b128_silu_glu");
   for (const KernelSpec& s : routing_specs(test::sm_90a())) {
     CHECK(parse_kernel_spec(s.text()) == s);
     CHECK(s.problem_text() == s.text());
@@ -86,6 +92,10 @@ TEST_CASE("routing launch geometry follows the chunk, row and token counts") {
   CHECK(grid(OpKind::weighted_scatter_grad).grid_x == 144);
   CHECK(grid(OpKind::weighted_scatter).grid_x == 626);  // eight tokens per thread block
   CHECK(grid(OpKind::expert_bins).threads == 1024);
+  RoutingShape blocks;
+  blocks.blocks = 10;   // 10 blocks of 64 x 64: 5120 16-byte chunks, 256 per thread block
+  CHECK(routing_launch_geometry(routing_spec(OpKind::expert_activation, test::sm_90a(), 0, 0, 0, 64), blocks).grid_x ==
+        20);
   CHECK(routing_launch_geometry(routing_spec(OpKind::expert_histogram, test::sm_90a(), 8), RoutingShape{}).grid_x == 0);
 }
 

@@ -21,6 +21,8 @@ ROUTING_SPECS = [
     ("padded_gather", dict(top_k=8, n=2048, dtype="bf16")),
     ("weighted_scatter", dict(top_k=2, n=4096, dtype="fp16")),
     ("weighted_scatter_grad", dict(top_k=1, n=136, dtype="bf16")),
+    ("expert_activation", dict(block_size=128, dtype="bf16", activation="silu", glu=True)),
+    ("expert_activation_grad", dict(block_size=64, dtype="fp16", activation="gelu", glu=False)),
 ]
 
 
@@ -40,6 +42,8 @@ def test_routing_spec_text_round_trip(op, fields):
     ("op=padded_gather dtype=bf16 topk=2 n=60 target=sm_90a", "n=60: expected a multiple of 8"),
     ("op=expert_bins block=128 experts=8 n=100 target=sm_90a", "n=100: expected a multiple of block"),
     ("op=expert_bins block=96 experts=8 n=192 target=sm_90a", "block=96: expected 64 or 128"),
+    ("op=expert_activation dtype=bf16 block=128 act=tanh glu=0 target=sm_90a", "act=tanh: expected gelu"),
+    ("op=expert_activation dtype=bf16 block=128 act=silu glu=2 target=sm_90a", "glu=2: expected 0 or 1"),
 ])
 def test_routing_spec_validation_names_the_field(text, message):
     with pytest.raises(ValueError, match=message):

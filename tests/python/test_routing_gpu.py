@@ -155,3 +155,38 @@ def test_permutation_rejects_mismatched_plans():
         moejit.weighted_scatter(rows, plan)
     with pytest.raises(ValueError, match="expected the plan's"):
         moejit.weighted_scatter(rows[:-8], plan, top_k=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("activation", ["gelu", "gelu_exact", "silu", "relu"])
+@pytest.mark.parametrize("glu", [False, True])
+def test_expert_activation_and_its_gradient(dtype, activation, glu):
+    """The generated activation kernels against PyTorch's functions on the live blocks;
+    the unused capacity gets zeros."""
+    from moejit.activation import expert_activation
+    from moejit.layer import activation_function
+
+    gen = torch.Generator(device="cuda").manual_seed(11)
+    indices = _indices("skewed", 700, 8, 2, gen)
+    plan = moejit.route(indices, 8, 64, 128)
+    l = plan.layout
+    live = int(plan.live_nnz.item())
+    assert live < l.max_nnz, "the test needs unused capacity"
+    h = (2 * torch.randn(l.max_nnz, 64, 64, device="cuda", generator=gen)).to(dtype).requires_grad_()
+    gate = torch.randn(l.max_nnz, 64, 64, device="cuda", generator=gen).to(dtype).requires_grad_() if glu else None
+    out = expert_activation(h, gate, plan, activation)
+    fn = activation_function(activation)
+    h32 = h.detach().float().requires_grad_()
+    g32 = gate.detach().float().requires_grad_() if glu else None
+    ref = fn(h32) * g32 if glu else fn(h32)
+    tol = 1e-2 if dtype == torch.bfloat16 else 2e-3
+    assert relative_error(out[:live], ref[:live]) < tol
+    assert (out[live:] == 0).all()
+    grad = torch.randn(l.max_nnz, 64, 64, device="cuda", generator=gen).to(dtype)
+    out.backward(grad)
+    ref[:live].backward(grad[:live].float())
+    assert relative_error(h.grad[:live], h32.grad[:live]) < tol
+    assert (h.grad[live:] == 0).all()
+    if glu:
+        assert relative_error(gate.grad[:live], g32.grad[:live]) < tol
+        assert (gate.grad[live:] == 0).all()
