@@ -180,11 +180,15 @@ def expert_parallel_moe(x: torch.Tensor, expert_weights: torch.Tensor, expert_in
     flat = expert_indices.reshape(-1).to(torch.int64)
     # Sort key: chunk of the local expert, then expert id (so then rank): each chunk's rows
     # are contiguous and grouped by destination. With one chunk it is the expert id.
-    chunk_of = torch.repeat_interleave(torch.arange(len(boundaries) - 1, device=x.device),
-                                       torch.tensor(boundaries, device=x.device).diff())
-    key = chunk_of[flat % per_rank] * sharding.num_experts + flat if len(boundaries) > 2 else flat
+    key = flat
+    if len(boundaries) > 2:
+        chunk_of = torch.tensor([c for c, (start, stop) in enumerate(zip(boundaries, boundaries[1:]))
+                                 for _ in range(start, stop)], device=x.device)
+        key = chunk_of[flat % per_rank] * sharding.num_experts + flat
     order = torch.sort(key, stable=True).indices
-    expert_counts = torch.bincount(flat, minlength=sharding.num_experts)
+    # Not torch.bincount: on CUDA it reads the largest index on the host.
+    expert_counts = torch.zeros(sharding.num_experts, dtype=torch.int64, device=x.device).index_add_(
+        0, flat, torch.ones_like(flat))
     received_counts = torch.empty_like(expert_counts)
     dist.all_to_all_single(received_counts, expert_counts, group=sharding.group)   # counts first
     plan = ExchangePlan(expert_counts.view(world, per_rank), received_counts.view(world, per_rank), boundaries, world)

@@ -5,7 +5,8 @@ tokens of all ranks: forward, the input gradient, every expert shard's gradient 
 router's and bias's (summed over ranks, as data parallelism would), the load-balancing
 loss, gathering the shards back, and the errors. The cases (expert_parallel_cases.py)
 include experts and whole ranks with no tokens, a rank with no tokens of its own, uneven
-token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange. Plus, on a GPU, the
+token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange. The multi-GPU
+benchmark scripts (tests/gpu) run here on CPU processes under torchrun. Plus, on a GPU, the
 exchange on moejit's kernels with one NCCL rank against moejit.dMoE."""
 
 import json
@@ -23,7 +24,9 @@ from moejit.expert_sharding import ExpertSharding, shard_state_dict
 from conftest import requires_gpu
 from expert_parallel_cases import CASES, ERROR_CASES, GPU_CASES
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expert_parallel_worker.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "expert_parallel_worker.py")
+TABLE = os.path.join(os.path.dirname(HERE), "gpu", "expert_parallel_table.py")
 WORLD_SIZES = (1, 2, 4)
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
@@ -123,6 +126,24 @@ def test_shard_state_dict_takes_each_ranks_expert_rows():
         assert shard["router.weight"] is state["router.weight"] and shard["bias"] is state["bias"]
     with pytest.raises(ValueError, match=r"w1.shape=\(12, 16\): expected \[num_experts=8"):
         shard_state_dict({"w1": torch.zeros(12, 16)}, ExpertSharding(None, 0, 2, 8))
+
+
+def test_multi_gpu_table_script_runs_on_cpu_processes(tmp_path):
+    """tests/gpu/expert_parallel_table.py and the bench it starts with torchrun, on 1 and 2
+    CPU processes (gloo, the plain-PyTorch layer): every step the lead runs on GPUs (numerics
+    against one process holding every expert, timing, JSON, the table) but the kernels."""
+    proc = subprocess.run([sys.executable, TABLE, "--device", "cpu", "--gpus", "1", "2", "--model", "mixtral-8x7b",
+                           "--out", str(tmp_path), "--", "--hidden", "32", "--ffn", "16", "--tokens", "48",
+                           "--check-tokens", "12", "--iters", "2", "--warmup", "1", "--chunks", "2"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in (tmp_path / "expert_parallel.md").read_text().splitlines()
+            if line.startswith("| mixtral-8x7b |")]
+    assert len(rows) == 2 and all(" ok |" in row for row in rows), rows
+    result = json.loads((tmp_path / "mixtral-8x7b-2gpu.json").read_text())
+    assert result["gpus"] == 2 and result["experts_per_gpu"] == 4 and result["numerics_ok"]
+    assert set(result["errors"]) == {"forward", "d x", "d w1", "d v1", "d w2", "d bias", "d router.weight"}
+    assert result["tokens_per_s"] > 0 and result["forward_backward_ms"] > 0 and result["forward_ms"] > 0
 
 
 @requires_gpu
