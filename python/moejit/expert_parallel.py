@@ -49,7 +49,7 @@ with no tokens at all.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist

@@ -111,7 +111,7 @@ def check_numerics(args, shape, device) -> dict:
     import moejit
     from moejit.reference import relative_error
 
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     torch.manual_seed(0)
     full = make_layer(args, shape, device, None) if rank == 0 else None
     state = {}

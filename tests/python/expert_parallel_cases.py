@@ -31,6 +31,16 @@ CASES = {
                                       forced="experts 0 and 5"),
 }
 
+# moejit.dMoE's own expert-parallel path (its forward, local-expert callable, parameter
+# handling, load-balancing counts) with its kernels replaced by plain PyTorch in bf16, so
+# it runs on the CPU (the worker's KernelFreeDMoE).
+DMOE_CASES = {
+    "dMoE top2 swiglu bias": dict(_SHAPE, hidden=16, ffn=128, top_k=2, tokens=[6, 9, 4, 11], seed=11,
+                                  options=dict(activation="silu", glu=True, bias=True)),
+    "dMoE two chunks, rank 0 without tokens": dict(_SHAPE, hidden=16, ffn=128, top_k=1, tokens=[0, 9, 4, 11],
+                                                   seed=12, chunks=2),
+}
+
 ERROR_CASES = {
     # name: (expected message fragment, world sizes it raises on)
     "num_experts not divisible": ("expected a multiple of the expert-parallel group's size", (2, 4)),
@@ -45,7 +55,7 @@ ERROR_CASES = {
 GPU_CASES = {
     "top2 swiglu": dict(experts=8, hidden=256, ffn=256, top_k=2, tokens=1000,
                         options=dict(activation="silu", glu=True)),
-    "top1 gelu, two experts take all": dict(experts=8, hidden=128, ffn=128, top_k=2, tokens=300,
+    "top2 gelu, two experts take all": dict(experts=8, hidden=128, ffn=128, top_k=2, tokens=300,
                                             forced="last two experts"),
 }
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from expert_parallel_cases import CASES, ERROR_CASES, forced_indices, tokens_per_rank  # noqa: E402
+from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, forced_indices, tokens_per_rank  # noqa: E402
 
 
 def _error(x, y):
@@ -103,6 +103,69 @@ def run_case(name, case, rank, world):
     return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
 
 
+def kernel_free_dmoe_class():
+    """moejit.dMoE with its kernels (_experts) replaced by plain PyTorch and CPU input
+    allowed: everything else, the expert-parallel path included, is dMoE's own code."""
+    import types
+
+    import moejit
+    from moejit.reference_layer import reference_expert_mlp
+
+    class KernelFreeDMoE(moejit.dMoE):
+        def _check_input(self, x):
+            pass
+
+        def _experts(self, x, weights, indices, num_experts, params):
+            tokens, top_k = indices.shape
+            out = reference_expert_mlp(self.activation_fn, self.glu, self.ffn_hidden_size)(
+                x.repeat_interleave(top_k, dim=0), indices.reshape(-1), params).view(tokens, top_k, x.shape[1])
+            y = out.sum(1) if weights is None else (out.float() * weights.unsqueeze(-1)).sum(1).to(x.dtype)
+            counts = torch.bincount(indices.reshape(-1), minlength=num_experts)
+            return y, types.SimpleNamespace(expert_counts=counts)
+
+    return KernelFreeDMoE
+
+
+def run_dmoe_case(case, rank, world):
+    """The expert-parallel KernelFreeDMoE against the same layer holding every expert."""
+    from moejit.expert_sharding import load_expert_shard
+    from moejit.reference import relative_error
+
+    layer_class = kernel_free_dmoe_class()
+    E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
+    counts = tokens_per_rank(case, world)
+    mine = slice(sum(counts[:rank]), sum(counts[:rank + 1]))
+    torch.manual_seed(case["seed"])
+    full = layer_class(H, F, E, k, init_std=0.1, **case.get("options", {}))
+    if full.bias is not None:
+        with torch.no_grad():
+            full.bias.normal_()
+    ep = layer_class(H, F, E, k, expert_parallel_group=dist.group.WORLD, exchange_chunks=case.get("chunks", 1),
+                     **case.get("options", {}))
+    load_expert_shard(ep, full.state_dict())
+    x_all = torch.randn(sum(counts), H).to(torch.bfloat16)
+    grad_all = torch.randn(sum(counts), H)
+    xa = x_all.clone().requires_grad_()
+    (full(xa).float() * grad_all).sum().backward()
+    x = x_all[mine].clone().requires_grad_()
+    y = ep(x)
+    (y.float() * grad_all[mine]).sum().backward()
+    with torch.no_grad():
+        y_mine = full(x_all[mine])
+    errors = {"forward": relative_error(y, y_mine), "d x": relative_error(x.grad, xa.grad[mine])}
+    if counts[rank]:
+        errors["load balancing loss"] = relative_error(ep.load_balancing_loss, full.load_balancing_loss)
+    for name, p in ep.named_parameters():
+        expected = full.get_parameter(name).grad
+        got = p.grad.float()
+        if name in ("w1", "v1", "w2"):
+            expected = expected[ep.expert_sharding.expert_rows(F)]
+        else:
+            dist.all_reduce(got)
+        errors[f"d {name}"] = relative_error(got, expected)
+    return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
+
+
 def run_error_case(name, rank, world):
     """Returns the message of the error the case raises (None when nothing is raised)."""
     import moejit
@@ -140,28 +203,33 @@ def run_gpu_self_exchange(case):
                         **case.get("options", {}))
     x = torch.randn(case["tokens"], case["hidden"], device="cuda", dtype=layer.w1.dtype)
     grad = torch.randn_like(x)
-    _, weights, indices = layer.route(x)
+    with torch.no_grad():
+        scores, weights, indices = layer.route(x)
     if case.get("forced") == "last two experts":
         indices = torch.tensor([[case["experts"] - 1, case["experts"] - 2]], device="cuda").repeat(x.shape[0], 1)
-        weights = layer.route(x)[0].gather(1, indices)
+        weights = scores.gather(1, indices)
     results = {}
     sharding = ExpertSharding(dist.group.WORLD, 0, 1, case["experts"])
-    x1 = x.clone().requires_grad_()
-    y1, _ = layer._experts(x1, weights, indices, layer.num_experts, layer._expert_weights())
+    # The router weights are leaves here: the exchange is what is compared, and each pass
+    # needs a graph of its own.
+    x1, weights1 = x.clone().requires_grad_(), weights.clone().requires_grad_()
+    y1, _ = layer._experts(x1, weights1, indices, layer.num_experts, layer._expert_weights())
     (y1.float() * grad).sum().backward()
-    plain = {"d x": x1.grad, **{n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}}
+    plain = {"d x": x1.grad, "d weights": weights1.grad,
+             **{f"d {n}": p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}}
     for chunks in (1, 2):
         layer.zero_grad()
-        x2 = x.clone().requires_grad_()
-        y2, counts = expert_parallel_moe(x2, weights, indices, layer._local_experts, layer._expert_weights(), sharding,
+        x2, weights2 = x.clone().requires_grad_(), weights.clone().requires_grad_()
+        y2, counts = expert_parallel_moe(x2, weights2, indices, layer._local_experts, layer._expert_weights(), sharding,
                                          chunks=chunks)
         (y2.float() * grad).sum().backward()
+        expected_counts = torch.bincount(indices.flatten().cpu(), minlength=layer.num_experts)
         errors = {"forward": relative_error(y2, y1), "d x": relative_error(x2.grad, plain["d x"]),
-                  "counts": float((counts.cpu() != torch.bincount(indices.flatten().cpu(),
-                                                                   minlength=layer.num_experts)).sum())}
+                  "d weights": relative_error(weights2.grad, plain["d weights"]),
+                  "counts": float((counts.cpu() != expected_counts).sum())}
         for n, p in layer.named_parameters():
-            if n in plain:
-                errors[f"d {n}"] = relative_error(p.grad, plain[n])
+            if f"d {n}" in plain:
+                errors[f"d {n}"] = relative_error(p.grad, plain[f"d {n}"])
         results[f"chunks={chunks}"] = errors
     return results
 
@@ -169,6 +237,8 @@ def run_gpu_self_exchange(case):
 def main():
     mode, rank, world, store, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     report = {"cases": {}, "error_cases": {}}
+    if mode == "gpu":
+        torch.cuda.set_device(0)
     dist.init_process_group("gloo" if mode == "cpu" else "nccl", init_method=f"file://{store}", rank=rank,
                             world_size=world)
     try:
@@ -180,11 +250,17 @@ def main():
                     report["cases"][name] = {"exception": traceback.format_exc()}
                     print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
                     raise   # the other ranks would wait forever in a collective
+            for name, case in DMOE_CASES.items():
+                try:
+                    report["cases"][name] = run_dmoe_case(case, rank, world)
+                except Exception:
+                    report["cases"][name] = {"exception": traceback.format_exc()}
+                    print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
+                    raise
             for name in ERROR_CASES:
                 report["error_cases"][name] = run_error_case(name, rank, world)
         else:
             from expert_parallel_cases import GPU_CASES
-            torch.cuda.set_device(0)
             for name, case in GPU_CASES.items():
                 report["cases"][name] = run_gpu_self_exchange(case)
         dist.barrier()   # destroying a gloo group while a peer still uses it aborts the process
