@@ -8,6 +8,7 @@
 
     layer = moejit.dMoE(hidden_size=H, ffn_hidden_size=F, num_experts=E, top_k=2, device="cuda")
     y = layer(x)                             # forward and backward on generated kernels
+    ep = moejit.dMoE(H, F, E, 2, device="cuda", expert_parallel_group=group)   # E/W experts per rank
 
 Importing moejit, building specs and generating source need no GPU, no NVRTC and no
 torch; the ops on tensors (moejit.ops, Topology, BlockSparseMatrix) import torch when
@@ -49,6 +50,10 @@ _TORCH_NAMES = {
     "weighted_scatter": ("moejit.permutation", "weighted_scatter"),
     "expert_sdd": ("moejit.expert_products", "expert_sdd"),
     "expert_dsd": ("moejit.expert_products", "expert_dsd"),
+    "expert_parallel": ("moejit.expert_parallel", None),
+    "expert_sharding": ("moejit.expert_sharding", None),
+    "load_expert_shard": ("moejit.expert_sharding", "load_expert_shard"),
+    "gather_expert_shards": ("moejit.expert_sharding", "gather_expert_shards"),
 }
 
 
@@ -66,7 +71,11 @@ __all__ = [
     "collect_load_balancing_loss",
     "dMoE",
     "expert_dsd",
+    "expert_parallel",
     "expert_sdd",
+    "expert_sharding",
+    "gather_expert_shards",
+    "load_expert_shard",
     "padded_gather",
     "route",
     "weighted_scatter",

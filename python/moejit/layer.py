@@ -20,6 +20,20 @@ Parameters (MegaBlocks' layout, so checkpoints map one to one):
     w2              [num_experts * ffn_hidden_size, hidden]
     bias            [hidden]                                  (bias=True only)
 
+Expert parallelism (moejit.expert_parallel): with `expert_parallel_group`, a
+torch.distributed group of W ranks (NCCL for CUDA tensors), each rank holds E/W experts
+(rank r: experts [r*E/W, (r+1)*E/W), w1/v1/w2 [E/W * ffn, hidden]) and a replicated router
+and bias. Each rank routes its own tokens, sends each assignment to the rank of its expert
+with all_to_all (counts first, then rows: one host synchronisation per forward call to read
+the split sizes), computes its local experts with the same kernels (routed by local expert
+id), and sends the results back for the weighted combine; the backward mirrors it. The
+layer does NOT all-reduce the gradients of the replicated router and bias (nor average any
+gradient): as in MegaBlocks, data parallelism over the same ranks does that. The expert
+weights' gradients are complete on their rank (every token routed to them, from every
+rank). A group of one rank computes exactly as no group. moejit.expert_sharding builds a
+rank's shard from a full layer's state (load_expert_shard) and gathers it back
+(gather_expert_shards).
+
 NaN in the input or router logits: the routing stays valid (torch.topk returns in-range
 indices for NaN scores), and the affected tokens' outputs are NaN; other tokens' outputs
 are unaffected in the forward pass. No error is raised: detecting NaN would cost a host
@@ -28,13 +42,15 @@ synchronisation per call.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .activation import ACTIVATIONS, expert_activation
+from .expert_parallel import chunk_boundaries, expert_parallel_moe
 from .expert_products import expert_dsd, expert_sdd
+from .expert_sharding import ExpertSharding
 from .permutation import padded_gather, weighted_scatter
 from .routing import route
 
@@ -80,7 +96,13 @@ class dMoE(torch.nn.Module):
     """A dropless MoE layer (see the module docstring). After a training-mode forward,
     `load_balancing_loss` holds this call's auxiliary loss (a scalar tensor; None before,
     and None after an eval-mode forward); `collect_load_balancing_loss(model)` sums it over
-    a model's dMoE layers."""
+    a model's dMoE layers.
+
+    expert_parallel_group: a torch.distributed group over which the experts are spread (see
+    the module docstring); None or a group of one rank: every expert on this device.
+    exchange_chunks: split the token exchange into this many groups of local experts, so
+    that one group's computation overlaps the next one's exchange (moejit.expert_parallel;
+    1, the default, does not split; every rank must pass the same value)."""
 
     def __init__(
         self,
@@ -99,6 +121,8 @@ class dMoE(torch.nn.Module):
         init_std: float = 0.02,
         dtype: torch.dtype = torch.bfloat16,
         device=None,
+        expert_parallel_group: Any = None,
+        exchange_chunks: int = 1,
     ) -> None:
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("ffn_hidden_size", ffn_hidden_size),
@@ -120,6 +144,9 @@ class dMoE(torch.nn.Module):
             raise ValueError(f"router_jitter={router_jitter!r}: expected 0 <= jitter < 1")
         if normalize_expert_weights is not None and not normalize_expert_weights > 0:
             raise ValueError(f"normalize_expert_weights={normalize_expert_weights!r}: expected None or a p > 0")
+        chunk_boundaries(1, exchange_chunks)   # validates it
+        self.expert_sharding = ExpertSharding.of(expert_parallel_group, num_experts)
+        self.exchange_chunks = exchange_chunks
         self.hidden_size = hidden_size
         self.ffn_hidden_size = ffn_hidden_size
         self.num_experts = num_experts
@@ -135,7 +162,7 @@ class dMoE(torch.nn.Module):
 
         factory = dict(dtype=dtype, device=device)
         self.router = torch.nn.Linear(hidden_size, num_experts, bias=False, **factory)
-        rows = num_experts * ffn_hidden_size
+        rows = self.num_local_experts * ffn_hidden_size
         self.w1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
         self.v1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory)) if glu else None
         self.w2 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
@@ -164,10 +191,19 @@ class dMoE(torch.nn.Module):
                    block_size=block_size, init_std=init_std, dtype=torch.float16 if fp16 else torch.bfloat16,
                    device=device)
 
+    @property
+    def num_local_experts(self) -> int:
+        """The experts this rank holds: num_experts without a group."""
+        return self.num_experts if self.expert_sharding is None else self.expert_sharding.experts_per_rank
+
     def extra_repr(self) -> str:
+        sharding = self.expert_sharding
+        parallel = "" if sharding is None else (f", experts {sharding.first_expert}.."
+                                                f"{sharding.first_expert + sharding.experts_per_rank - 1} "
+                                                f"on rank {sharding.rank} of {sharding.world_size}")
         return (f"hidden_size={self.hidden_size}, ffn_hidden_size={self.ffn_hidden_size}, "
                 f"num_experts={self.num_experts}, top_k={self.top_k}, activation={self.activation!r}, "
-                f"glu={self.glu}, bias={self.bias is not None}, block_size={self.block_size}")
+                f"glu={self.glu}, bias={self.bias is not None}, block_size={self.block_size}{parallel}")
 
     def route(self, x: torch.Tensor):
         """Router of [tokens, hidden] input: (scores, expert_weights, expert_indices)."""
@@ -200,17 +236,41 @@ class dMoE(torch.nn.Module):
             weights = scores.gather(1, indices)
             if self.normalize_expert_weights is not None:
                 weights = weights / torch.norm(weights, p=self.normalize_expert_weights, dim=-1, keepdim=True)
-        plan = route(indices, self.num_experts, self.block_size, self.ffn_hidden_size)
+        if self.expert_sharding is not None and self.expert_sharding.exchanges:
+            self.expert_sharding.check_device(x.device)
+            y, expert_counts = expert_parallel_moe(x, weights, indices, self._local_experts, self._expert_weights(),
+                                                   self.expert_sharding, chunks=self.exchange_chunks)
+        else:
+            y, plan = self._experts(x, weights, indices, self.num_experts, self._expert_weights())
+            expert_counts = plan.expert_counts
         self.load_balancing_loss = (
-            load_balancing_loss(scores, plan.expert_counts, self.top_k, self.load_balancing_loss_weight)
+            load_balancing_loss(scores, expert_counts, self.top_k, self.load_balancing_loss_weight)
             if self.training else None)
-        rows = padded_gather(x, plan, self.top_k)
-        gate = expert_sdd(rows, self.v1, plan) if self.glu else None
-        h = expert_activation(expert_sdd(rows, self.w1, plan), gate, plan, self.activation)
-        y = weighted_scatter(expert_dsd(h, self.w2, plan), plan, weights)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(shape)
+
+    def _expert_weights(self) -> list[torch.Tensor]:
+        return [p for p in (self.w1, self.v1, self.w2) if p is not None]
+
+    def _experts(self, x: torch.Tensor, weights: Optional[torch.Tensor], indices: torch.Tensor, num_experts: int,
+                 params: Sequence[torch.Tensor]):
+        """sum_j weights[t, j] * MLP_{indices[t, j]}(x[t]) on the kernels (a plain sum when
+        weights is None); (y, routing plan)."""
+        w1, v1, w2 = params if self.glu else (params[0], None, params[1])
+        top_k = indices.shape[1]
+        plan = route(indices, num_experts, self.block_size, self.ffn_hidden_size)
+        rows = padded_gather(x, plan, top_k)
+        gate = expert_sdd(rows, v1, plan) if self.glu else None
+        h = expert_activation(expert_sdd(rows, w1, plan), gate, plan, self.activation)
+        return weighted_scatter(expert_dsd(h, w2, plan), plan, weights, top_k=top_k), plan
+
+    def _local_experts(self, rows: torch.Tensor, expert_ids: torch.Tensor, params: Sequence[torch.Tensor]):
+        """moejit.expert_parallel's local computation on the kernels: rows routed by local
+        expert id (top-1, weight 1, so the scatter only un-permutes)."""
+        if rows.shape[0] == 0:   # the exchange gives the weights zero gradients
+            return rows.new_zeros(rows.shape)
+        return self._experts(rows, None, expert_ids.view(-1, 1), self.num_local_experts, params)[0]
 
 
 def collect_load_balancing_loss(model: torch.nn.Module) -> Optional[torch.Tensor]:

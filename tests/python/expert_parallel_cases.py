@@ -1,0 +1,79 @@
+"""The cases of the expert-parallel tests, shared by the test module and its worker
+processes (expert_parallel_worker.py). Eight experts, so 8, 4 and 2 per rank on 1, 2 and 4
+ranks; tiny dimensions (the CPU reference loops over experts)."""
+
+import torch
+
+_SHAPE = dict(experts=8, hidden=16, ffn=8)
+
+CASES = {
+    # Uneven token counts per rank (5, 8, 11, 14), SwiGLU and a bias.
+    "top2 swiglu bias float64": dict(_SHAPE, top_k=2, dtype="float64", tokens=[5, 8, 11, 14],
+                                     options=dict(activation="silu", glu=True, bias=True)),
+    "top1 gelu float32": dict(_SHAPE, top_k=1, dtype="float32", tokens=[7, 3, 12, 1], seed=1),
+    "top4 normalised float64": dict(_SHAPE, top_k=4, dtype="float64", tokens=[9, 6, 4, 10], seed=2,
+                                    options=dict(normalize_expert_weights=1.0, bias=True)),
+    # Every assignment to the last rank's experts: the other ranks' experts get nothing.
+    "all tokens to the last rank": dict(_SHAPE, top_k=2, dtype="float64", tokens=[6, 7, 8, 9], seed=3,
+                                        forced="last rank", options=dict(glu=True, activation="relu")),
+    # Only experts 0 and 5 are used: most experts (and on 4 ranks, two ranks) receive nothing.
+    "experts with no tokens": dict(_SHAPE, top_k=2, dtype="float32", tokens=[10, 4, 6, 3], seed=4,
+                                   forced="experts 0 and 5"),
+    "rank 0 has no tokens": dict(_SHAPE, top_k=2, dtype="float64", tokens=[0, 9, 5, 7], seed=5,
+                                 options=dict(bias=True)),
+    "no tokens anywhere": dict(_SHAPE, top_k=2, dtype="float64", tokens=[0, 0, 0, 0], seed=6, train=False,
+                               options=dict(bias=True)),
+    # The pipelined exchange: 2 chunks of local experts; then more chunks than local experts
+    # (capped), with routing that leaves whole chunks empty.
+    "two exchange chunks": dict(_SHAPE, top_k=2, dtype="float64", tokens=[12, 5, 9, 8], seed=7, chunks=2,
+                                options=dict(glu=True, activation="silu", bias=True)),
+    "chunks capped, some empty": dict(_SHAPE, top_k=1, dtype="float64", tokens=[8, 8, 3, 6], seed=8, chunks=16,
+                                      forced="experts 0 and 5"),
+}
+
+# moejit.dMoE's own expert-parallel path (its forward, local-expert callable, parameter
+# handling, load-balancing counts) with its kernels replaced by plain PyTorch in bf16, so
+# it runs on the CPU (the worker's KernelFreeDMoE).
+DMOE_CASES = {
+    "dMoE top2 swiglu bias": dict(_SHAPE, hidden=16, ffn=128, top_k=2, tokens=[6, 9, 4, 11], seed=11,
+                                  options=dict(activation="silu", glu=True, bias=True)),
+    "dMoE two chunks, rank 0 without tokens": dict(_SHAPE, hidden=16, ffn=128, top_k=1, tokens=[0, 9, 4, 11],
+                                                   seed=12, chunks=2),
+}
+
+ERROR_CASES = {
+    # name: (expected message fragment, world sizes it raises on)
+    "num_experts not divisible": ("expected a multiple of the expert-parallel group's size", (2, 4)),
+    "dMoE num_experts not divisible": ("expected a multiple of the expert-parallel group's size", (2, 4)),
+    "gloo group for CUDA tensors": ("its backend 'gloo' cannot exchange tensors on cuda:0: expected a 'nccl' group",
+                                    (1, 2, 4)),
+    "not a member of the group": ("this process is not a member of the group", (2, 4)),
+    "exchange_chunks=0": ("chunks=0: expected a positive integer", (1, 2, 4)),
+}
+
+# One GPU, NCCL, world size 1: the exchange with itself on the kernels (see the worker).
+GPU_CASES = {
+    "top2 swiglu": dict(experts=8, hidden=256, ffn=256, top_k=2, tokens=1000,
+                        options=dict(activation="silu", glu=True)),
+    "top2 gelu, two experts take all": dict(experts=8, hidden=128, ffn=128, top_k=2, tokens=300,
+                                            forced="last two experts"),
+}
+
+
+def tokens_per_rank(case, world):
+    return case["tokens"][:world]
+
+
+def forced_indices(case, tokens, world):
+    """The routing the case forces ([tokens, top_k] global expert ids), or None."""
+    forced, E, k = case.get("forced"), case["experts"], case["top_k"]
+    if forced is None:
+        return None
+    if forced == "last rank":   # the last k experts: all on the last rank while it holds k or more
+        assert E // world >= k
+        return torch.arange(E - k, E).repeat(tokens, 1)
+    if forced == "experts 0 and 5":
+        gen = torch.Generator().manual_seed(tokens)
+        first = torch.randint(2, (tokens, 1), generator=gen) * 5   # 0 or 5
+        return first if k == 1 else torch.cat([first, 5 - first], dim=1)
+    raise AssertionError(forced)

@@ -1,0 +1,275 @@
+"""One rank of the expert-parallel tests (test_expert_parallel*.py), run as
+    python expert_parallel_worker.py MODE RANK WORLD_SIZE STORE_FILE OUT_JSON
+Every rank of a gloo (MODE cpu) or NCCL (MODE gpu) group runs every case of
+expert_parallel_cases.py and writes what it measured as JSON to OUT_JSON; the parent
+asserts on it. Running all cases in one group keeps the tests fast: starting the
+processes costs more than the cases.
+
+cpu: the expert-parallel ReferenceMoE (gloo, float32/float64) against the single-process
+     ReferenceMoE holding every expert, on the tokens of every rank concatenated.
+gpu: (one rank, NCCL) the exchange with itself on moejit's kernels against moejit.dMoE.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, forced_indices, tokens_per_rank  # noqa: E402
+
+
+def _error(x, y):
+    """Largest absolute difference over the largest magnitude (at least 1). A missing
+    gradient (None) of the single-process layer counts as zeros: with no token at all,
+    nothing reaches its weights."""
+    if y is None or x is None:
+        if x is None and y is None:
+            return 0.0
+        y = torch.zeros_like(x) if y is None else y
+        x = torch.zeros_like(y) if x is None else x
+    x, y = x.detach().double(), y.detach().double()
+    if x.shape != y.shape:
+        return float("inf")
+    if x.numel() == 0:
+        return 0.0
+    return ((x - y).abs().max() / max(1.0, y.abs().max().item())).item()
+
+
+def run_case(name, case, rank, world):
+    import moejit
+    from moejit.expert_sharding import gather_expert_shards, load_expert_shard
+
+    dtype = getattr(torch, case["dtype"])
+    E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
+    options = case.get("options", {})
+    counts = tokens_per_rank(case, world)
+    first = sum(counts[:rank])
+    torch.manual_seed(case.get("seed", 0))
+    full = moejit.ReferenceMoE(H, F, E, k, dtype=dtype, **options)
+    with torch.no_grad():
+        for p in full.parameters():
+            p.normal_(0.0, 0.5)
+    x_all = torch.randn(sum(counts), H, dtype=dtype)
+    grad_all = torch.randn(sum(counts), H, dtype=dtype)
+    indices_all = forced_indices(case, sum(counts), world)
+
+    ep = moejit.ReferenceMoE(H, F, E, k, dtype=dtype, expert_parallel_group=dist.group.WORLD,
+                             exchange_chunks=case.get("chunks", 1), **options)
+    load_expert_shard(ep, full.state_dict())
+    full.train(case.get("train", True))
+    ep.train(case.get("train", True))
+
+    xa = x_all.clone().requires_grad_()
+    y_all = full(xa, expert_indices=indices_all)
+    (y_all * grad_all).sum().backward()
+
+    mine = slice(first, first + counts[rank])
+    x = x_all[mine].clone().requires_grad_()
+    y = ep(x, expert_indices=None if indices_all is None else indices_all[mine])
+    (y * grad_all[mine]).sum().backward()
+
+    x_grad_all = xa.grad if xa.grad is not None else torch.zeros_like(xa)
+    errors = {"forward": _error(y, y_all[mine]), "d x": _error(x.grad, x_grad_all[mine])}
+    sharding = ep.expert_sharding
+    for pname, p in ep.named_parameters():
+        expected = full.get_parameter(pname).grad
+        got = p.grad
+        if got is None:
+            if sharding.exchanges:   # every parameter of an exchanging layer gets a gradient
+                errors[f"d {pname}"] = float("inf")
+                continue
+            got = torch.zeros_like(p)   # one rank is the plain layer: no token, no gradient
+        if expected is None:
+            expected = torch.zeros_like(full.get_parameter(pname))
+        if pname in ("w1", "v1", "w2"):
+            expected = expected[sharding.expert_rows(F)]
+        else:   # replicated: each rank has its own tokens' part; data parallelism would sum them
+            got = got.clone()
+            dist.all_reduce(got, group=dist.group.WORLD)
+        errors[f"d {pname}"] = _error(got, expected)
+    if case.get("train", True) and counts[rank] > 0:
+        # The load-balancing loss is the one of this rank's tokens, as a layer holding every
+        # expert computes it for them.
+        with torch.no_grad():
+            full(x_all[mine], expert_indices=None if indices_all is None else indices_all[mine])
+        errors["load balancing loss"] = _error(ep.load_balancing_loss, full.load_balancing_loss)
+    gathered = gather_expert_shards(ep)
+    errors["gathered state"] = max(_error(gathered[n], t) for n, t in full.state_dict().items())
+    return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
+
+
+def kernel_free_dmoe_class():
+    """moejit.dMoE with its kernels (_experts) replaced by plain PyTorch and CPU input
+    allowed: everything else, the expert-parallel path included, is dMoE's own code."""
+    import types
+
+    import moejit
+    from moejit.layer import activation_function
+    from moejit.reference_layer import reference_expert_mlp
+
+    class KernelFreeDMoE(moejit.dMoE):
+        def _check_input(self, x):
+            pass
+
+        def _experts(self, x, weights, indices, num_experts, params):
+            tokens, top_k = indices.shape
+            out = reference_expert_mlp(activation_function(self.activation), self.glu, self.ffn_hidden_size)(
+                x.repeat_interleave(top_k, dim=0), indices.reshape(-1), params).view(tokens, top_k, x.shape[1])
+            y = out.sum(1) if weights is None else (out.float() * weights.unsqueeze(-1)).sum(1).to(x.dtype)
+            counts = torch.bincount(indices.reshape(-1), minlength=num_experts)
+            return y, types.SimpleNamespace(expert_counts=counts)
+
+    return KernelFreeDMoE
+
+
+def run_dmoe_case(case, rank, world):
+    """The expert-parallel KernelFreeDMoE against the same layer holding every expert."""
+    from moejit.expert_sharding import load_expert_shard
+    from moejit.reference import relative_error
+
+    layer_class = kernel_free_dmoe_class()
+    E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
+    counts = tokens_per_rank(case, world)
+    mine = slice(sum(counts[:rank]), sum(counts[:rank + 1]))
+    torch.manual_seed(case["seed"])
+    full = layer_class(H, F, E, k, init_std=0.1, **case.get("options", {}))
+    if full.bias is not None:
+        with torch.no_grad():
+            full.bias.normal_()
+    ep = layer_class(H, F, E, k, expert_parallel_group=dist.group.WORLD, exchange_chunks=case.get("chunks", 1),
+                     **case.get("options", {}))
+    load_expert_shard(ep, full.state_dict())
+    x_all = torch.randn(sum(counts), H).to(torch.bfloat16)
+    grad_all = torch.randn(sum(counts), H)
+    xa = x_all.clone().requires_grad_()
+    (full(xa).float() * grad_all).sum().backward()
+    x = x_all[mine].clone().requires_grad_()
+    y = ep(x)
+    (y.float() * grad_all[mine]).sum().backward()
+    with torch.no_grad():
+        y_mine = full(x_all[mine])
+    errors = {"forward": relative_error(y, y_mine), "d x": relative_error(x.grad, xa.grad[mine])}
+    if counts[rank]:
+        errors["load balancing loss"] = relative_error(ep.load_balancing_loss, full.load_balancing_loss)
+    for name, p in ep.named_parameters():
+        expected = full.get_parameter(name).grad
+        got = p.grad.float()
+        if name in ("w1", "v1", "w2"):
+            expected = expected[ep.expert_sharding.expert_rows(F)]
+        else:
+            dist.all_reduce(got)
+        errors[f"d {name}"] = relative_error(got, expected)
+    return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
+
+
+def run_error_case(name, rank, world):
+    """Returns the message of the error the case raises (None when nothing is raised)."""
+    import moejit
+    from moejit.expert_sharding import ExpertSharding
+
+    try:
+        if name == "num_experts not divisible":
+            moejit.ReferenceMoE(16, 8, world + 1, 1, expert_parallel_group=dist.group.WORLD)
+        elif name == "dMoE num_experts not divisible":
+            moejit.dMoE(64, 128, world + 1, 1, expert_parallel_group=dist.group.WORLD)
+        elif name == "gloo group for CUDA tensors":
+            ExpertSharding.of(dist.group.WORLD, world).check_device(torch.device("cuda", 0))
+        elif name == "not a member of the group":
+            group = dist.new_group([0])   # every rank must call new_group
+            if rank != 0:
+                ExpertSharding.of(group, world)
+        elif name == "exchange_chunks=0":
+            moejit.ReferenceMoE(16, 8, world, 1, expert_parallel_group=dist.group.WORLD, exchange_chunks=0)
+        else:
+            raise AssertionError(f"unknown error case {name}")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def run_gpu_self_exchange(case):
+    """World size 1 on NCCL: the exchange (with itself) on the kernels against dMoE."""
+    import moejit
+    from moejit.expert_parallel import expert_parallel_moe
+    from moejit.expert_sharding import ExpertSharding
+    from moejit.reference import relative_error
+
+    torch.manual_seed(0)
+    layer = moejit.dMoE(case["hidden"], case["ffn"], case["experts"], case["top_k"], device="cuda", init_std=0.05,
+                        **case.get("options", {}))
+    x = torch.randn(case["tokens"], case["hidden"], device="cuda", dtype=layer.w1.dtype)
+    grad = torch.randn_like(x)
+    with torch.no_grad():
+        scores, weights, indices = layer.route(x)
+    if case.get("forced") == "last two experts":
+        indices = torch.tensor([[case["experts"] - 1, case["experts"] - 2]], device="cuda").repeat(x.shape[0], 1)
+        weights = scores.gather(1, indices)
+    results = {}
+    sharding = ExpertSharding(dist.group.WORLD, 0, 1, case["experts"])
+    # The router weights are leaves here: the exchange is what is compared, and each pass
+    # needs a graph of its own.
+    x1, weights1 = x.clone().requires_grad_(), weights.clone().requires_grad_()
+    y1, _ = layer._experts(x1, weights1, indices, layer.num_experts, layer._expert_weights())
+    (y1.float() * grad).sum().backward()
+    plain = {"d x": x1.grad, "d weights": weights1.grad,
+             **{f"d {n}": p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}}
+    for chunks in (1, 2):
+        layer.zero_grad()
+        x2, weights2 = x.clone().requires_grad_(), weights.clone().requires_grad_()
+        y2, counts = expert_parallel_moe(x2, weights2, indices, layer._local_experts, layer._expert_weights(), sharding,
+                                         chunks=chunks)
+        (y2.float() * grad).sum().backward()
+        expected_counts = torch.bincount(indices.flatten().cpu(), minlength=layer.num_experts)
+        errors = {"forward": relative_error(y2, y1), "d x": relative_error(x2.grad, plain["d x"]),
+                  "d weights": relative_error(weights2.grad, plain["d weights"]),
+                  "counts": float((counts.cpu() != expected_counts).sum())}
+        for n, p in layer.named_parameters():
+            if f"d {n}" in plain:
+                errors[f"d {n}"] = relative_error(p.grad, plain[f"d {n}"])
+        results[f"chunks={chunks}"] = errors
+    return results
+
+
+def main():
+    mode, rank, world, store, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    report = {"cases": {}, "error_cases": {}}
+    if mode == "gpu":
+        torch.cuda.set_device(0)
+    dist.init_process_group("gloo" if mode == "cpu" else "nccl", init_method=f"file://{store}", rank=rank,
+                            world_size=world)
+    try:
+        if mode == "cpu":
+            for name, case in CASES.items():
+                try:
+                    report["cases"][name] = run_case(name, case, rank, world)
+                except Exception:
+                    report["cases"][name] = {"exception": traceback.format_exc()}
+                    print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
+                    raise   # the other ranks would wait forever in a collective
+            for name, case in DMOE_CASES.items():
+                try:
+                    report["cases"][name] = run_dmoe_case(case, rank, world)
+                except Exception:
+                    report["cases"][name] = {"exception": traceback.format_exc()}
+                    print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
+                    raise
+            for name in ERROR_CASES:
+                report["error_cases"][name] = run_error_case(name, rank, world)
+        else:
+            from expert_parallel_cases import GPU_CASES
+            for name, case in GPU_CASES.items():
+                report["cases"][name] = run_gpu_self_exchange(case)
+        dist.barrier()   # destroying a gloo group while a peer still uses it aborts the process
+    finally:
+        with open(out, "w") as f:
+            json.dump(report, f)
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

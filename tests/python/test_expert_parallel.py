@@ -1,0 +1,173 @@
+"""Expert parallelism on the CPU: 1, 2 and 4 processes on the gloo backend, each holding
+8/W experts of an expert-parallel ReferenceMoE (the exchange of moejit.expert_parallel
+with the plain-PyTorch local experts), against one process holding every expert on the
+tokens of all ranks: forward, the input gradient, every expert shard's gradient and the
+router's and bias's (summed over ranks, as data parallelism would), the load-balancing
+loss, gathering the shards back, and the errors. The cases (expert_parallel_cases.py)
+include experts and whole ranks with no tokens, a rank with no tokens of its own, uneven
+token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange. The multi-GPU
+benchmark scripts (tests/gpu) run here on CPU processes under torchrun. Plus, on a GPU, the
+exchange on moejit's kernels with one NCCL rank against moejit.dMoE."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import moejit
+from moejit.expert_parallel import chunk_boundaries
+from moejit.expert_sharding import ExpertSharding, shard_state_dict
+
+from conftest import requires_gpu
+from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, GPU_CASES
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "expert_parallel_worker.py")
+TABLE = os.path.join(os.path.dirname(HERE), "gpu", "expert_parallel_table.py")
+WORLD_SIZES = (1, 2, 4)
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _run_group(mode, world, tmp_path, timeout_s=300):
+    store = tmp_path / f"store-{mode}-{world}"
+    outs = [tmp_path / f"rank{r}-{mode}-{world}.json" for r in range(world)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, WORKER, mode, str(r), str(world), str(store), str(outs[r])],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for r in range(world)]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=timeout_s)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    reports = [json.loads(o.read_text()) if o.exists() else None for o in outs]
+    failed = [r for r, p in enumerate(procs) if p.returncode != 0]
+    assert not failed, f"ranks {failed} failed:\n" + "\n".join(logs[r][-4000:] for r in failed)
+    return reports
+
+
+@pytest.fixture(scope="module", params=WORLD_SIZES, ids=lambda w: f"world{w}")
+def gloo_group_reports(request, tmp_path_factory):
+    """What every rank of a gloo group of that size measured, every case run once."""
+    world = request.param
+    return world, _run_group("cpu", world, tmp_path_factory.mktemp(f"ep{world}"))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_expert_parallel_matches_one_process_holding_every_expert(gloo_group_reports, case):
+    world, reports = gloo_group_reports
+    tolerance = TOLERANCE[CASES[case]["dtype"]]
+    for rank, report in enumerate(reports):
+        result = report["cases"][case]
+        assert "exception" not in result, result.get("exception")
+        assert result["local_experts"] == CASES[case]["experts"] // world
+        for quantity, error in result["errors"].items():
+            assert error <= tolerance, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+        expected = {"forward", "d x", "d router.weight", "d w1", "d w2", "gathered state"}
+        assert expected <= set(result["errors"]), f"rank {rank}: not every quantity was compared"
+
+
+@pytest.mark.parametrize("case", list(DMOE_CASES))
+def test_dmoe_expert_parallel_path_matches_dmoe_holding_every_expert(gloo_group_reports, case):
+    """dMoE's own expert-parallel code with plain-PyTorch stand-ins for its kernels (bf16)."""
+    world, reports = gloo_group_reports
+    for rank, report in enumerate(reports):
+        result = report["cases"][case]
+        assert "exception" not in result, result.get("exception")
+        assert result["local_experts"] == DMOE_CASES[case]["experts"] // world
+        for quantity, error in result["errors"].items():
+            # bf16: the router's logits and the combine round differently for different batches.
+            assert error <= 2e-2, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+        assert {"forward", "d x", "d router.weight", "d w1", "d w2"} <= set(result["errors"])
+
+
+@pytest.mark.parametrize("name", list(ERROR_CASES))
+def test_expert_parallel_errors_name_the_problem(gloo_group_reports, name):
+    world, reports = gloo_group_reports
+    fragment, raises_on = ERROR_CASES[name]
+    messages = [report["error_cases"][name] for report in reports]
+    if world not in raises_on:
+        assert all(m is None for m in messages), messages
+        return
+    if name == "not a member of the group":   # raised on the ranks outside the group only
+        messages = messages[1:]
+    for message in messages:
+        assert message is not None and fragment in message, message
+
+
+def test_the_cases_cover_what_the_issue_asks():
+    assert {c["top_k"] for c in CASES.values()} == {1, 2, 4}
+    assert {c["dtype"] for c in CASES.values()} == {"float32", "float64"}
+    assert any(c["tokens"][0] == 0 for c in CASES.values())
+    assert any(c.get("chunks", 1) > 1 for c in CASES.values())
+
+
+def test_without_torch_distributed_the_group_is_refused():
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(ValueError, match="torch.distributed is not initialised"):
+        moejit.ReferenceMoE(16, 8, 4, 2, expert_parallel_group=object())
+    with pytest.raises(ValueError, match="torch.distributed is not initialised"):
+        moejit.dMoE(64, 128, 4, 2, expert_parallel_group=object())
+
+
+def test_no_group_is_the_plain_layer():
+    layer = moejit.dMoE(64, 128, 8, 2)
+    assert layer.expert_sharding is None and layer.num_local_experts == 8
+    assert tuple(layer.w1.shape) == (8 * 128, 64)
+    assert ExpertSharding.of(None, 8) is None
+
+
+@pytest.mark.parametrize("per_rank,chunks,expected", [
+    (8, 1, [0, 8]), (8, 3, [0, 2, 5, 8]), (2, 16, [0, 1, 2]), (1, 4, [0, 1])])
+def test_chunks_split_the_local_experts_evenly(per_rank, chunks, expected):
+    assert chunk_boundaries(per_rank, chunks) == expected
+
+
+def test_shard_state_dict_takes_each_ranks_expert_rows():
+    full = moejit.ReferenceMoE(16, 8, 8, 2, glu=True, bias=True)
+    state = {name: torch.randn(t.shape) for name, t in full.state_dict().items()}
+    for rank in range(4):
+        sharding = ExpertSharding(group=None, rank=rank, world_size=4, num_experts=8)
+        shard = shard_state_dict(state, sharding)
+        for name in ("w1", "v1", "w2"):
+            assert torch.equal(shard[name], state[name][rank * 16:(rank + 1) * 16])
+        assert shard["router.weight"] is state["router.weight"] and shard["bias"] is state["bias"]
+    with pytest.raises(ValueError, match=r"w1.shape=\(12, 16\): expected \[num_experts=8"):
+        shard_state_dict({"w1": torch.zeros(12, 16)}, ExpertSharding(None, 0, 2, 8))
+
+
+def test_multi_gpu_table_script_runs_on_cpu_processes(tmp_path):
+    """tests/gpu/expert_parallel_table.py and the bench it starts with torchrun, on 1 and 2
+    CPU processes (gloo, the plain-PyTorch layer): every step the lead runs on GPUs (numerics
+    against one process holding every expert, timing, JSON, the table) but the kernels."""
+    proc = subprocess.run([sys.executable, TABLE, "--device", "cpu", "--gpus", "1", "2", "--model", "mixtral-8x7b",
+                           "--out", str(tmp_path), "--", "--hidden", "32", "--ffn", "16", "--tokens", "48",
+                           "--check-tokens", "12", "--iters", "2", "--warmup", "1", "--chunks", "2"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in (tmp_path / "expert_parallel.md").read_text().splitlines()
+            if line.startswith("| mixtral-8x7b |")]
+    assert len(rows) == 2 and all(" ok |" in row for row in rows), rows
+    result = json.loads((tmp_path / "mixtral-8x7b-2gpu.json").read_text())
+    assert result["gpus"] == 2 and result["experts_per_gpu"] == 4 and result["numerics_ok"]
+    assert set(result["errors"]) == {"forward", "d x", "d w1", "d v1", "d w2", "d bias", "d router.weight"}
+    assert result["tokens_per_s"] > 0 and result["forward_backward_ms"] > 0 and result["forward_ms"] > 0
+
+
+@requires_gpu
+@pytest.mark.gpu
+def test_exchange_with_one_nccl_rank_on_the_kernels_matches_dmoe(tmp_path):
+    (report,) = _run_group("gpu", 1, tmp_path)
+    for case, per_chunks in report["cases"].items():
+        assert set(per_chunks) == {"chunks=1", "chunks=2"}
+        for chunks, errors in per_chunks.items():
+            for quantity, error in errors.items():
+                # The same kernels on the same rows; only the combine's order of operations differs.
+                assert error < (1e-6 if quantity == "counts" else 2e-2), f"{case} {chunks}: {quantity} {error:.3g}"
+    assert set(report["cases"]) == set(GPU_CASES)
