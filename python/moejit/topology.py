@@ -23,7 +23,8 @@ All tensors are int32, 1-D, contiguous and on the same device.
 A topology built on the GPU by the routing kernels (:mod:`moejit.routing`) is sized for
 the most blocks the routing can produce, so the host never waits for the real count:
 ``live_nnz`` is then a one-element device tensor with the number of blocks in use, the
-entries past it are unused, and the unused block rows have empty offset ranges.
+entries past it are unused (``block_offsets_t[j] = j`` there, so each stored block still
+appears once in the column-major order), and the unused block rows have empty offset ranges.
 """
 
 import dataclasses

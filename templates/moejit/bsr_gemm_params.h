@@ -29,8 +29,10 @@ struct BsrGemmParams {
   // Optional (nullptr: all nnz blocks are live). A device count of the blocks in use, for
   // topologies built on the GPU with room for the most blocks the routing can produce: the
   // host sizes the grid by nnz without waiting for the count, and sdd writes zeros to the
-  // blocks past the live count instead of computing them. dsd and dds need no such check:
-  // the builder gives the unused block rows and columns empty offset ranges.
+  // stored blocks past the live count instead of computing them. dsd and dds need no such
+  // check: the builder gives the unused block rows and columns empty offset ranges. Every
+  // stored block must appear once in block_offsets_t (moejit.route points the unused
+  // column-major entries at their own index).
   const int* live_nnz;
 };
 

@@ -41,10 +41,10 @@ struct BsrTileCoords;
 // sdd: C (sparse) = A x B, one thread block per (nonzero block, sub-tile). Tiles go in
 // the topology's column-major order when it can: consecutive thread blocks then share
 // B's columns (for the MoE topology, one expert's weight slice, which stays in L2 while
-// all of that expert's token blocks use it) and walk down the expert's token rows. A
-// topology with a device-side live count (live_nnz, built by the routing kernels) keeps
-// its unused entries at the end of both orders, so position j >= live_nnz of either
-// order is the unused stored block j.
+// all of that expert's token blocks use it) and walk down the expert's token rows. With a
+// device-side live count (live_nnz), a block is live when its stored (row-major) index is
+// below the count, in either order: every stored block appears once in the column-major
+// order, whose unused entries the routing kernels point at themselves.
 template <bool kTransA, bool kTransB, int kBlock, long long kM, long long kN, long long kK, int kTileM, int kTileN,
           int kTileK>
 struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK> {
@@ -57,8 +57,12 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   int num_k_tiles;
 
   __device__ static bool column_order(const BsrGemmParams& p) { return p.block_offsets_t != nullptr; }
+  __device__ static int stored_block(const BsrGemmParams& p, int tile) {
+    const int j = tile / (kSubM * kSubN);
+    return column_order(p) ? p.block_offsets_t[j] : j;
+  }
   __device__ static bool live(const BsrGemmParams& p, int tile) {
-    return p.live_nnz == nullptr || tile / (kSubM * kSubN) < *p.live_nnz;
+    return p.live_nnz == nullptr || stored_block(p, tile) < *p.live_nnz;
   }
   __device__ static int num_tiles(const BsrGemmParams& p) { return p.nnz * kSubM * kSubN; }
   __device__ BsrTileCoords(const BsrGemmParams& p, int tile) {
@@ -68,7 +72,7 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     // neighbours share the B sub-tile too.
     const int sub_m = column_order(p) ? sub % kSubM : sub / kSubN;
     const int sub_n = column_order(p) ? sub / kSubM : sub % kSubN;
-    const int block = column_order(p) && live(p, tile) ? p.block_offsets_t[j] : j;
+    const int block = stored_block(p, tile);
     MOEJIT_CHECK(block >= 0 && block < p.nnz);
     MOEJIT_CHECK(p.row_indices[block] >= 0 && p.row_indices[block] < p.block_rows);
     MOEJIT_CHECK(p.column_indices[block] >= 0 && p.column_indices[block] < p.block_cols);

@@ -151,7 +151,10 @@ __global__ void __launch_bounds__(kBinsThreads) expert_bins(const RoutingParams 
     }
   }
   for (int i = t; i < max_nnz; i += kBinsThreads) {
-    int row = 0, col = 0, row_t = 0, stored_t = 0;   // unused entries: any in-range value
+    // Unused entries: in-range values, and an unused column-major entry points at the unused
+    // stored block of the same index, so both orders list every stored block once (the
+    // wgmma sdd walks the column-major order and zeros the blocks past live_nnz).
+    int row = 0, col = 0, row_t = 0, stored_t = i;
     if (i < live) {
       // Row-major entry i: block row i / kColBlocks, the j-th column block of its expert.
       row = i / kColBlocks;

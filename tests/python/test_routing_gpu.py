@@ -83,6 +83,8 @@ def test_route(kind, tokens, experts, top_k, block, ffn):
     topo = plan.topology
     assert int(topo.live_nnz.item()) == live.nnz
     assert (topo.offsets[live.block_rows:] == live.nnz).all()
+    unused = torch.arange(live.nnz, topo.nnz, device="cuda", dtype=torch.int32)
+    assert torch.equal(topo.block_offsets_t[live.nnz:], unused)
     assert int(topo.offsets_t[-1].item()) == live.nnz
 
 
