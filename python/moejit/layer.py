@@ -77,10 +77,17 @@ def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 def router_probabilities(logits: torch.Tensor, top_k: int, normalize_expert_weights: Optional[float]):
     """(scores [T, E] float32, expert_weights [T, k] float32, expert_indices [T, k] int64)."""
     scores = logits.float().softmax(dim=-1)
-    expert_weights, expert_indices = torch.topk(scores, top_k, dim=-1)
+    expert_indices = torch.topk(scores, top_k, dim=-1).indices
+    return scores, chosen_expert_weights(scores, expert_indices, normalize_expert_weights), expert_indices
+
+
+def chosen_expert_weights(scores: torch.Tensor, expert_indices: torch.Tensor,
+                          normalize_expert_weights: Optional[float]) -> torch.Tensor:
+    """The scores of the chosen experts, divided by their p-norm if normalize_expert_weights = p."""
+    weights = scores.gather(1, expert_indices)
     if normalize_expert_weights is not None:
-        expert_weights = expert_weights / torch.norm(expert_weights, p=normalize_expert_weights, dim=-1, keepdim=True)
-    return scores, expert_weights, expert_indices
+        weights = weights / torch.norm(weights, p=normalize_expert_weights, dim=-1, keepdim=True)
+    return weights
 
 
 def load_balancing_loss(scores: torch.Tensor, expert_counts: torch.Tensor, top_k: int, weight: float) -> torch.Tensor:
@@ -233,9 +240,7 @@ class dMoE(torch.nn.Module):
         scores, weights, indices = self.route(x)
         if expert_indices is not None:
             indices = expert_indices.reshape(x.shape[0], self.top_k).to(torch.int64)
-            weights = scores.gather(1, indices)
-            if self.normalize_expert_weights is not None:
-                weights = weights / torch.norm(weights, p=self.normalize_expert_weights, dim=-1, keepdim=True)
+            weights = chosen_expert_weights(scores, indices, self.normalize_expert_weights)
         if self.expert_sharding is not None and self.expert_sharding.exchanges:
             self.expert_sharding.check_device(x.device)
             y, expert_counts = expert_parallel_moe(x, weights, indices, self._local_experts, self._expert_weights(),
@@ -281,4 +286,5 @@ def collect_load_balancing_loss(model: torch.nn.Module) -> Optional[torch.Tensor
     return torch.stack(losses).sum() if losses else None
 
 
-__all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "router_probabilities", "activation_function"]
+__all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "router_probabilities", "chosen_expert_weights",
+           "activation_function"]

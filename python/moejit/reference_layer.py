@@ -17,7 +17,7 @@ import torch
 
 from .expert_parallel import LocalExperts, chunk_boundaries, expert_parallel_moe
 from .expert_sharding import ExpertSharding
-from .layer import activation_function, dMoE, load_balancing_loss, router_probabilities
+from .layer import activation_function, chosen_expert_weights, dMoE, load_balancing_loss, router_probabilities
 
 
 def reference_expert_mlp(activation_fn: Callable[[torch.Tensor], torch.Tensor], glu: bool,
@@ -94,13 +94,11 @@ class ReferenceMoE(torch.nn.Module):
     def forward(self, x: torch.Tensor, expert_indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, self.hidden_size).to(self.w1.dtype)
-        scores, weights, indices = router_probabilities(self.router(x), self.top_k, None)
-        scores, weights = scores.to(x.dtype), weights.to(x.dtype)
+        scores, _, indices = router_probabilities(self.router(x), self.top_k, None)
+        scores = scores.to(x.dtype)
         if expert_indices is not None:
             indices = expert_indices.reshape(x.shape[0], self.top_k).to(torch.int64)
-            weights = scores.gather(1, indices)
-        if self.normalize_expert_weights is not None:
-            weights = weights / torch.norm(weights, p=self.normalize_expert_weights, dim=-1, keepdim=True)
+        weights = chosen_expert_weights(scores, indices, self.normalize_expert_weights)
         if self.expert_sharding is not None and self.expert_sharding.exchanges:
             self.expert_sharding.check_device(x.device)
             out, counts = expert_parallel_moe(

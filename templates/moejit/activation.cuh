@@ -66,22 +66,6 @@ struct Function<Activation::relu> {
   static __device__ __forceinline__ float derivative(float x) { return x > 0.0f ? 1.0f : 0.0f; }
 };
 
-template <class Element>
-__device__ __forceinline__ void unpack(const Chunk16& c, float (&v)[8]) {
-  const unsigned words[4] = {c.x, c.y, c.z, c.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    v[2 * i] = ElementOps<Element>::low(words[i]);
-    v[2 * i + 1] = ElementOps<Element>::high(words[i]);
-  }
-}
-
-template <class Element>
-__device__ __forceinline__ Chunk16 pack(const float (&v)[8]) {
-  return Chunk16{ElementOps<Element>::pack2(v[0], v[1]), ElementOps<Element>::pack2(v[2], v[3]),
-                 ElementOps<Element>::pack2(v[4], v[5]), ElementOps<Element>::pack2(v[6], v[7])};
-}
-
 // This thread's 16-byte chunk and whether it lies in a live block (-1: past the capacity).
 template <int kBlock>
 __device__ __forceinline__ int chunk_state(const ActivationParams& p, long long& chunk) {
@@ -106,16 +90,16 @@ __global__ void __launch_bounds__(kActivationThreads) expert_activation(const Ac
     return;
   }
   float h[8], y[8];
-  d::unpack<Element>(static_cast<const Chunk16*>(p.h)[chunk], h);
+  unpack8<Element>(static_cast<const Chunk16*>(p.h)[chunk], h);
 #pragma unroll
   for (int i = 0; i < 8; ++i) y[i] = d::Function<kAct>::value(h[i]);
   if constexpr (kGlu) {
     float g[8];
-    d::unpack<Element>(static_cast<const Chunk16*>(p.gate)[chunk], g);
+    unpack8<Element>(static_cast<const Chunk16*>(p.gate)[chunk], g);
 #pragma unroll
     for (int i = 0; i < 8; ++i) y[i] *= g[i];
   }
-  *out = d::pack<Element>(y);
+  *out = pack8<Element>(y);
 }
 
 template <class Element, Activation kAct, bool kGlu, int kBlock>
@@ -132,22 +116,22 @@ __global__ void __launch_bounds__(kActivationThreads) expert_activation_grad(con
     return;
   }
   float h[8], g[8], dh[8];
-  d::unpack<Element>(static_cast<const Chunk16*>(p.h)[chunk], h);
-  d::unpack<Element>(static_cast<const Chunk16*>(p.grad)[chunk], g);
+  unpack8<Element>(static_cast<const Chunk16*>(p.h)[chunk], h);
+  unpack8<Element>(static_cast<const Chunk16*>(p.grad)[chunk], g);
   if constexpr (kGlu) {
     float gate[8], dgate[8];
-    d::unpack<Element>(static_cast<const Chunk16*>(p.gate)[chunk], gate);
+    unpack8<Element>(static_cast<const Chunk16*>(p.gate)[chunk], gate);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       dh[i] = g[i] * gate[i] * d::Function<kAct>::derivative(h[i]);
       dgate[i] = g[i] * d::Function<kAct>::value(h[i]);
     }
-    *dgate_out = d::pack<Element>(dgate);
+    *dgate_out = pack8<Element>(dgate);
   } else {
 #pragma unroll
     for (int i = 0; i < 8; ++i) dh[i] = g[i] * d::Function<kAct>::derivative(h[i]);
   }
-  *dh_out = d::pack<Element>(dh);
+  *dh_out = pack8<Element>(dh);
 }
 
 }  // namespace moejit

@@ -65,4 +65,21 @@ struct ElementOps<fp16_t> {
   }
 };
 
+// Eight elements of a 16-byte chunk as fp32, and back (rounded to nearest-even).
+template <class Element>
+__device__ __forceinline__ void unpack8(const Chunk16& c, float (&v)[8]) {
+  const unsigned words[4] = {c.x, c.y, c.z, c.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    v[2 * i] = ElementOps<Element>::low(words[i]);
+    v[2 * i + 1] = ElementOps<Element>::high(words[i]);
+  }
+}
+
+template <class Element>
+__device__ __forceinline__ Chunk16 pack8(const float (&v)[8]) {
+  return Chunk16{ElementOps<Element>::pack2(v[0], v[1]), ElementOps<Element>::pack2(v[2], v[3]),
+                 ElementOps<Element>::pack2(v[4], v[5]), ElementOps<Element>::pack2(v[6], v[7])};
+}
+
 }  // namespace moejit

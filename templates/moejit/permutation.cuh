@@ -33,30 +33,24 @@ __device__ __forceinline__ Chunk16* row_chunks(void* base, long long row) {
   return static_cast<Chunk16*>(base) + row * (kWidth / 8);
 }
 
-template <class Element>
-__device__ __forceinline__ void unpack(const Chunk16& c, float (&v)[8]) {
-  const unsigned words[4] = {c.x, c.y, c.z, c.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    v[2 * i] = ElementOps<Element>::low(words[i]);
-    v[2 * i + 1] = ElementOps<Element>::high(words[i]);
-  }
-}
-
-template <class Element>
-__device__ __forceinline__ Chunk16 pack(const float (&v)[8]) {
-  Chunk16 c;
-  c.x = ElementOps<Element>::pack2(v[0], v[1]);
-  c.y = ElementOps<Element>::pack2(v[2], v[3]);
-  c.z = ElementOps<Element>::pack2(v[4], v[5]);
-  c.w = ElementOps<Element>::pack2(v[6], v[7]);
-  return c;
-}
-
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
   return v;
+}
+
+// The assignment in expert-sorted row `row`; for a padding row (-1) the warp writes zeros
+// to `out` instead and the caller has nothing more to do.
+template <long long kWidth>
+__device__ __forceinline__ int assignment_or_zero_row(const RoutingParams& p, long long row, Chunk16* out,
+                                                      int lane) {
+  const int a = p.row_assignment[row];
+  MOEJIT_CHECK(a >= -1 && a < p.assignments);
+  if (a < 0) {
+    const Chunk16 zero{0u, 0u, 0u, 0u};
+    for (int v = lane; v < kWidth / 8; v += 32) out[v] = zero;
+  }
+  return a;
 }
 
 }  // namespace permutation_detail
@@ -68,14 +62,9 @@ __global__ void __launch_bounds__(kPermutationThreads) padded_gather(const Routi
   const int lane = threadIdx.x & 31;
   const long long row = static_cast<long long>(blockIdx.x) * kPermutationWarps + (threadIdx.x >> 5);
   if (row >= p.rows) return;
-  const int a = p.row_assignment[row];
-  MOEJIT_CHECK(a >= -1 && a < p.assignments);
   Chunk16* out = d::row_chunks<kWidth>(p.output, row);
-  if (a < 0) {
-    const Chunk16 zero{0u, 0u, 0u, 0u};
-    for (int v = lane; v < kWidth / 8; v += 32) out[v] = zero;
-    return;
-  }
+  const int a = d::assignment_or_zero_row<kWidth>(p, row, out, lane);
+  if (a < 0) return;
   const Chunk16* in = d::row_chunks<kWidth>(p.input, a / kTopK);
   for (int v = lane; v < kWidth / 8; v += 32) out[v] = in[v];
 }
@@ -103,11 +92,11 @@ __global__ void __launch_bounds__(kPermutationThreads) weighted_scatter(const Ro
 #pragma unroll
     for (int j = 0; j < kTopK; ++j) {
       float x[8];
-      d::unpack<Element>(rows[j][v], x);
+      unpack8<Element>(rows[j][v], x);
 #pragma unroll
       for (int i = 0; i < 8; ++i) sum[i] += weight[j] * x[i];
     }
-    out[v] = d::pack<Element>(sum);
+    out[v] = pack8<Element>(sum);
   }
 }
 
@@ -118,28 +107,23 @@ __global__ void __launch_bounds__(kPermutationThreads) weighted_scatter_grad(con
   const int lane = threadIdx.x & 31;
   const long long row = static_cast<long long>(blockIdx.x) * kPermutationWarps + (threadIdx.x >> 5);
   if (row >= p.rows) return;
-  const int a = p.row_assignment[row];
-  MOEJIT_CHECK(a >= -1 && a < p.assignments);
   Chunk16* out = d::row_chunks<kWidth>(p.output, row);
-  if (a < 0) {
-    const Chunk16 zero{0u, 0u, 0u, 0u};
-    for (int v = lane; v < kWidth / 8; v += 32) out[v] = zero;
-    return;
-  }
+  const int a = d::assignment_or_zero_row<kWidth>(p, row, out, lane);
+  if (a < 0) return;
   const Chunk16* grad = d::row_chunks<kWidth>(p.input, a / kTopK);
   const Chunk16* forward = d::row_chunks<kWidth>(p.rows_forward, row);
   const float w = p.weights[a];
   float dot = 0.0f;
   for (int v = lane; v < kWidth / 8; v += 32) {
     float g[8], y[8], scaled[8];
-    d::unpack<Element>(grad[v], g);
-    d::unpack<Element>(forward[v], y);
+    unpack8<Element>(grad[v], g);
+    unpack8<Element>(forward[v], y);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       dot += g[i] * y[i];
       scaled[i] = w * g[i];
     }
-    out[v] = d::pack<Element>(scaled);
+    out[v] = pack8<Element>(scaled);
   }
   dot = d::warp_sum(dot);
   if (lane == 0) p.weight_grad[a] = dot;
