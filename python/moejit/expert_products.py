@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from . import ops
-from .routing import RoutingPlan, check_plan, routing_layout
+from .routing import RoutingPlan, check_plan, plan_sizes, routing_layout
 
 
 def _plan(plan: torch.Tensor, assignments: int, num_experts: int, block_size: int, ffn: int) -> RoutingPlan:
@@ -33,8 +33,8 @@ def _expert_sdd(x: torch.Tensor, w: torch.Tensor, plan: torch.Tensor, assignment
 
 @_expert_sdd.register_fake
 def _(x, w, plan, assignments, num_experts, block_size, ffn_hidden_size):
-    layout = routing_layout(assignments, num_experts, block_size, ffn_hidden_size)
-    return x.new_empty(layout.max_nnz, block_size, block_size)
+    sizes = plan_sizes(assignments, num_experts, block_size, ffn_hidden_size)
+    return x.new_empty(sizes.max_nnz, block_size, block_size)
 
 
 @torch.library.custom_op("moejit::expert_dsd", mutates_args=())
@@ -46,15 +46,19 @@ def _expert_dsd(h: torch.Tensor, w: torch.Tensor, plan: torch.Tensor, assignment
 
 @_expert_dsd.register_fake
 def _(h, w, plan, assignments, num_experts, block_size, ffn_hidden_size):
-    layout = routing_layout(assignments, num_experts, block_size, ffn_hidden_size)
-    return w.new_empty(layout.rows, w.shape[1])
+    sizes = plan_sizes(assignments, num_experts, block_size, ffn_hidden_size)
+    return w.new_empty(sizes.rows, w.shape[1])
 
 
 @torch.library.custom_op("moejit::expert_dsd_t", mutates_args=())
 def _expert_dsd_t(h: torch.Tensor, y: torch.Tensor, plan: torch.Tensor, assignments: int, num_experts: int,
                   block_size: int, ffn_hidden_size: int) -> torch.Tensor:
-    topology = _plan(plan, assignments, num_experts, block_size, ffn_hidden_size).topology
-    return ops.dsd(ops.BlockSparseMatrix(h.contiguous(), topology).t(), y.contiguous())
+    routing = _plan(plan, assignments, num_experts, block_size, ffn_hidden_size)
+    if routing.layout.rows == 0:
+        # No row to reduce over (an empty batch with a single expert): nothing for a kernel,
+        # and TMA cannot describe an empty operand.
+        return y.new_zeros(num_experts * ffn_hidden_size, y.shape[1])
+    return ops.dsd(ops.BlockSparseMatrix(h.contiguous(), routing.topology).t(), y.contiguous())
 
 
 @_expert_dsd_t.register_fake

@@ -96,13 +96,14 @@ def load_balancing_loss(scores: torch.Tensor, expert_counts: torch.Tensor, top_k
     It is `weight` when routing is uniform and grows as it concentrates."""
     tokens, experts = scores.shape
     scale = weight * experts / max(tokens * top_k, 1)
-    return scale * torch.dot(expert_counts.to(scores.dtype), scores.mean(dim=0))
+    # sum / max(T, 1) rather than mean: an empty batch gives 0, not NaN.
+    return scale * torch.dot(expert_counts.to(scores.dtype), scores.sum(dim=0) / max(tokens, 1))
 
 
 class dMoE(torch.nn.Module):
     """A dropless MoE layer (see the module docstring). After a training-mode forward,
     `load_balancing_loss` holds this call's auxiliary loss (a scalar tensor; None before,
-    and None after an eval-mode forward); `collect_load_balancing_loss(model)` sums it over
+    and None after an eval-mode forward); `collect_load_balancing_loss(model)` averages it over
     a model's dMoE layers.
 
     expert_parallel_group: a torch.distributed group over which the experts are spread (see
@@ -279,11 +280,12 @@ class dMoE(torch.nn.Module):
 
 
 def collect_load_balancing_loss(model: torch.nn.Module) -> Optional[torch.Tensor]:
-    """The sum of every dMoE layer's load_balancing_loss from the last training forward
-    (None if there is none): add it to the task loss."""
+    """The mean of every dMoE layer's load_balancing_loss from the last training forward
+    (None if there is none): add it to the task loss. The mean, as MegaBlocks' batched loss
+    divides by the number of layers, so a model's loss_weight means the same in both."""
     losses = [m.load_balancing_loss for m in model.modules()
               if isinstance(m, dMoE) and m.load_balancing_loss is not None]
-    return torch.stack(losses).sum() if losses else None
+    return torch.stack(losses).mean() if losses else None
 
 
 __all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "router_probabilities", "chosen_expert_weights",

@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from .routing import RoutingPlan, check_plan, launch_routing, routing_layout
+from .routing import RoutingPlan, check_plan, launch_routing, plan_sizes, routing_layout
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -46,8 +46,8 @@ def _padded_gather(x: torch.Tensor, plan: torch.Tensor, num_experts: int, top_k:
 
 @_padded_gather.register_fake
 def _(x, plan, num_experts, top_k, block_size, ffn_hidden_size):
-    layout = routing_layout(x.shape[0] * top_k, num_experts, block_size, ffn_hidden_size)
-    return x.new_empty(layout.rows, x.shape[1])
+    sizes = plan_sizes(x.shape[0] * top_k, num_experts, block_size, ffn_hidden_size)
+    return x.new_empty(sizes.rows, x.shape[1])
 
 
 @torch.library.custom_op("moejit::weighted_scatter", mutates_args=())
@@ -57,7 +57,7 @@ def _weighted_scatter(rows: torch.Tensor, plan: torch.Tensor, weights: Optional[
     out = torch.empty(tokens, rows.shape[1], dtype=rows.dtype, device=rows.device)
     launch_routing("weighted_scatter", layout, plan, top_k=top_k, n=rows.shape[1], dtype=_DTYPES[rows.dtype],
                    input=_aligned(rows), output=out,
-                   weights=None if weights is None else weights.contiguous(), tokens=tokens)
+                   weights=None if weights is None else weights.float().contiguous(), tokens=tokens)
     return out
 
 
@@ -75,7 +75,8 @@ def _weighted_scatter_grad(grad: torch.Tensor, rows: torch.Tensor, plan: torch.T
     grad_rows = torch.empty_like(rows)
     grad_weights = torch.empty(tokens, top_k, dtype=torch.float32, device=grad.device)
     launch_routing("weighted_scatter_grad", layout, plan, top_k=top_k, n=rows.shape[1], dtype=_DTYPES[rows.dtype],
-                   input=_aligned(grad), output=grad_rows, weights=weights.contiguous(), weight_grad=grad_weights,
+                   input=_aligned(grad), output=grad_rows, weights=weights.float().contiguous(),
+                   weight_grad=grad_weights,
                    rows_forward=_aligned(rows), tokens=tokens)
     return grad_rows, grad_weights
 

@@ -15,15 +15,15 @@ is capacity: at most experts * (block - 1) rows beyond the tokens, which the pro
 skip (sdd exits past live_nnz; unused block rows are empty).
 
 Expert indices must lie in [0, num_experts); torch.topk's always do, even for NaN scores.
-Out-of-range indices are caught only with MOEJIT_DEBUG=1 (the kernel traps), because
-checking them on the host would cost a synchronisation per call.
+`route` checks them on the device (torch._assert_async: no host synchronisation), so an
+out-of-range index stops with a device-side assert instead of corrupting memory.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -33,6 +33,27 @@ from .specs import routing_kernel_spec
 from .topology import Topology
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+_ROUTING_CHUNK = 4096   # kRoutingChunk of templates/moejit/routing_params.h
+
+
+class PlanSizes(NamedTuple):
+    total: int      # int32 elements of the plan buffer
+    rows: int       # expert-sorted rows it has room for
+    max_nnz: int    # blocks of the products' topology it has room for
+
+
+def plan_sizes(assignments, num_experts: int, block_size: int, ffn_hidden_size: int) -> PlanSizes:
+    """The sizes of routing_layout() in plain arithmetic, for the fake implementations: under
+    torch.compile with dynamic shapes the token count is a SymInt, which the C++ layout (and
+    its cache) cannot take. Tested equal to the C++ layout (compiler/routing_layout.cpp)."""
+    max_block_rows = (assignments + num_experts * (block_size - 1)) // block_size
+    rows = max_block_rows * block_size
+    col_blocks = ffn_hidden_size // block_size
+    max_nnz = max_block_rows * col_blocks
+    chunks = (assignments + _ROUTING_CHUNK - 1) // _ROUTING_CHUNK
+    total = (1 + num_experts + (num_experts + 1) + (max_block_rows + 1) + (num_experts * col_blocks + 1)
+             + 4 * max_nnz + assignments + rows + chunks * num_experts)
+    return PlanSizes(total, rows, max_nnz)
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,8 +165,8 @@ def _route_op(expert_indices: torch.Tensor, num_experts: int, block_size: int, f
 
 @_route_op.register_fake
 def _(expert_indices, num_experts, block_size, ffn_hidden_size):
-    layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
-    return expert_indices.new_empty(layout.total, dtype=torch.int32)
+    sizes = plan_sizes(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    return expert_indices.new_empty(sizes.total, dtype=torch.int32)
 
 
 def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int) -> RoutingPlan:
@@ -154,5 +175,9 @@ def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_h
     `expert_indices` [tokens, top_k] (int64 or int32, CUDA) in [0, num_experts). No host
     synchronisation. Not differentiable (indices have no gradient)."""
     _check_route_args(expert_indices, num_experts, block_size, ffn_hidden_size)
+    # An out-of-range index would make the kernels write out of bounds: stop on the device
+    # (no host synchronisation; a device-side assert ends the CUDA context, loudly).
+    torch._assert_async(((expert_indices >= 0) & (expert_indices < num_experts)).all(),
+                        "moejit.route: expert_indices must lie in [0, num_experts)")
     layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
     return RoutingPlan(layout, torch.ops.moejit.route(expert_indices, num_experts, block_size, ffn_hidden_size))

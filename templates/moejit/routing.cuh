@@ -13,7 +13,7 @@
 //                                     rounds, earlier warps and earlier lanes
 //
 // The host sizes every buffer for the most block rows the routing can need (see
-// python/moejit/routing_layout.py) instead of reading the counts back, so a layer call
+// compiler/routing_layout.hpp) instead of reading the counts back, so a layer call
 // never waits for the GPU and can be captured in a CUDA graph. The topology's
 // block-diagonal structure (expert e's rows x expert e's ffn column blocks) is closed-form
 // given the per-expert block counts, so each metadata entry is computed independently.

@@ -1,7 +1,7 @@
 // The one kernel parameter of the routing kernels: the bookkeeping that turns top-k expert
 // choices into a block-sparse topology (routing.cuh) and the permutations between token
 // order and expert-sorted, block-padded row order (permutation.cuh). Shared by the host
-// (python/moejit/routing_layout.py sizes the buffers, runtime/ fills this struct) and the
+// (compiler/routing_layout.hpp sizes the buffers, runtime/ fills this struct) and the
 // device templates. Plain C++: no CUDA headers.
 //
 // Vocabulary: an *assignment* is one (token, choice) pair, numbered token * top_k + choice

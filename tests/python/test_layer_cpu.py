@@ -190,3 +190,25 @@ def test_load_balancing_loss_is_its_weight_for_uniform_routing():
     assert load_balancing_loss(scores, counts, 2, 0.1).item() == pytest.approx(0.1)
     skewed = torch.tensor([[1.0, 0, 0, 0]] * 8)
     assert load_balancing_loss(skewed, torch.tensor([16, 0, 0, 0]), 2, 0.1).item() == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("assignments,experts,block,ffn", [
+    (0, 1, 128, 128), (1, 1, 64, 64), (131072, 128, 128, 768), (16384, 8, 128, 14336), (10006, 16, 64, 128),
+    (4097, 3, 64, 192)])
+def test_plan_sizes_for_fake_tensors_equal_the_cpp_layout(assignments, experts, block, ffn):
+    layout = moejit.routing.routing_layout(assignments, experts, block, ffn)
+    sizes = moejit.routing.plan_sizes(assignments, experts, block, ffn)
+    assert (sizes.total, sizes.rows, sizes.max_nnz) == (layout.total, layout.rows, layout.max_nnz)
+
+
+def test_collect_averages_the_layers_losses_like_megablocks():
+    model = torch.nn.Sequential(moejit.dMoE(64, 128, 4, 2), moejit.dMoE(64, 128, 4, 2), moejit.dMoE(64, 128, 4, 2))
+    assert moejit.collect_load_balancing_loss(model) is None
+    model[0].load_balancing_loss = torch.tensor(0.3)
+    model[2].load_balancing_loss = torch.tensor(0.1)
+    assert moejit.collect_load_balancing_loss(model).item() == pytest.approx(0.2)
+
+
+def test_load_balancing_loss_of_an_empty_batch_is_zero_not_nan():
+    loss = load_balancing_loss(torch.empty(0, 4), torch.zeros(4, dtype=torch.int32), 2, 0.1)
+    assert loss.item() == 0.0

@@ -94,6 +94,18 @@ def test_batch_shape_and_empty_batch():
     assert layer.w1.grad is not None and (layer.w1.grad == 0).all()
 
 
+def test_single_expert_empty_batch_in_training():
+    """One expert and no tokens: the routing plan has no rows at all; the loss is 0, and the
+    weight gradients are zeros (no kernel can describe the empty operand)."""
+    layer = _layer(128, 128, 1, 1, dict(activation="silu", glu=True))
+    layer.train()
+    x = torch.randn(0, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    y = layer(x)
+    (y.float().sum() + layer.load_balancing_loss).backward()
+    assert layer.load_balancing_loss.item() == 0.0
+    assert (layer.w2.grad == 0).all() and (layer.v1.grad == 0).all()
+
+
 def test_nan_input_stays_in_its_token():
     layer = _layer(128, 128, 4, 2, dict())
     x = torch.randn(64, 128, device="cuda", dtype=torch.bfloat16)
@@ -183,6 +195,11 @@ def test_torch_compile_matches_eager():
     assert relative_error(y_c, y) < 1e-2
     assert relative_error(twin.w2.grad, layer.w2.grad) < 1e-2
     assert relative_error(twin.router.weight.grad, layer.router.weight.grad) < 2e-2
+    # Other token counts: with automatic dynamic shapes the token count becomes symbolic,
+    # which the fake implementations must size without the C++ layout.
+    for tokens in (517, 64):
+        x2 = torch.randn(tokens, 128, device="cuda", dtype=torch.bfloat16)
+        assert relative_error(compiled(x2), layer(x2)) < 1e-2
 
 
 def test_side_stream_is_respected():
