@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .routing import RoutingPlan, check_plan, routing_layout
+from .routing import RoutingPlan, check_plan, device_pointer, routing_layout
 from .runtime import default_runtime
 from .specs import routing_kernel_spec
 
@@ -29,10 +29,7 @@ def _launch(op: str, activation: str, glu: bool, plan: torch.Tensor, layout, *, 
     device = h.device.index if h.device.index is not None else torch.cuda.current_device()
     spec = routing_kernel_spec(op, target=runtime.target_for(device), block_size=layout.block,
                                dtype=_DTYPES[h.dtype], activation=activation, glu=glu)
-
-    def ptr(t: Optional[torch.Tensor]) -> int:
-        return 0 if t is None else t.data_ptr()
-
+    ptr = device_pointer
     live = plan.narrow(0, layout.live_nnz, 1)
     runtime.core.launch_activation(spec, ptr(h), ptr(gate), ptr(grad), ptr(out), ptr(out_gate), live.data_ptr(),
                                    layout.max_nnz, device, torch.cuda.current_stream(h.device).cuda_stream)

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
-from . import _core, _paths
+from . import _core
 from .runtime import Runtime
 
 # The layer's products by name (layer_kernels() order).

@@ -52,7 +52,7 @@ from .expert_parallel import chunk_boundaries, expert_parallel_moe
 from .expert_products import expert_dsd, expert_sdd
 from .expert_sharding import ExpertSharding
 from .permutation import padded_gather, weighted_scatter
-from .routing import route
+from .routing import check_expert_indices, route
 
 # The PyTorch functions of the activations the generated kernel computes (the reference
 # layer uses them).
@@ -241,6 +241,7 @@ class dMoE(torch.nn.Module):
         scores, weights, indices = self.route(x)
         if expert_indices is not None:
             indices = expert_indices.reshape(x.shape[0], self.top_k).to(torch.int64)
+            check_expert_indices(indices, self.num_experts)
             weights = chosen_expert_weights(scores, indices, self.normalize_expert_weights)
         if self.expert_sharding is not None and self.expert_sharding.exchanges:
             self.expert_sharding.check_device(x.device)
@@ -265,7 +266,9 @@ class dMoE(torch.nn.Module):
         weights is None); (y, routing plan)."""
         w1, v1, w2 = params if self.glu else (params[0], None, params[1])
         top_k = indices.shape[1]
-        plan = route(indices, num_experts, self.block_size, self.ffn_hidden_size)
+        # Indices come from the router's top-k, from forward (checked there) or from the
+        # expert-parallel exchange: all in range, so route need not check them again.
+        plan = route(indices, num_experts, self.block_size, self.ffn_hidden_size, check_indices=False)
         rows = padded_gather(x, plan, top_k)
         gate = expert_sdd(rows, v1, plan) if self.glu else None
         h = expert_activation(expert_sdd(rows, w1, plan), gate, plan, self.activation)

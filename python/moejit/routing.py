@@ -16,7 +16,8 @@ skip (sdd exits past live_nnz; unused block rows are empty).
 
 Expert indices must lie in [0, num_experts); torch.topk's always do, even for NaN scores.
 `route` checks them on the device (torch._assert_async: no host synchronisation), so an
-out-of-range index stops with a device-side assert instead of corrupting memory.
+out-of-range index stops with a device-side assert instead of corrupting memory; dMoE
+checks only the indices a caller forces, since its router's top-k are always in range.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def routing_layout(assignments: int, num_experts: int, block_size: int, ffn_hidd
     return _core.RoutingLayout(assignments, num_experts, block_size, ffn_hidden_size)
 
 
+def device_pointer(t: Optional[torch.Tensor]) -> int:
+    """A tensor's address for a kernel parameter; 0 (nullptr) for None."""
+    return 0 if t is None else t.data_ptr()
+
+
 def launch_routing(op: str, layout: _core.RoutingLayout, plan: torch.Tensor, *, runtime: Optional[Runtime] = None,
                    top_k: int = 0, n: int = 0, dtype: str = "bf16", expert_indices: Optional[torch.Tensor] = None,
                    input: Optional[torch.Tensor] = None, output: Optional[torch.Tensor] = None,
@@ -72,10 +78,7 @@ def launch_routing(op: str, layout: _core.RoutingLayout, plan: torch.Tensor, *, 
     device = plan.device.index if plan.device.index is not None else torch.cuda.current_device()
     spec = routing_kernel_spec(op, target=runtime.target_for(device), experts=layout.experts, top_k=top_k, n=n,
                                block_size=layout.block, dtype=dtype)
-
-    def ptr(t: Optional[torch.Tensor]) -> int:
-        return 0 if t is None else t.data_ptr()
-
+    ptr = device_pointer
     runtime.core.launch_routing(spec, layout, plan.data_ptr(), ptr(expert_indices), ptr(input), ptr(output),
                                 ptr(weights), ptr(weight_grad), ptr(rows_forward), tokens, device,
                                 torch.cuda.current_stream(plan.device).cuda_stream)
@@ -169,15 +172,24 @@ def _(expert_indices, num_experts, block_size, ffn_hidden_size):
     return expert_indices.new_empty(sizes.total, dtype=torch.int32)
 
 
-def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int) -> RoutingPlan:
-    """Sorts the assignments by expert and builds the expert products' topology on the GPU.
-
-    `expert_indices` [tokens, top_k] (int64 or int32, CUDA) in [0, num_experts). No host
-    synchronisation. Not differentiable (indices have no gradient)."""
-    _check_route_args(expert_indices, num_experts, block_size, ffn_hidden_size)
-    # An out-of-range index would make the kernels write out of bounds: stop on the device
-    # (no host synchronisation; a device-side assert ends the CUDA context, loudly).
+def check_expert_indices(expert_indices: torch.Tensor, num_experts: int) -> None:
+    """Stops on the device if an index lies outside [0, num_experts): the routing kernels
+    would write out of bounds. No host synchronisation; a device-side assert ends the CUDA
+    context, loudly."""
     torch._assert_async(((expert_indices >= 0) & (expert_indices < num_experts)).all(),
                         "moejit.route: expert_indices must lie in [0, num_experts)")
+
+
+def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_hidden_size: int, *,
+          check_indices: bool = True) -> RoutingPlan:
+    """Sorts the assignments by expert and builds the expert products' topology on the GPU.
+
+    `expert_indices` [tokens, top_k] (int64 or int32, CUDA) in [0, num_experts), checked on
+    the device unless `check_indices=False` (for indices torch.topk made, which are always in
+    range: the check costs two small kernels per call). No host synchronisation. Not
+    differentiable (indices have no gradient)."""
+    _check_route_args(expert_indices, num_experts, block_size, ffn_hidden_size)
+    if check_indices:
+        check_expert_indices(expert_indices, num_experts)
     layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
     return RoutingPlan(layout, torch.ops.moejit.route(expert_indices, num_experts, block_size, ffn_hidden_size))

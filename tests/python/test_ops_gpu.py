@@ -14,7 +14,6 @@ import torch
 import moejit
 from moejit import Topology, ops
 from moejit.reference import relative_error
-from moejit.specs import kernel_spec
 
 from conftest import requires_gpu
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from .environment import describe
-from .results import BenchCase, BenchReport, SystemResult
+from .results import BenchReport, SystemResult
 
 _MIB = 1 << 20
 
