@@ -226,22 +226,27 @@ struct SddPairCursor {
   int live;          // blocks in use: positions [0, live) of both orders
   int column;        // the column that holds pair `first` onwards
   int first;         // pairs in the columns before `column`
+  int begin, end;    // the live blocks of `column`: positions [begin, end) of the column-major order
 
   __device__ explicit SddPairCursor(const BsrGemmParams& p)
-      : live(p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz), column(0), first(0) {}
-
-  // Live blocks of column c: positions [begin, end) of the column-major order.
-  __device__ int column_begin(const BsrGemmParams& p, int c) const { return min(p.offsets_t[c], live); }
-  __device__ int column_end(const BsrGemmParams& p, int c) const { return min(p.offsets_t[c + 1], live); }
+      : live(p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz), column(0), first(0), begin(0), end(0) {
+    if (p.block_offsets_t != nullptr && p.block_cols > 0) {
+      begin = min(p.offsets_t[0], live);
+      end = min(p.offsets_t[1], live);
+    }
+  }
 
   // Whether pair `t` exists; moves the cursor to it (t never decreases between calls).
+  // One offset load per column passed.
   __device__ bool seek(const BsrGemmParams& p, int t) {
     if (p.block_offsets_t == nullptr) return t < p.nnz;
     while (column < p.block_cols) {
-      const int n = max(0, column_end(p, column) - column_begin(p, column));
-      if (t < first + (n + 1) / 2) return true;
-      first += (n + 1) / 2;
+      const int pairs = (max(0, end - begin) + 1) / 2;
+      if (t < first + pairs) return true;
+      first += pairs;
       ++column;
+      begin = end;
+      if (column < p.block_cols) end = min(p.offsets_t[column + 1], live);
     }
     // Past the live pairs: unused blocks from `live` on, two at a time.
     return live + 2 * (t - first) < p.nnz;
@@ -256,8 +261,8 @@ struct SddPairCursor {
       pair.stored[0] = pair.stored[1] = t;
       if (t >= live) pair.num_k_tiles = 0;
     } else if (column < p.block_cols) {
-      const int j = column_begin(p, column) + 2 * (t - first);
-      pair.count = min(2, column_end(p, column) - j);
+      const int j = begin + 2 * (t - first);
+      pair.count = min(2, end - j);
       pair.stored[0] = p.block_offsets_t[j];
       pair.stored[1] = pair.count == 2 ? p.block_offsets_t[j + 1] : pair.stored[0];
     } else {

@@ -7,10 +7,19 @@
     python tests/gpu/hopper_smoke.py --variant dsd_tn_bf16_b128 --no-isolate --no-bench
                                                      # one variant in this process, e.g. under
                                                      # compute-sanitizer --tool memcheck|racecheck
+    python tests/gpu/hopper_smoke.py --schedules-only --no-bench
+                                                     # only the pingpong / sdd-pair / 256-row tiles
+    python tests/gpu/hopper_smoke.py --bench-only --families wgmma \
+        --tiles sdd=256x128x64.s3.w8x1 --tiles dsd_t=128x128x64.s5.w8x1.pingpong
+                                                     # time these tiles next to the heuristic's
 
 Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs at a small
 shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
-against a float32 torch reference. Each variant runs in a child process with a timeout,
+against a float32 torch reference: first with the heuristic's tile, then with each tile of
+the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks, 256-row
+tiles; named like sdd_nt_bf16_b128@256x128x64.s3.w8x1, at a larger dense extent so that
+256-wide tiles fit). sdd variants also run on a topology with a device-side live count
+(blocks past it must come out as zeros). Each variant runs in a child process with a timeout,
 so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
 and the others still run. A wrong result is described: unwritten elements (NaN), which
 rows and columns are wrong (by position within the 64-row warpgroup slice, the 16-row warp
@@ -20,7 +29,8 @@ holds the right values in the wrong order (swizzle / fragment layout).
 
 Part 2, speed: the three kernels of a dMoE layer (sdd nt, dsd nn, dsd tn) at the
 mixtral-8x7b and qwen3-30b-a3b shapes (T*k routed token rows, uniform random routing),
-in both families, next to dense cuBLAS (torch.matmul) with the same M x N x K and
+in both families (each family's heuristic tile, and for wgmma the tiles of --tiles, by
+default BENCH_TILES), next to dense cuBLAS (torch.matmul) with the same M x N x K and
 torch._grouped_mm where this torch has it, in TFLOP/s; and the SASS of one kernel
 (HGMMA, UTMALDG/UTMASTG expected).
 """
@@ -43,8 +53,32 @@ DTYPES = ("bf16", "fp16")
 BLOCKS = (128, 64)
 
 
+# The wgmma family's other schedules per (op, block): the same list as
+# tests/cpp/test_support.hpp (wgmma_schedule_tiles), which compiles them without a GPU.
+SCHEDULE_TILES = {
+    ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1"],
+    ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1"],
+    ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    ("dds", 128): ["128x128x64.s5.w8x1.pingpong", "64x128x64.s6.w8x1.pingpong", "256x128x64.s3.w8x1"],
+    ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
+}
+
+# Bench: the wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
+BENCH_TILES = {
+    "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
+    "dsd": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    "dsd_t": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+}
+
+
 def variant_names() -> list[str]:
     return [f"{op}_{t}_{d}_b{b}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)]
+
+
+def schedule_variant_names() -> list[str]:
+    return [f"{op}_{t}_{d}_b{b}@{tile}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)
+            for tile in SCHEDULE_TILES[(op, b)]]
 
 
 # --- part 1: one variant -------------------------------------------------------------------
@@ -65,6 +99,23 @@ def _topology(torch, Topology, block, gen):
     mask[4, 2] = False
     mask[0, 0] = mask[5, 4] = True
     return Topology.from_mask(mask, block)
+
+
+def _topology_with_capacity(torch, Topology, block, gen):
+    """7 x 5 blocks whose last three (rows 4-6 of column 4, the last entries of both orders,
+    as moejit.route lays out unused capacity) are past a device-side live count; the live
+    ones are irregular, with columns of odd and even counts."""
+    mask = torch.rand(7, 5, device="cuda", generator=gen) < 0.6
+    mask[0, 0] = mask[1, 0] = mask[2, 0] = True   # column 0: at least three blocks
+    mask[:, 4] = False
+    mask[4:, :] = False
+    mask[4:, 4] = True
+    full = Topology.from_mask(mask, block)
+    live = full.nnz - 3
+    topo = Topology(full.rows, full.cols, block, full.row_indices, full.column_indices, full.offsets,
+                    full.column_indices_t, full.offsets_t, full.block_offsets_t,
+                    live_nnz=torch.tensor([live], dtype=torch.int32, device="cuda"))
+    return full, topo, live
 
 
 def describe_errors(torch, out, ref, label, lines):
@@ -159,7 +210,9 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
     import moejit
     from moejit import Topology, ops
 
-    op, trans, dtype_name, block_text = name.split("_")
+    base, _, tile = name.partition("@")
+    tile = tile or None
+    op, trans, dtype_name, block_text = base.split("_")
     block = int(block_text[1:])
     trans_a, trans_b = trans[0] == "t", trans[1] == "t"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
@@ -167,13 +220,15 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
     topo = _topology(torch, Topology, block, gen)
     lines = []
     runtime = moejit.default_runtime()
-    size = 384   # dense extents: several tiles, multiples of 64
+    # Dense extents: several tiles, multiples of 64; 768 also of 256 for the wide tiles.
+    size = 768 if tile else 384
+    kw = dict(family="wgmma", tile=tile)
     start = time.time()
     if op == "sdd":
         a = _dense(torch, topo.rows, size, trans_a, dtype, gen)
         b = _dense(torch, size, topo.cols, trans_b, dtype, gen)
         out = torch.full((topo.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
-        ops.sdd(a, b, topo, out=out, family="wgmma")
+        ops.sdd(a, b, topo, out=out, **kw)
         dense_ref = a.float() @ b.float()
         ref = dense_ref.view(topo.block_rows, block, topo.block_cols, block).permute(0, 2, 1, 3)[
             topo.row_indices.long(), topo.column_indices.long()]
@@ -188,21 +243,21 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
             sparse = sparse.t() if trans_a else sparse
             b = _dense(torch, sparse.shape[1], size, trans_b, dtype, gen)
             out = torch.full((sparse.shape[0], size), float("nan"), dtype=dtype, device="cuda")
-            ops.dsd(sparse, b, out=out, family="wgmma")
+            ops.dsd(sparse, b, out=out, **kw)
             ref2d = sparse.to_dense().float() @ b.float()
             spec_args = dict(m=sparse.shape[0], n=size, k=sparse.shape[1])
         else:
             sparse = sparse.t() if trans_b else sparse
             a = _dense(torch, size, sparse.shape[0], trans_a, dtype, gen)
             out = torch.full((size, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
-            ops.dds(a, sparse, out=out, family="wgmma")
+            ops.dds(a, sparse, out=out, **kw)
             ref2d = a.float() @ sparse.to_dense().float()
             spec_args = dict(m=size, n=sparse.shape[1], k=sparse.shape[0])
         torch.cuda.synchronize()
         out2d = out
         label = f"{op} C"
     spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
-                              target=runtime.target_for(0), family="wgmma", **spec_args)
+                              target=runtime.target_for(0), family="wgmma", tile=tile, **spec_args)
     lines.append(f"  spec: {spec.text()}")
     lines.append(f"  topology: {topo.block_rows} x {topo.block_cols} blocks, nnz {topo.nnz}; "
                  f"{time.time() - start:.1f} s including compile")
@@ -212,63 +267,114 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
     if ok:
         again = out.clone().fill_(float("nan"))
         if op == "sdd":
-            ops.sdd(a, b, topo, out=again, family="wgmma")
+            ops.sdd(a, b, topo, out=again, **kw)
             again2d = again.reshape(-1, block)
         elif op == "dsd":
-            ops.dsd(sparse, b, out=again, family="wgmma")
+            ops.dsd(sparse, b, out=again, **kw)
             again2d = again
         else:
-            ops.dds(a, sparse, out=again, family="wgmma")
+            ops.dds(a, sparse, out=again, **kw)
             again2d = again
         torch.cuda.synchronize()
         if not torch.equal(again2d.nan_to_num(123.0), out2d.nan_to_num(123.0)):
             lines.append("  SECOND RUN DIFFERS from the first (nondeterminism or a race)")
             ok = False
+    if ok and op == "sdd":
+        # Capacity past a device-side live count: those blocks are zeros, the others computed.
+        full, capped, live = _topology_with_capacity(torch, Topology, block, gen)
+        a = _dense(torch, capped.rows, size, trans_a, dtype, gen)
+        b = _dense(torch, size, capped.cols, trans_b, dtype, gen)
+        out = torch.full((capped.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
+        ops.sdd(a, b, capped, out=out, **kw)
+        ref = (a.float() @ b.float()).view(full.block_rows, block, full.block_cols, block).permute(0, 2, 1, 3)[
+            full.row_indices.long(), full.column_indices.long()]
+        torch.cuda.synchronize()
+        lines.append(f"  live count: {capped.block_rows} x {capped.block_cols} blocks, nnz {capped.nnz}, live {live}")
+        ok = describe_errors(torch, out[:live].reshape(-1, block), ref[:live].reshape(-1, block),
+                             "sdd live blocks", lines)
+        dead_zero = bool((out[live:] == 0).all())
+        if not dead_zero:
+            lines.append(f"  BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}, "
+                         f"nonzero {int((out[live:].nan_to_num(1.0) != 0).sum())}")
+        ok = ok and dead_zero
     return ok, lines
 
 
 # --- part 1: driver ------------------------------------------------------------------------
 
 
-def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, str]:
-    """Each variant in a child process; returns name -> PASS / FAIL / HANG / CRASH."""
-    results = {}
+_MARK = "@@hopper_smoke "
 
-    def one(name):
+
+def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, str]:
+    """Variants in child processes, those of one op/transpose/dtype/block together (one
+    torch start-up for its tiles); returns name -> PASS / FAIL / HANG / CRASH. A child
+    that hangs marks its unfinished variants HANG, the others keep their result."""
+    results = {}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.partition("@")[0], []).append(name)
+
+    def one(group):
         t0 = time.time()
+        limit = timeout * len(group)
         try:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name], capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", ",".join(group)],
+                                  capture_output=True, text=True, timeout=limit)
+            out, err, hung = proc.stdout, proc.stderr, False
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            return name, "HANG", f"  no result after {timeout:.0f} s (a barrier wait that never completes?)\n{out}"
-        status = {0: "PASS", 1: "FAIL"}.get(proc.returncode, "CRASH")
-        text = proc.stdout + (("\n  stderr:\n" + proc.stderr[-4000:]) if status != "PASS" and proc.stderr else "")
-        return name, status, text + f"  ({time.time() - t0:.1f} s)"
+            err = (e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            hung = True
+        # The child prints "<mark><status> <name>" after each variant's lines.
+        done, text, chunk = {}, {}, []
+        for line in out.splitlines():
+            if line.startswith(_MARK):
+                status, name = line[len(_MARK):].split(" ", 1)
+                done[name], text[name], chunk = status, "\n".join(chunk), []
+            else:
+                chunk.append(line)
+        rows = []
+        for name in group:
+            if name in done:
+                rows.append((name, done[name], text[name]))
+            elif hung:
+                rows.append((name, "HANG", f"  no result after {limit:.0f} s (a barrier wait that never completes?)\n"
+                             + "\n".join(chunk)))
+                chunk = []
+            else:
+                rows.append((name, "CRASH", "\n".join(chunk) + (("\n  stderr:\n" + err[-4000:]) if err else "")))
+                chunk = []
+        return [(n, st, tx + f"\n  ({time.time() - t0:.1f} s for the group)") for n, st, tx in rows]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for name, status, text in pool.map(one, names):
-            results[name] = status
-            print(f"[{status}] {name}", flush=True)
-            if status != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
-                print(text.rstrip(), flush=True)
+        for rows in pool.map(one, list(groups.values())):
+            for name, status, text in rows:
+                results[name] = status
+                print(f"[{status}] {name}", flush=True)
+                if status != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
+                    print(text.rstrip(), flush=True)
     return results
 
 
-def child(name: str) -> int:
-    try:
-        ok, lines = run_variant(name)
-    except Exception:
-        print(traceback.format_exc())
-        return 2
-    print("\n".join(lines))
-    return 0 if ok else 1
+def child(names: str) -> int:
+    failed = False
+    for name in names.split(","):
+        try:
+            ok, lines = run_variant(name)
+            status = "PASS" if ok else "FAIL"
+        except Exception:
+            lines, status = [traceback.format_exc()], "CRASH"
+        failed = failed or status != "PASS"
+        print("\n".join(lines))
+        print(f"{_MARK}{status} {name}", flush=True)
+    return 1 if failed else 0
 
 
 # --- part 2: speed -------------------------------------------------------------------------
 
 
-def bench(models: list[str], families: list[str]) -> None:
+def bench(models: list[str], families: list[str], tiles: dict[str, list[str]]) -> None:
     import torch
 
     import moejit
@@ -322,19 +428,27 @@ def bench(models: list[str], families: list[str]) -> None:
                     grouped_tf[k] = f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
         print(f"padded rows {rows} (routed {data.routed}); TFLOP/s count the executed FLOPs "
               f"2*{rows}*{h_dim}*{f} = {executed / 1e12:.3f} TFLOP (useful: {useful / 1e12:.3f})")
-        header = f"{'kernel':<34} {'family':<6} {'tile':<20} {'err':>8} {'ms':>8} {'TFLOP/s':>8} {'dense':>8} " \
+        header = f"{'kernel':<34} {'family':<6} {'tile':<28} {'err':>8} {'ms':>8} {'TFLOP/s':>8} {'dense':>8} " \
                  f"{'%dense':>7} {'grouped':>8}"
         print(header)
         kernels = layer_kernels(shape, target=target)
         roles = ["sdd", "dsd", "dsd_t"]
         for kernel, role in zip(kernels, roles):
+            # Each family's heuristic tile (untuned), as an H200 user gets it by default, then
+            # for wgmma the tiles asked for.
+            ks = kernel.spec
+            runs = []
             for family in families:
-                # The family's heuristic tile (untuned), as an H200 user gets it by default.
-                ks = kernel.spec
-                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a, trans_b=ks.trans_b,
-                                          target=target, family=family)
+                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a,
+                                          trans_b=ks.trans_b, target=target, family=family)
+                runs.append((family, spec.tile.text()))
+                if family == "wgmma":
+                    runs += [(family, t) for t in tiles.get(role, []) if t != spec.tile.text()]
+            for family, tile in runs:
+                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a,
+                                          trans_b=ks.trans_b, target=target, family=family, tile=tile)
 
-                def call(turn=[0]):
+                def call(turn=[0], spec=spec, family=family, role=role):
                     d = data.inputs[turn[0] % len(data.inputs)]
                     turn[0] += 1
                     kw = dict(tile=spec.tile, family=family, runtime=runtime)
@@ -356,10 +470,11 @@ def bench(models: list[str], families: list[str]) -> None:
                     tf = tflops(executed, ms)
                     g = grouped_tf.get(role, "n/a")
                     g_text = f"{g:8.1f}" if isinstance(g, float) else g
-                    print(f"{spec.short_name():<34} {family:<6} {spec.tile.text():<20} {err:8.1e} {ms:8.3f} {tf:8.1f} "
+                    print(f"{spec.short_name():<34} {family:<6} {spec.tile.text():<28} {err:8.1e} {ms:8.3f} {tf:8.1f} "
                           f"{dense_tf[role]:8.1f} {100 * tf / dense_tf[role]:6.1f}% {g_text}", flush=True)
                 except Exception:
-                    print(f"{kernel.spec.short_name():<34} {family:<6} FAILED:\n{traceback.format_exc()}", flush=True)
+                    print(f"{kernel.spec.short_name():<34} {family:<6} {tile:<28} FAILED:\n{traceback.format_exc()}",
+                          flush=True)
         del data, dense
         torch.cuda.empty_cache()
 
@@ -393,7 +508,21 @@ def main() -> int:
     parser.add_argument("--bench-only", action="store_true")
     parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
     parser.add_argument("--families", default="wgmma,mma", help="families to time")
+    parser.add_argument("--tiles", action="append", metavar="ROLE=TILE[,TILE...]",
+                        help="wgmma tiles to time for a layer kernel (ROLE: sdd, dsd, dsd_t), next to the "
+                             "heuristic's; repeatable; replaces the default list (BENCH_TILES) for that role. "
+                             "ROLE= with no tile times the heuristic's only")
+    parser.add_argument("--schedules-only", action="store_true",
+                        help="correctness of the other schedules' tiles only (SCHEDULE_TILES)")
+    parser.add_argument("--no-schedules", action="store_true",
+                        help="correctness of the heuristic tiles only (the 48 original variants)")
     args = parser.parse_args()
+    tiles = {role: list(t) for role, t in BENCH_TILES.items()}
+    for item in args.tiles or []:
+        role, sep, text = item.partition("=")
+        if not sep or role not in BENCH_TILES:
+            parser.error(f"--tiles {item!r}: expected ROLE=TILE[,TILE...] with ROLE one of {', '.join(BENCH_TILES)}")
+        tiles[role] = [t for t in text.split(",") if t]
     if args.child:
         return child(args.child)
 
@@ -414,10 +543,18 @@ def main() -> int:
         return 2
     status = 0
     if not args.bench_only:
-        names = args.variant or variant_names()
-        unknown = set(names) - set(variant_names())
+        known = variant_names() + schedule_variant_names()
+        if args.variant:
+            names = args.variant
+        elif args.schedules_only:
+            names = schedule_variant_names()
+        elif args.no_schedules:
+            names = variant_names()
+        else:
+            names = known
+        unknown = set(names) - set(known)
         if unknown:
-            print(f"unknown variants {sorted(unknown)}; known: {', '.join(variant_names())}")
+            print(f"unknown variants {sorted(unknown)}; known: {', '.join(known)}")
             return 2
         print(f"\n--- correctness: {len(names)} wgmma variants ---", flush=True)
         if args.no_isolate:
@@ -441,7 +578,7 @@ def main() -> int:
                 status = 1
         sass_check()
     if not args.no_bench:
-        bench([m for m in args.models.split(",") if m], [f for f in args.families.split(",") if f])
+        bench([m for m in args.models.split(",") if m], [f for f in args.families.split(",") if f], tiles)
     return status
 
 
