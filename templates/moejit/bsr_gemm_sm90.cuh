@@ -26,6 +26,19 @@
 //                stores its previous tile: the epilogue is hidden behind the other's
 //                mainloop (CUTLASS's "ping-pong" kernel schedule), which pays where
 //                reductions are short. Only the owner releases a stage.
+//                A warpgroup starts a tile's mainloop only once the other has waited
+//                for every stage of the tile before (an order barrier, named barrier
+//                3 + warpgroup): this is needed for correctness, not only for speed. A
+//                stage's full barrier is waited for by phase parity, which names a phase
+//                only within one phase of the barrier's current one; a warpgroup that
+//                skipped the other's tile (k steps) is k steps ahead in the ring, and
+//                without the order it would wait on a stage two or more phases ahead of
+//                what the producer has filled: the parity then matches an older phase,
+//                the wait passes at once, and the warpgroup reads (and releases) the
+//                other tile's stages. With the order, every step before a warpgroup's
+//                first step of a tile has landed (the other warpgroup waited for it),
+//                and its own steps it waits for in order, so each wait is on the
+//                barrier's current or next phase, as in the cooperative schedule.
 // sdd with tile_m = 2 x block pairs two blocks of one block column (SddPairCursor in
 // bsr_tile_coords.cuh): one B tile, two A copies into the stage, each consumer warpgroup
 // one block; the second warpgroup of a single-block pair keeps the ring's handshake but
@@ -238,12 +251,21 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   const int warp = wg_thread / 32;
   const int lane = wg_thread % 32;
   const int barrier_id = 1 + warpgroup;   // this warpgroup's named barrier (0 is __syncthreads)
+  // Pingpong: named barrier 3 + w is warpgroup w's turn to run a mainloop (this warpgroup
+  // waits on it with its 128 threads, the other signals it with its 128).
+  const int my_turn = 3 + warpgroup;
+  const int other_turn = 3 + (1 - warpgroup);
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
   const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
   float acc[kMmaM][kTileN / 2];
   Walk walk(p);
   int step = 0;
   int turn = 0;
+  if constexpr (kPingpong) {
+    // The first tile is the first warpgroup's: the second hands it the first turn. Every
+    // signal below has exactly one matching wait (none for a tile that does not exist).
+    if (warpgroup == 1 && walk.seek(p, blockIdx.x)) warpgroup::named_barrier_arrive(other_turn, 256);
+  }
   for (int t = blockIdx.x; walk.seek(p, t); t += gridDim.x) {
     const Tile tile = walk.at(p, t);
     // A tile with no reduction (an empty sparse row, an sdd block past the live count)
@@ -265,6 +287,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
       for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
     }
+    // Pingpong: wait until the other warpgroup has waited for every stage of its tile
+    // (see the top of this file: the parity waits below are only exact from then on).
+    if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
     // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
     // H200); the larger loop body of the schedules below made it stop doing so unasked.
 #pragma unroll 2
@@ -291,6 +316,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       // The previous step's batch is done reading its stage: hand that stage back.
       wgmma::wait_group<1>();
       if (kt > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
+    }
+    // Pingpong: every stage of this tile has landed; the next tile (the other's) may start.
+    if constexpr (kPingpong) {
+      if (walk.seek(p, t + static_cast<int>(gridDim.x))) warpgroup::named_barrier_arrive(other_turn, 256);
     }
     wgmma::wait_group<0>();
 #pragma unroll

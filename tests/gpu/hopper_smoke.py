@@ -9,6 +9,9 @@
                                                      # compute-sanitizer --tool memcheck|racecheck
     python tests/gpu/hopper_smoke.py --schedules-only --no-bench
                                                      # only the pingpong / sdd-pair / 256-row tiles
+    python tests/gpu/hopper_smoke.py --no-bench --workers 12 --match '*pingpong' \
+        --match 'sdd_*@256x128x64.s3.w8x1' --match 'sdd_*@128x64x64.s6.w8x1'
+                                                     # only these variants (shell patterns)
     python tests/gpu/hopper_smoke.py --bench-only --families wgmma \
         --tiles sdd=256x128x64.s3.w8x1 --tiles dsd_t=128x128x64.s5.w8x1.pingpong
                                                      # time these tiles next to the heuristic's
@@ -19,8 +22,14 @@ against a float32 torch reference: first with the heuristic's tile, then with ea
 the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks, 256-row
 tiles; named like sdd_nt_bf16_b128@256x128x64.s3.w8x1, at a larger dense extent so that
 256-wide tiles fit). sdd variants also run on a topology with a device-side live count
-(blocks past it must come out as zeros). Each variant runs in a child process with a timeout,
-so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
+(blocks past it must come out as zeros). Then each variant runs its tile again in a scale
+case (run_scale_case; --no-scale skips it): ~45.5 tiles per thread block of the persistent
+grid (45 or 46 on 132 SMs: odd and even counts, a grid that does not divide the tile count),
+most tiles with more K steps than the ring has stages, some with none; the small shapes give
+every thread block a single tile, which hides pipelines that lose their barrier phases after
+a warpgroup's first tile. A wrong scale result also says which tiles of their thread
+block's sequence are wrong (turn parity: the pingpong warpgroup). Each variant runs in a
+child process with a timeout, so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
 and the others still run. A wrong result is described: unwritten elements (NaN), which
 rows and columns are wrong (by position within the 64-row warpgroup slice, the 16-row warp
 slice, the 8-row swizzle period, the 64-column swizzle chunk and the 16-byte chunk), which
@@ -38,6 +47,7 @@ torch._grouped_mm where this torch has it, in TFLOP/s; and the SASS of one kerne
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import json
 import os
@@ -118,13 +128,21 @@ def _topology_with_capacity(torch, Topology, block, gen):
     return full, topo, live
 
 
+def bad_elements(torch, out, ref):
+    """Elements of `out` that are unwritten (NaN) or off the float32 reference `ref`."""
+    out = out.float()
+    scale = ref.pow(2).mean().sqrt().item() + 1e-6
+    return ~torch.isfinite(out) | ((out - ref).abs() > 0.05 * scale + 0.02 * ref.abs())
+
+
 def describe_errors(torch, out, ref, label, lines):
-    """Where `out` differs from `ref` (2-D float tensors of one shape)."""
+    """Where `out` differs from `ref` (2-D float tensors of one shape). Vectorised: the scale
+    cases compare ~10^8 elements."""
     out = out.float()
     nan = ~torch.isfinite(out)
     diff = (out - ref).abs()
     scale = ref.pow(2).mean().sqrt().item() + 1e-6
-    bad = nan | (diff > 0.05 * scale + 0.02 * ref.abs())
+    bad = bad_elements(torch, out, ref)
     n_bad = int(bad.sum())
     rel = ((out.nan_to_num() - ref).norm() / (ref.norm() + 1e-12)).item()
     finite_max = diff[~nan].max().item() if bool((~nan).any()) else float("nan")
@@ -134,77 +152,74 @@ def describe_errors(torch, out, ref, label, lines):
     if n_bad == 0:
         return True
     rows, cols = bad.nonzero(as_tuple=True)
-    rows_l, cols_l = rows.tolist(), cols.tolist()
 
     def histogram(values, modulus, divisor=1):
-        counts = [0] * modulus
-        for v in values:
-            counts[(v // divisor) % modulus] += 1
-        return counts
+        return torch.bincount((values // divisor) % modulus, minlength=modulus).tolist()
 
-    lines.append(f"    wrong rows: {len(set(rows_l))} of {out.shape[0]}, wrong cols: {len(set(cols_l))} of {out.shape[1]}")
-    lines.append(f"    by row % 64 // 16 (warp in warpgroup):   {histogram(rows_l, 4, 16)}")
-    lines.append(f"    by row // 64 % 2 (consumer warpgroup):   {histogram(rows_l, 2, 64)}")
-    lines.append(f"    by row % 8 (swizzle period / lane/4):    {histogram(rows_l, 8)}")
-    lines.append(f"    by row % 16 // 8 (fragment half):        {histogram(rows_l, 2, 8)}")
-    lines.append(f"    by col % 64 // 8 (16-byte chunk):        {histogram(cols_l, 8, 8)}")
-    lines.append(f"    by col // 64 (64-column chunk):          {histogram(cols_l, max(1, (out.shape[1] + 63) // 64), 64)}")
-    lines.append(f"    by col % 8 (within chunk):               {histogram(cols_l, 8)}")
-    first = list(zip(rows_l[:8], cols_l[:8]))
+    lines.append(f"    wrong rows: {int(rows.unique().numel())} of {out.shape[0]}, "
+                 f"wrong cols: {int(cols.unique().numel())} of {out.shape[1]}")
+    lines.append(f"    by row % 64 // 16 (warp in warpgroup):   {histogram(rows, 4, 16)}")
+    lines.append(f"    by row // 64 % 2 (consumer warpgroup):   {histogram(rows, 2, 64)}")
+    lines.append(f"    by row % 8 (swizzle period / lane/4):    {histogram(rows, 8)}")
+    lines.append(f"    by row % 16 // 8 (fragment half):        {histogram(rows, 2, 8)}")
+    lines.append(f"    by col % 64 // 8 (16-byte chunk):        {histogram(cols, 8, 8)}")
+    lines.append(f"    by col // 64 (64-column chunk):          {histogram(cols, max(1, (out.shape[1] + 63) // 64), 64)}")
+    lines.append(f"    by col % 8 (within chunk):               {histogram(cols, 8)}")
+    first = list(zip(rows[:8].tolist(), cols[:8].tolist()))
     lines.append("    first wrong (row, col): out vs ref: " + ", ".join(
         f"({r},{c}): {out[r, c].item():.3g} vs {ref[r, c].item():.3g}" for r, c in first))
     # 64 x 64 tile map: '#' all wrong, '+' some wrong, '.' right.
     tr, tc = (out.shape[0] + 63) // 64, (out.shape[1] + 63) // 64
-    tile_bad = torch.zeros(tr, tc, device=out.device)
-    for i in range(tr):
-        for j in range(tc):
-            sub = bad[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            tile_bad[i, j] = sub.float().mean()
-    lines.append("    64x64 tile map (# all wrong, + some, . none):")
+    padded = torch.zeros(tr * 64, tc * 64, device=out.device)
+    padded[:out.shape[0], :out.shape[1]] = bad.float()
+    tile_bad = padded.view(tr, 64, tc, 64).mean(dim=(1, 3))
+    wrong_tiles = int((tile_bad > 0).sum())
+    lines.append(f"    64x64 tile map (# all wrong, + some, . none): {wrong_tiles} of {tr * tc} tiles wrong"
+                 + (f"; the first 40 of {tr} tile rows" if tr > 40 else ""))
     for i in range(min(tr, 40)):
         lines.append("      " + "".join("#" if v >= 0.999 else "+" if v > 0 else "." for v in tile_bad[i].tolist()))
     # For a few wrong tiles: do they hold another tile's reference (wrong coordinates), the
     # right values in another order (swizzle or fragment layout), zeros (missing work)?
-    checked = 0
-    for i in range(tr):
-        for j in range(tc):
-            if tile_bad[i, j] == 0 or checked >= 4:
-                continue
-            checked += 1
-            o = out[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            r = ref[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            if o.shape != (64, 64):
-                continue
-            notes = []
-            if bool(torch.isnan(o).all()):
-                notes.append("entirely NaN: never written")
-            elif bool((o == 0).all()):
-                notes.append("all zeros: written without any product")
-            else:
-                on = o.nan_to_num()
-                same_sorted = torch.allclose(on.flatten().sort().values, r.flatten().sort().values,
-                                             atol=0.05 * scale, rtol=0.03)
-                if same_sorted:
-                    notes.append("right values in the wrong places (a permutation: swizzle/layout)")
-                    rows_match = torch.allclose(on.sort(dim=1).values, r.sort(dim=1).values, atol=0.05 * scale,
-                                                rtol=0.03)
-                    notes.append("rows hold their own values permuted" if rows_match else "values moved across rows")
-                if torch.allclose(on, r.t(), atol=0.05 * scale, rtol=0.03):
-                    notes.append("equals the reference tile transposed")
-                for a in range(tr):
-                    for b in range(tc):
-                        if (a, b) == (i, j):
-                            continue
-                        other = ref[64 * a:64 * a + 64, 64 * b:64 * b + 64]
-                        if other.shape == (64, 64) and torch.allclose(on, other, atol=0.05 * scale, rtol=0.03):
-                            notes.append(f"equals the reference tile at ({a}, {b}): wrong coordinates")
-                ratio = (on * r).sum() / (r * r).sum()
-                notes.append(f"projection on the reference {ratio.item():.3f} (0.5: half of K missing, 2: twice)")
-            lines.append(f"    tile ({i}, {j}): " + "; ".join(notes))
+    whole = out.shape[0] % 64 == 0 and out.shape[1] % 64 == 0
+    ref_tiles = ref.reshape(tr, 64, tc, 64).permute(0, 2, 1, 3) if whole else None
+    for flat in (tile_bad.flatten() > 0).nonzero().flatten()[:4].tolist():
+        i, j = divmod(flat, tc)
+        o = out[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+        r = ref[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+        if o.shape != (64, 64):
+            continue
+        notes = []
+        if bool(torch.isnan(o).all()):
+            notes.append("entirely NaN: never written")
+        elif bool((o == 0).all()):
+            notes.append("all zeros: written without any product")
+        else:
+            on = o.nan_to_num()
+            same_sorted = torch.allclose(on.flatten().sort().values, r.flatten().sort().values,
+                                         atol=0.05 * scale, rtol=0.03)
+            if same_sorted:
+                notes.append("right values in the wrong places (a permutation: swizzle/layout)")
+                rows_match = torch.allclose(on.sort(dim=1).values, r.sort(dim=1).values, atol=0.05 * scale,
+                                            rtol=0.03)
+                notes.append("rows hold their own values permuted" if rows_match else "values moved across rows")
+            if torch.allclose(on, r.t(), atol=0.05 * scale, rtol=0.03):
+                notes.append("equals the reference tile transposed")
+            if ref_tiles is not None:
+                # allclose against every tile of the reference at once
+                close = ((ref_tiles - on).abs() <= 0.05 * scale + 0.03 * ref_tiles.abs()).flatten(2).all(dim=2)
+                close[i, j] = False
+                matches = close.nonzero().tolist()
+                for a, b in matches[:4]:
+                    notes.append(f"equals the reference tile at ({a}, {b}): wrong coordinates")
+                if len(matches) > 4:
+                    notes.append(f"... and {len(matches) - 4} more reference tiles")
+            ratio = (on * r).sum() / (r * r).sum()
+            notes.append(f"projection on the reference {ratio.item():.3f} (0.5: half of K missing, 2: twice)")
+        lines.append(f"    tile ({i}, {j}): " + "; ".join(notes))
     return False
 
 
-def run_variant(name: str) -> tuple[bool, list[str]]:
+def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
     import torch
 
     import moejit
@@ -297,7 +312,238 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
             lines.append(f"  BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}, "
                          f"nonzero {int((out[live:].nan_to_num(1.0) != 0).sum())}")
         ok = ok and dead_zero
+    if ok and scale:
+        # The same tile with many tiles per thread block (see run_scale_case).
+        ok = run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, spec.tile.text(), lines)
     return ok, lines
+
+
+# --- part 1: the scale case of one variant ------------------------------------------------
+#
+# The small shapes above give every thread block of the persistent grid one tile (fewer
+# tiles than SMs), so a warpgroup never moves on to a second tile: a pipeline that loses
+# its stage phases after many tiles (the pingpong schedule before its order barrier) passes
+# them. The scale case runs the same tile on a topology with ~45.5 tiles per thread block
+# (grid = one block per SM): the tile count is not a multiple of the grid, so thread blocks
+# get an odd and an even number of tiles (45 and 46 on 132 SMs); most tiles reduce over
+# more K steps than the ring has stages; there are tiles with no reduction (an empty block
+# row or column, sdd blocks past a device-side live count) among them. Still small: about
+# 6000 tiles of up to 128 x 128 (12000 blocks for sdd pairs), well under a second of GPU.
+
+SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and between two counts)
+SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits)
+SCALE_SDD_K = 512              # sdd reduction: 8 K steps, more than any ring's stages
+SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: a single pair)
+
+
+def tile_shape(tile: str) -> tuple[int, int]:
+    tm, tn = tile.split("x")[:2]
+    return int(tm), int(tn)
+
+
+def scale_mask(torch, long: int, short: int, dead: int, gen):
+    """[long, short] bool, 60% random; long line 1 empty, long line 3 full; with `dead`, the
+    last `dead` long lines hold only the last short line, which holds nothing else (the live
+    count layout of moejit.route: those blocks are the last of both orders)."""
+    mask = torch.rand(long, short, generator=gen, device=gen.device) < 0.6
+    mask[1, :] = False
+    mask[3, :] = True
+    if dead:
+        mask[:, short - 1] = False
+        mask[long - dead:, :] = False
+        mask[long - dead:, short - 1] = True
+    return mask
+
+
+def sdd_pair_count(mask, dead: int) -> int:
+    """Tiles of the sdd pair schedule for a scale_mask (block rows x block columns): the
+    live blocks of each column in pairs, then the dead ones in pairs (SddPairCursor)."""
+    live_counts = mask[:mask.shape[0] - dead].sum(dim=0)
+    return int(((live_counts + 1) // 2).sum()) + (dead + 1) // 2
+
+
+def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: str, sms: int, gen):
+    """The scale case's block mask (block rows x block columns of the stored topology) and
+    its tile count for `tile`: about SCALE_TILES_PER_BLOCK * sms tiles, never a multiple of
+    sms. Returns (mask, tiles, dead)."""
+    tm, tn = tile_shape(tile)
+    target = int(SCALE_TILES_PER_BLOCK * sms)
+    short = 8 if block == 128 else 16   # dsd/dds: 5-10 blocks per reduction, 7-20 K steps
+    if op == "sdd":
+        pairs = tm == 2 * block
+        sub = 1 if pairs else (block // tm) * (block // tn)
+        per_row = (short - 1) * 0.6 * sub / (2 if pairs else 1)   # the last column holds the dead blocks
+        long = int(target / per_row) + SCALE_SDD_DEAD + 4
+        mask = scale_mask(torch, long, short, SCALE_SDD_DEAD, gen)
+
+        def count():
+            return sdd_pair_count(mask, SCALE_SDD_DEAD) if pairs else int(mask.sum()) * sub
+
+        # Off a multiple of the grid: drop live blocks (past the full row 3) until it is.
+        row = 4
+        while count() % sms == 0 and row < long - SCALE_SDD_DEAD:
+            cols = mask[row, :short - 1].nonzero().flatten().tolist()
+            if cols:
+                mask[row, cols[0]] = False
+            else:
+                row += 1
+        return mask, count(), SCALE_SDD_DEAD
+    # dsd: tiles = (rows / tm) x (dense / tn); dds: tiles = (dense / tm) x (cols / tn), where
+    # rows / cols is the sparse operand's extent over `long` blocks.
+    if op == "dsd":
+        per_block = (block // tm) * (SCALE_DENSE // tn)
+        long_is_rows = not trans_a   # A stored M x K (blocks along M) or K x M
+    else:
+        per_block = (SCALE_DENSE // tm) * (block // tn)
+        long_is_rows = trans_b       # B stored K x N (blocks along N: columns) or N x K
+    long = -(-target // per_block)
+    for extra in range(sms):   # at most sms / gcd(per_block, sms) steps when per_block < sms
+        if (long + extra) * per_block % sms:
+            long += extra
+            break
+    mask = scale_mask(torch, long, short, 0, gen)
+    return (mask if long_is_rows else mask.t().contiguous()), long * per_block, 0
+
+
+def tile_of_region(torch, op, topo, live, block, tile, out_shape):
+    """For the scale check: the traversal index t of the C tile that computes each region
+    of the output, and the region size (rows, cols). A thread block computes tiles
+    t = blockIdx.x + turn * grid (bsr_tile_coords.cuh, SddPairCursor)."""
+    tm, tn = tile_shape(tile)
+    dev = topo.row_indices.device
+    if op == "dsd":   # tile = tile_row * tiles_n + tile_col
+        rows, cols = out_shape[0] // tm, out_shape[1] // tn
+        t = torch.arange(rows, device=dev)[:, None] * cols + torch.arange(cols, device=dev)[None, :]
+        return t, (tm, tn)
+    if op == "dds":   # tile = tile_col * tiles_m + tile_row
+        rows, cols = out_shape[0] // tm, out_shape[1] // tn
+        t = torch.arange(cols, device=dev)[None, :] * rows + torch.arange(rows, device=dev)[:, None]
+        return t, (tm, tn)
+    # sdd: out2d is [nnz * block, block], stored block by stored block. Position j of the
+    # column-major order holds stored block block_offsets_t[j] (and j itself past the live
+    # count, where both orders agree).
+    nnz = topo.nnz
+    position = torch.empty(nnz, dtype=torch.long, device=dev)
+    position[topo.block_offsets_t.long()] = torch.arange(nnz, device=dev)
+    if tm == 2 * block:   # pairs: column c's live positions [begin, end) in pairs, then the dead ones
+        col = topo.column_indices.long()
+        begin = topo.offsets_t.long().clamp(max=live)
+        counts = begin[1:] - begin[:-1]
+        first = torch.cumsum((counts + 1) // 2, 0) - (counts + 1) // 2
+        live_pairs = int(((counts + 1) // 2).sum())
+        t = torch.where(position < live, first[col] + (position - begin[col]) // 2,
+                        live_pairs + (position - live) // 2)
+        return t[:, None], (block, block)
+    sub_m, sub_n = block // tm, block // tn   # column order: sub_m fastest
+    t = (position[:, None, None] * (sub_m * sub_n) + torch.arange(sub_n, device=dev)[None, None, :] * sub_m
+         + torch.arange(sub_m, device=dev)[None, :, None])
+    return t.reshape(nnz * sub_m, sub_n), (tm, tn)
+
+
+def describe_turns(torch, bad, t, region, tiles, sms, lines):
+    """Wrong C tiles by their place in their thread block's sequence."""
+    rows, cols = t.shape
+    wrong = bad.reshape(rows, region[0], cols, region[1]).any(dim=3).any(dim=1)
+    tw = t[wrong].flatten()
+    if tw.numel() == 0:
+        return
+    grid = min(tiles, sms)
+    turn = tw // grid
+    lines.append(f"    wrong C tiles: {tw.numel()} of {tiles}, in {int((tw % grid).unique().numel())} of {grid} "
+                 f"thread blocks; by turn (the block's 1st, 2nd, ... tile) % 2 (pingpong: warpgroup 0, 1): "
+                 f"{torch.bincount(turn % 2, minlength=2).tolist()}; turn 0: {int((turn == 0).sum())}, "
+                 f"first wrong turns {sorted(set(turn.tolist()))[:12]}")
+
+
+def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, lines) -> bool:
+    import torch
+
+    import moejit
+    from moejit import Topology, _core, ops
+
+    runtime = moejit.default_runtime()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    gen = torch.Generator(device="cuda").manual_seed(hash(name + "/scale") % 1000)
+    start = time.time()
+    mask, tiles, dead = scale_plan(torch, op, trans_a, trans_b, block, tile, sms, gen)
+    full = Topology.from_mask(mask, block)
+    kw = dict(family="wgmma", tile=tile)
+    live = full.nnz - dead
+    if op == "sdd":
+        topo = Topology(full.rows, full.cols, block, full.row_indices, full.column_indices, full.offsets,
+                        full.column_indices_t, full.offsets_t, full.block_offsets_t,
+                        live_nnz=torch.tensor([live], dtype=torch.int32, device="cuda"))
+        a = _dense(torch, topo.rows, SCALE_SDD_K, trans_a, dtype, gen)
+        b = _dense(torch, SCALE_SDD_K, topo.cols, trans_b, dtype, gen)
+        out = torch.full((topo.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
+        ops.sdd(a, b, topo, out=out, **kw)
+        # The reference block by block row chunk: the dense product would not fit comfortably.
+        ref = torch.empty(topo.nnz, block, block, device="cuda")
+        rows_i, cols_i = full.row_indices.long(), full.column_indices.long()
+        bf = b.float()
+        chunk = 256
+        for r0 in range(0, full.block_rows, chunk):
+            sel = ((rows_i >= r0) & (rows_i < r0 + chunk)).nonzero().flatten()
+            if sel.numel() == 0:
+                continue
+            dense = (a[r0 * block:(r0 + chunk) * block].float() @ bf).view(-1, block, full.block_cols, block)
+            ref[sel] = dense[rows_i[sel] - r0, :, cols_i[sel], :]
+        del a, b, bf
+        spec_args = dict(n=topo.cols, k=SCALE_SDD_K)
+        out2d, ref2d = out[:live].reshape(-1, block), ref[:live].reshape(-1, block)
+        steps = f"{SCALE_SDD_K // 64} K steps per live tile"
+    else:
+        topo = full
+        data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+        sparse = moejit.BlockSparseMatrix(data, topo)
+        if op == "dsd":
+            sparse = sparse.t() if trans_a else sparse
+            b = _dense(torch, sparse.shape[1], SCALE_DENSE, trans_b, dtype, gen)
+            out = torch.full((sparse.shape[0], SCALE_DENSE), float("nan"), dtype=dtype, device="cuda")
+            ops.dsd(sparse, b, out=out, **kw)
+            ref2d = sparse.to_dense().float() @ b.float()
+            spec_args = dict(m=sparse.shape[0], n=SCALE_DENSE, k=sparse.shape[1])
+            per_tile = mask.sum(dim=0 if trans_a else 1)   # blocks reduced by a tile row
+        else:
+            sparse = sparse.t() if trans_b else sparse
+            a = _dense(torch, SCALE_DENSE, sparse.shape[0], trans_a, dtype, gen)
+            out = torch.full((SCALE_DENSE, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
+            ops.dds(a, sparse, out=out, **kw)
+            ref2d = a.float() @ sparse.to_dense().float()
+            spec_args = dict(m=SCALE_DENSE, n=sparse.shape[1], k=sparse.shape[0])
+            per_tile = mask.sum(dim=1 if trans_b else 0)   # blocks reduced by a tile column
+        out2d = out
+        k = per_tile * (block // 64)
+        steps = f"K steps per tile {int(k.min())}..{int(k.max())} (median {int(k.float().median())})"
+    torch.cuda.synchronize()
+    spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
+                              target=runtime.target_for(0), family="wgmma", tile=tile, **spec_args)
+    grid = min(tiles, sms)
+    lines.append(f"  scale case: {spec.text()}")
+    lines.append(f"    topology {full.block_rows} x {full.block_cols} blocks, nnz {full.nnz}"
+                 + (f" (live {live})" if dead else "") + f"; {tiles} tiles on {grid} thread blocks: "
+                 f"{tiles // grid} or {tiles // grid + 1} each; {steps}; {time.time() - start:.1f} s")
+    ok = True
+    if op != "sdd" or tile_shape(tile)[0] != 2 * block:
+        host = _core.launch_geometry(spec, full.nnz, full.block_rows, full.block_cols).grid_x
+        if host != tiles:
+            lines.append(f"    SCALE PLAN WRONG: {tiles} tiles planned, the host's launch geometry has {host}")
+            ok = False
+    if tiles // grid <= 40 or tiles % grid == 0:
+        lines.append(f"    SCALE PLAN WRONG: expected > 40 tiles per thread block and a remainder ({sms} SMs)")
+        ok = False
+    label = "scale: sdd live blocks" if op == "sdd" else f"scale: {op} C"
+    if not describe_errors(torch, out2d, ref2d, label, lines):
+        ok = False
+        bad = bad_elements(torch, out2d, ref2d)
+        t, region = tile_of_region(torch, op, full, live, block, tile, tuple(out2d.shape))
+        if op == "sdd":
+            t = t[:live * (block // region[0])]
+        describe_turns(torch, bad, t, region, tiles, sms, lines)
+    if op == "sdd" and not bool((out[live:] == 0).all()):
+        lines.append(f"    SCALE: BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}")
+        ok = False
+    return ok
 
 
 # --- part 1: driver ------------------------------------------------------------------------
@@ -306,7 +552,7 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
 _MARK = "@@hopper_smoke "
 
 
-def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, str]:
+def run_isolated(names: list[str], timeout: float, workers: int, scale: bool = True) -> dict[str, str]:
     """Variants in child processes, those of one op/transpose/dtype/block together (one
     torch start-up for its tiles); returns name -> PASS / FAIL / HANG / CRASH. A child
     that hangs marks its unfinished variants HANG, the others keep their result."""
@@ -319,8 +565,8 @@ def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, st
         t0 = time.time()
         limit = timeout * len(group)
         try:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", ",".join(group)],
-                                  capture_output=True, text=True, timeout=limit)
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", ",".join(group)]
+                                  + ([] if scale else ["--no-scale"]), capture_output=True, text=True, timeout=limit)
             out, err, hung = proc.stdout, proc.stderr, False
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -357,11 +603,11 @@ def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, st
     return results
 
 
-def child(names: str) -> int:
+def child(names: str, scale: bool = True) -> int:
     failed = False
     for name in names.split(","):
         try:
-            ok, lines = run_variant(name)
+            ok, lines = run_variant(name, scale)
             status = "PASS" if ok else "FAIL"
         except Exception:
             lines, status = [traceback.format_exc()], "CRASH"
@@ -516,6 +762,11 @@ def main() -> int:
                         help="correctness of the other schedules' tiles only (SCHEDULE_TILES)")
     parser.add_argument("--no-schedules", action="store_true",
                         help="correctness of the heuristic tiles only (the 48 original variants)")
+    parser.add_argument("--match", action="append", metavar="GLOB",
+                        help="only the variants whose name matches one of these shell patterns (repeatable), "
+                             "e.g. '*pingpong' 'sdd_*@256x128x64.s3.w8x1'; combines with --schedules-only")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip each variant's scale case (many tiles per thread block)")
     args = parser.parse_args()
     tiles = {role: list(t) for role, t in BENCH_TILES.items()}
     for item in args.tiles or []:
@@ -524,7 +775,7 @@ def main() -> int:
             parser.error(f"--tiles {item!r}: expected ROLE=TILE[,TILE...] with ROLE one of {', '.join(BENCH_TILES)}")
         tiles[role] = [t for t in text.split(",") if t]
     if args.child:
-        return child(args.child)
+        return child(args.child, not args.no_scale)
 
     import torch
 
@@ -556,12 +807,17 @@ def main() -> int:
         if unknown:
             print(f"unknown variants {sorted(unknown)}; known: {', '.join(known)}")
             return 2
+        if args.match:
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in args.match)]
+            if not names:
+                print(f"no variant matches {args.match}; known: {', '.join(known)}")
+                return 2
         print(f"\n--- correctness: {len(names)} wgmma variants ---", flush=True)
         if args.no_isolate:
             results = {}
             for name in names:
                 try:
-                    ok, lines = run_variant(name)
+                    ok, lines = run_variant(name, not args.no_scale)
                     results[name] = "PASS" if ok else "FAIL"
                 except Exception:
                     results[name], lines = "CRASH", [traceback.format_exc()]
@@ -569,7 +825,7 @@ def main() -> int:
                 if results[name] != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
                     print("\n".join(lines))
         else:
-            results = run_isolated(names, args.timeout, args.workers)
+            results = run_isolated(names, args.timeout, args.workers, not args.no_scale)
         summary = {s: sorted(n for n, r in results.items() if r == s) for s in ("PASS", "FAIL", "HANG", "CRASH")}
         print(f"\ncorrectness summary: " + ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
         for k in ("FAIL", "HANG", "CRASH"):
