@@ -22,18 +22,31 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     // wgmma: C tiles of one or two 64-row consumer warpgroups by 64 to 256 columns, and
     // every ring depth from 2 to 6 that fits shared memory next to the C buffer (K depth
     // is fixed at 64 by the 128-byte swizzle): about 25 candidates.
+    // Then the schedules that hide the epilogue or share an operand (bsr_gemm_sm90.cuh):
+    // pingpong tiles (each consumer warpgroup a whole tile, at most 128 accumulators) with
+    // 3 to 6 stages, and for sdd the pair of blocks of one block column (2 x block rows):
+    // about 10 more.
+    const auto add = [&](TileConfig tile) {
+      candidate.tile = tile;
+      if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) return;
+      try {
+        validate(candidate);
+        out.push_back(candidate.tile);
+      } catch (const SpecError&) {
+        // Statically impossible for this problem: pruned.
+      }
+    };
     const std::pair<int, int> wgmma_tiles[] = {{128, 128}, {128, 256}, {128, 64}, {64, 256}, {64, 128}, {64, 64}};
     for (auto [tile_m, tile_n] : wgmma_tiles) {
-      for (int stages = 2; stages <= 6; ++stages) {
-        candidate.tile = TileConfig{tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1};
-        if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) continue;
-        try {
-          validate(candidate);
-          out.push_back(candidate.tile);
-        } catch (const SpecError&) {
-          // Statically impossible for this problem: pruned.
-        }
-      }
+      for (int stages = 2; stages <= 6; ++stages) add(TileConfig{tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1});
+    }
+    const std::pair<int, int> pingpong_tiles[] = {{128, 128}, {64, 256}, {64, 128}, {64, 64}};
+    for (auto [tile_m, tile_n] : pingpong_tiles) {
+      for (int stages = 3; stages <= 6; ++stages) add(TileConfig{tile_m, tile_n, 64, stages, 8, 1, true});
+    }
+    if (problem.op == OpKind::sdd) {
+      const int b = problem.block_size;
+      for (int stages = 2; stages <= 6; ++stages) add(TileConfig{2 * b, b, 64, stages, 8, 1});
     }
     return out;
   }

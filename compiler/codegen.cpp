@@ -9,12 +9,15 @@ namespace moejit {
 namespace {
 
 // Must match the order of the template parameters of moejit::bsr_gemm_sm80 and
-// moejit::bsr_gemm_sm90 (the two families share them).
+// moejit::bsr_gemm_sm90 (the two families share them; sm90 adds its schedule last).
 std::string template_arguments(const KernelSpec& s) {
   const TileConfig& t = s.tile;
-  return fmt::format("moejit::OpKind::{}, {}, {}, {}, {}, {}LL, {}LL, {}LL, {}, {}, {}, {}, {}, {}", op_name(s.op),
-                     s.trans_a, s.trans_b, dtype_template_type(s.dtype), s.block_size, s.m, s.n, s.k, t.tile_m,
-                     t.tile_n, t.tile_k, t.stages, t.warps_m, t.warps_n);
+  std::string out =
+      fmt::format("moejit::OpKind::{}, {}, {}, {}, {}, {}LL, {}LL, {}LL, {}, {}, {}, {}, {}, {}", op_name(s.op),
+                  s.trans_a, s.trans_b, dtype_template_type(s.dtype), s.block_size, s.m, s.n, s.k, t.tile_m, t.tile_n,
+                  t.tile_k, t.stages, t.warps_m, t.warps_n);
+  if (s.family == KernelFamily::wgmma) out += fmt::format(", {}", t.pingpong);
+  return out;
 }
 
 }  // namespace
@@ -47,13 +50,14 @@ GeneratedSource generate_source(const KernelSpec& spec) {
     const TileConfig& t = spec.tile;
     const WgmmaRegisters r = wgmma_registers(t);
     out.source += fmt::format(
-        "\nusing HostCheckedLayout = moejit::Sm90Layout<{}, {}, {}, {}>;\n"
+        "\nusing HostCheckedLayout = moejit::Sm90Layout<{}, {}, {}, {}, {}, {}>;\n"
         "static_assert(HostCheckedLayout::kThreads == {} && HostCheckedLayout::kSharedBytes == {},\n"
         "              \"moejit host and template disagree on threads or shared memory\");\n"
         "static_assert(HostCheckedLayout::kLaunchRegisters == {} && HostCheckedLayout::kProducerRegisters == {} &&\n"
         "              HostCheckedLayout::kConsumerRegisters == {},\n"
         "              \"moejit host and template disagree on the register split\");\n",
-        t.tile_m, t.tile_n, t.tile_k, t.stages, spec.threads(), spec.shared_bytes(), r.launch, r.producer,
+        t.tile_m, t.tile_n, t.tile_k, t.stages, wgmma_consumer_warpgroups(t), t.pingpong, spec.threads(),
+        spec.shared_bytes(), r.launch, r.producer,
         r.consumer);
   }
   return out;

@@ -1,11 +1,13 @@
 #include "compiler/launch_geometry.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "compiler/spec_error.hpp"
+#include "compiler/validate.hpp"
 
 namespace moejit {
 namespace {
@@ -34,7 +36,14 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
       throw SpecError("op", std::string(op_name(s.op)), "a block-sparse product (routing ops: routing_launch_geometry)");
     case OpKind::sdd:
       require_extent("topology.block_cols", sparse.block_cols, b, s.n, "n");
-      tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);
+      if (sdd_block_pairs(s)) {
+        // Pairs of blocks within each block column (the kernel counts them on the device,
+        // from the column offsets and the live count): at most one odd block per nonempty
+        // column, and the unused blocks past the live count in pairs of their own.
+        tiles = sparse.nnz == 0 ? 0 : (sparse.nnz + std::min(sparse.block_cols, sparse.nnz) + 1) / 2;
+      } else {
+        tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);
+      }
       break;
     case OpKind::dsd: {
       require_extent("topology.block_cols", sparse.block_cols, b, s.trans_a ? s.m : s.k, s.trans_a ? "m" : "k");

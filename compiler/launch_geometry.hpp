@@ -16,7 +16,8 @@ struct SparseShape {
 };
 
 struct LaunchGeometry {
-  std::int64_t grid_x = 0;     // thread blocks (one C tile each); 0 means nothing to do
+  std::int64_t grid_x = 0;     // C tiles, one thread block each (an upper bound for paired sdd
+                               // blocks; the wgmma family launches at most one per SM); 0: nothing to do
   int threads = 0;
   int shared_bytes = 0;        // dynamic shared memory per thread block
 };

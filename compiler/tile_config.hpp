@@ -15,6 +15,9 @@ struct TileConfig {
   int stages = 4;     // shared-memory pipeline depth (cp.async multistage)
   int warps_m = 2;    // warp grid; each warp owns (tile_m/warps_m) x (tile_n/warps_n) of C
   int warps_n = 2;
+  // wgmma family only: the two consumer warpgroups take turns on whole tiles instead of
+  // sharing one (templates/moejit/bsr_gemm_sm90.cuh). Text suffix ".pingpong".
+  bool pingpong = false;
 
   // The mma family's threads (the warp grid); see wgmma_threads for the wgmma family.
   int threads() const { return warps_m * warps_n * 32; }
@@ -27,18 +30,23 @@ struct TileConfig {
   // templates/moejit/epilogue.cuh). See wgmma_shared_bytes for the wgmma family.
   int shared_bytes(DType dtype) const;
 
-  std::string text() const;   // "128x128x32.s4.w2x2"
+  std::string text() const;   // "128x128x32.s4.w2x2", "128x128x64.s5.w8x1.pingpong"
   friend bool operator==(const TileConfig&, const TileConfig&) = default;
 };
 
 TileConfig parse_tile_config(std::string_view text);
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): the warp grid is the consumer
-// warpgroups' (4 warps per 64 rows of C), and a producer warpgroup issuing TMA comes on
-// top. Shared memory: the stages, the C buffer of the epilogue, two mbarriers per stage,
-// and 1 KB of slack to align the 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the
-// template; the generated source asserts that both agree).
+// warpgroups' (warps_m / 4 of them, warps_n = 1), and a producer warpgroup issuing TMA
+// comes on top. Each consumer warpgroup owns wgmma_warpgroup_rows of a tile: its share of
+// tile_m when they cooperate on one tile (64 or 128), all of tile_m when they take turns
+// (pingpong). Shared memory: the stages, the C buffer of the epilogue (one per consumer
+// warpgroup with pingpong), two mbarriers per stage, and 1 KB of slack to align the
+// 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the template; the generated
+// source asserts that both agree).
 int wgmma_threads(const TileConfig& tile);
+int wgmma_consumer_warpgroups(const TileConfig& tile);
+int wgmma_warpgroup_rows(const TileConfig& tile);
 int wgmma_shared_bytes(const TileConfig& tile, DType dtype);
 
 // The wgmma kernel's register split (Sm90Layout in the template): every thread starts

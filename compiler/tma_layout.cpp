@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compiler/spec_error.hpp"
+#include "compiler/validate.hpp"
 
 namespace moejit {
 namespace {
@@ -56,7 +57,9 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       throw SpecError("op", std::string(op_name(s.op)), "a block-sparse product (routing kernels use no TMA)");
     case OpKind::sdd: {
       const std::int64_t m = dyn_rows, n = s.n, k = s.k;
-      out.a = s.trans_a ? operand("a", k, m, lda, e, false, t.tile_m) : operand("a", m, k, lda, e, true, t.tile_m);
+      // A pair of blocks loads each block's A rows with a box of its own.
+      const int a_rows = sdd_block_pairs(s) ? b : t.tile_m;
+      out.a = s.trans_a ? operand("a", k, m, lda, e, false, a_rows) : operand("a", m, k, lda, e, true, a_rows);
       out.b = s.trans_b ? operand("b", n, k, ldb, e, true, t.tile_n) : operand("b", k, n, ldb, e, false, t.tile_n);
       out.c = output(sparse_rows, b, b, e);
       break;

@@ -64,24 +64,39 @@ void validate_mma_tile(const KernelSpec& s) {
   require(t.accumulators_per_thread() <= 128, "tile", t.text(),
           fmt::format("at most 128 accumulators per thread (tile_m*tile_n/threads), got {}",
                       t.accumulators_per_thread()));
+  require(!t.pingpong, "tile", t.text(), "no .pingpong for family=mma (a wgmma schedule)");
 }
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): Hopper's warpgroup instructions
-// exist on sm_90a only, and the kernel's shared-memory layout fixes most of the tile.
+// exist on sm_90a only, and the kernel's shared-memory layout fixes most of the tile. Two
+// consumer warpgroups cooperate on one tile (64 rows each, or 128 each for a 256-row tile)
+// or, with .pingpong, take turns on whole tiles of 64 or 128 rows; either way a
+// warpgroup's accumulators (its rows x tile_n / 128 threads) must leave registers to spare.
 void validate_wgmma_tile(const KernelSpec& s) {
   const TileConfig& t = s.tile;
   require(s.target.major == 9 && s.target.minor == 0 && s.target.arch_specific, "target", s.target.text(),
           "sm_90a for family=wgmma (wgmma and setmaxnreg exist on sm_90a only; use family=mma elsewhere)");
   require(t.tile_k == 64, "tile_k", t.tile_k,
           "64 for family=wgmma (one 128-byte swizzled row of 16-bit elements per stage)");
-  require(t.tile_m == 64 || t.tile_m == 128, "tile_m", t.tile_m,
-          "64 or 128 for family=wgmma (one or two consumer warpgroups of 64 rows)");
+  if (t.pingpong) {
+    require(t.tile_m == 64 || t.tile_m == 128, "tile_m", t.tile_m,
+            "64 or 128 for family=wgmma with .pingpong (each consumer warpgroup owns a whole tile)");
+  } else {
+    require(t.tile_m == 64 || t.tile_m == 128 || t.tile_m == 256, "tile_m", t.tile_m,
+            "64 or 128 for family=wgmma (one or two consumer warpgroups of 64 rows), or 256 (two of 128 rows)");
+  }
   require(t.tile_n % 64 == 0 && t.tile_n <= 256, "tile_n", t.tile_n,
           "64, 128 or 256 for family=wgmma (wgmma n <= 256, in 64-element swizzle chunks)");
-  require(t.warps_m == 4 * (t.tile_m / 64) && t.warps_n == 1, "warps",
-          fmt::format("{}x{}", t.warps_m, t.warps_n),
-          fmt::format("{}x1 for family=wgmma with tile_m={} (4 warps per 64-row consumer warpgroup)",
-                      4 * (t.tile_m / 64), t.tile_m));
+  const int warps = t.pingpong || t.tile_m >= 128 ? 8 : 4;
+  require(t.warps_m == warps && t.warps_n == 1, "warps", fmt::format("{}x{}", t.warps_m, t.warps_n),
+          t.pingpong ? std::string("8x1 for family=wgmma with .pingpong (two consumer warpgroups taking turns)")
+                     : fmt::format("{}x1 for family=wgmma with tile_m={} (4 warps per consumer warpgroup of {} rows)",
+                                   warps, t.tile_m, t.tile_m == 256 ? 128 : 64));
+  const int accumulators = wgmma_warpgroup_rows(t) * t.tile_n / 128;
+  require(accumulators <= 128, "tile", t.text(),
+          fmt::format("at most 128 fp32 accumulators per consumer thread (its warpgroup's {} rows x tile_n / 128), "
+                      "got {}",
+                      wgmma_warpgroup_rows(t), accumulators));
 }
 
 void validate_tile(const KernelSpec& s) {
@@ -104,8 +119,19 @@ void validate_op_fit(const KernelSpec& s) {
   const int b = s.block_size;
   switch (s.op) {
     case OpKind::sdd:
-      require(b % t.tile_m == 0, "tile_m", t.tile_m, fmt::format("a divisor of block ({})", b));
-      require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
+      if (sdd_block_pairs(s)) {
+        // Two blocks of one block column share the B tile (bsr_tile_coords.cuh).
+        require(!t.pingpong, "tile_m", t.tile_m,
+                fmt::format("a divisor of block ({}); twice the block pairs two blocks, which takes the "
+                            "cooperative schedule (no .pingpong)",
+                            b));
+        require(t.tile_n == b, "tile_n", t.tile_n,
+                fmt::format("the block ({}) when tile_m = 2 x block pairs two blocks of a block column", b));
+      } else {
+        require(b % t.tile_m == 0, "tile_m", t.tile_m,
+                fmt::format("a divisor of block ({}), or twice it with family=wgmma (a pair of blocks)", b));
+        require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
+      }
       require_multiple("k", s.k, t.tile_k, "tile_k");
       require_multiple("n", s.n, b, "block");
       break;
@@ -129,6 +155,10 @@ void validate_op_fit(const KernelSpec& s) {
 }
 
 }  // namespace
+
+bool sdd_block_pairs(const KernelSpec& s) {
+  return s.op == OpKind::sdd && s.family == KernelFamily::wgmma && s.tile.tile_m == 2 * s.block_size;
+}
 
 void validate(const KernelSpec& s) {
   if (is_routing(s.op)) return validate_routing(s);

@@ -8,4 +8,9 @@ namespace moejit {
 // Throws SpecError naming the first offending field, its value and what is allowed.
 void validate(const KernelSpec& spec);
 
+// Whether an sdd spec's thread blocks each compute two blocks of one block column (a
+// wgmma tile of 2 x block rows, templates/moejit/bsr_tile_coords.cuh): the two blocks
+// share the B tile, which halves B's shared-memory and L2 traffic per block.
+bool sdd_block_pairs(const KernelSpec& spec);
+
 }  // namespace moejit

@@ -8,7 +8,7 @@
 //   C buffer:  the tile's output, staged for the TMA store (its own memory, so the
 //              producer keeps filling stages for the next tile during the epilogue)
 //   full[s]:   the producer's TMA loads have landed (1 arrival + the stage's bytes)
-//   empty[s]:  every consumer warpgroup's wgmma has finished reading it (1 arrival each)
+//   empty[s]:  every consumer warpgroup that reads the stage is done with it
 //
 // The grid is at most one thread block per SM (runtime: launch_bsr_gemm); block i
 // computes C tiles i, i + grid, i + 2 grid, ... in the traversal's order, so the blocks
@@ -16,17 +16,45 @@
 // consumers walk the same tiles and count the same steps, so the ring's stage and phase
 // follow from one running step counter on both sides.
 //
+// Two consumer schedules (TileConfig::pingpong):
+//   cooperative  both warpgroups work on every tile, each on its own rows (64, or 128 for
+//                a 256-row tile, as two m64 wgmmas per K slice); both release each stage.
+//   pingpong     the warpgroups take turns: the block's 1st, 3rd, ... tiles are the first
+//                warpgroup's, the others the second's, each a whole tile of 64 or 128
+//                rows, with a C buffer per warpgroup. The ring hands stages out in tile
+//                order, so one warpgroup's mainloop runs while the other rounds and
+//                stores its previous tile: the epilogue is hidden behind the other's
+//                mainloop (CUTLASS's "ping-pong" kernel schedule), which pays where
+//                reductions are short. Only the owner releases a stage.
+//                A warpgroup starts a tile's mainloop only once the other has waited
+//                for every stage of the tile before (an order barrier, named barrier
+//                3 + warpgroup): this is needed for correctness, not only for speed. A
+//                stage's full barrier is waited for by phase parity, which names a phase
+//                only within one phase of the barrier's current one; a warpgroup that
+//                skipped the other's tile (k steps) is k steps ahead in the ring, and
+//                without the order it would wait on a stage two or more phases ahead of
+//                what the producer has filled: the parity then matches an older phase,
+//                the wait passes at once, and the warpgroup reads (and releases) the
+//                other tile's stages. With the order, every step before a warpgroup's
+//                first step of a tile has landed (the other warpgroup waited for it),
+//                and its own steps it waits for in order, so each wait is on the
+//                barrier's current or next phase, as in the cooperative schedule.
+// sdd with tile_m = 2 x block pairs two blocks of one block column (SddPairCursor in
+// bsr_tile_coords.cuh): one B tile, two A copies into the stage, each consumer warpgroup
+// one block; the second warpgroup of a single-block pair keeps the ring's handshake but
+// neither computes nor stores.
+//
 // The producer waits empty[s], announces the stage's bytes on full[s] and issues the
-// copies; a consumer waits full[s], issues its 64 x tile_n share of the stage's wgmmas
-// and releases the stage of the previous step once those have completed (one batch stays
-// in flight, so the tensor cores never wait for the release handshake). The epilogue
-// rounds the accumulators to 16 bits, stages them in the C buffer in the 128-byte
-// swizzled layout (conflict-free fragment writes) and stores them with TMA, which runs
-// while the warpgroup starts its next tile.
+// copies; a consumer waits full[s], issues its share of the stage's wgmmas and releases
+// the stage of the previous step once those have completed (one batch stays in flight, so
+// the tensor cores never wait for the release handshake). The epilogue rounds the
+// accumulators to 16 bits, stages them in the C buffer in the 128-byte swizzled layout
+// (conflict-free fragment writes) and stores them with TMA, which runs while the
+// warpgroup starts its next tile.
 //
 // The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
-// with the same template arguments as bsr_gemm_sm80. The tile's warp grid is the
-// consumers' (warps_m = 4 per 64 rows, warps_n = 1); the producer warpgroup comes on top.
+// with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
+// is warps_m = 4 per consumer warpgroup, warps_n = 1; the producer warpgroup comes on top.
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
@@ -43,19 +71,22 @@ namespace moejit {
 
 // Shared memory and register budget of one thread block. The host mirrors the byte count
 // in compiler/tile_config.cpp (wgmma_shared_bytes); the kernel traps if it got less.
-template <int kTileM, int kTileN, int kTileK, int kStages>
+template <int kTileM, int kTileN, int kTileK, int kStages, int kConsumers, bool kPingpong>
 struct Sm90Layout {
-  static constexpr int kConsumerWarpgroups = kTileM / 64;
+  static constexpr int kConsumerWarpgroups = kConsumers;
   static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
+  // Rows of a tile one consumer warpgroup computes (compiler: wgmma_warpgroup_rows).
+  static constexpr int kWarpgroupRows = kPingpong ? kTileM : kTileM / kConsumerWarpgroups;
   static constexpr int kABytes = kTileM * kTileK * 2;
   static constexpr int kBBytes = kTileN * kTileK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kCBytes = kTileM * kTileN * 2;
+  static constexpr int kCBytes = kTileM * kTileN * 2;   // one C buffer
+  static constexpr int kCBuffers = kPingpong ? kConsumerWarpgroups : 1;
   // The dynamic shared memory base is only 16-byte aligned by contract; the swizzled
   // tiles need 1024, so the kernel rounds up within this slack.
   static constexpr int kAlignSlack = 1024;
   static constexpr int kCOffset = kStages * kStageBytes;
-  static constexpr int kBarrierOffset = kCOffset + kCBytes;
+  static constexpr int kBarrierOffset = kCOffset + kCBuffers * kCBytes;
   static constexpr int kSharedBytes = kAlignSlack + kBarrierOffset + 2 * kStages * 8;
   // Registers: ptxas allocates every thread the launch bound's share of the 65536
   // registers of an SM (it does not shrink a kernel that uses setmaxnreg), one block per
@@ -106,28 +137,58 @@ __device__ __forceinline__ unsigned long long operand_descriptor(unsigned base, 
                  : wgmma::descriptor_sw128(base + 2048 * k16, 8192, 1024);
 }
 
+// Tiles numbered 0 .. num_tiles - 1, each of which the traversal computes on its own; the
+// walk interface of SddPairCursor (bsr_tile_coords.cuh), whose tiles only a forward walk
+// finds.
+template <class Coords>
+struct IndexedTiles {
+  using Tile = Coords;
+  int count;
+  __device__ explicit IndexedTiles(const BsrGemmParams& p) : count(Coords::num_tiles(p)) {}
+  __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
+  __device__ Coords at(const BsrGemmParams& p, int t) const { return Coords(p, t); }
+};
+
+template <bool kCondition, class IfTrue, class IfFalse>
+struct Select {
+  using type = IfTrue;
+};
+template <class IfTrue, class IfFalse>
+struct Select<false, IfTrue, IfFalse> {
+  using type = IfFalse;
+};
+
 }  // namespace sm90
 
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
-          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN>
-__global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::kThreads, 1)
+          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong>
+__global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
-  using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages>;
-  using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
-  using Mma = WgmmaOp<Element, kTileN, !Coords::kAKMajor, !Coords::kBKMajor>;
+  using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
+  // sdd with a tile of two blocks: pairs of one block column (see the top of this file).
+  constexpr bool kPairs = kOp == OpKind::sdd && kTileM == 2 * kBlock;
+  using Walk = typename sm90::Select<
+      kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
+      sm90::IndexedTiles<BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>>>::type;
+  using Tile = typename Walk::Tile;
+  using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
   constexpr int kConsumers = Layout::kConsumerWarpgroups;
+  constexpr int kMmaM = Layout::kWarpgroupRows / 64;   // m64 wgmmas per K slice and warpgroup
   static_assert(kTileK == 64, "the 128-byte swizzle holds 64 16-bit elements of K per row");
-  static_assert(kTileM == 64 || kTileM == 128, "one or two consumer warpgroups of 64 rows");
+  static_assert(kWarpsN == 1 && (kWarpsM == 4 || kWarpsM == 8), "one or two consumer warpgroups of 4 warps");
+  static_assert(kConsumers == 2 || !kPingpong, "pingpong needs two consumer warpgroups");
+  static_assert(kPingpong || Layout::kWarpgroupRows * kConsumers == kTileM, "cooperative warpgroups split the rows");
+  static_assert(kMmaM == 1 || kMmaM == 2, "a consumer warpgroup owns 64 or 128 rows");
+  static_assert(kMmaM * kTileN / 2 <= 128, "at most 128 fp32 accumulators per consumer thread");
   static_assert(kTileN % 64 == 0 && kTileN <= 256, "wgmma n up to 256, in 64-element swizzle chunks");
-  static_assert(kWarpsM == 4 * kConsumers && kWarpsN == 1, "the consumer warp grid is 4 warps per 64 rows");
+  static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
+                "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
   static_assert(kStages >= 2, "the pipeline needs at least two stages");
 
   const BsrGemmParams& p = params.gemm;
-  const int num_tiles = Coords::num_tiles(p);
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const unsigned smem = (ptx::shared_address(smem_raw) + 1023u) & ~1023u;
-  const unsigned c_buffer = smem + Layout::kCOffset;
   const unsigned full = smem + Layout::kBarrierOffset;   // full[s] at full + 8 s
   const unsigned empty = full + 8 * kStages;              // empty[s] at empty + 8 s
   const int warpgroup = threadIdx.x / 128;
@@ -140,7 +201,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::k
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       mbarrier::init(full + 8 * s, 1);
-      mbarrier::init(empty + 8 * s, kConsumers);
+      mbarrier::init(empty + 8 * s, kPingpong ? 1 : kConsumers);
     }
     mbarrier::fence_init();
   }
@@ -152,58 +213,117 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::k
     if (wg_thread != 0) return;
     tma::prefetch_descriptor(params.a);
     tma::prefetch_descriptor(params.b);
+    Walk walk(p);
     int step = 0;
-    for (int t = blockIdx.x; t < num_tiles; t += gridDim.x) {
-      if (!Coords::live(p, t)) continue;
-      const Coords tile(p, t);
+    for (int t = blockIdx.x; walk.seek(p, t); t += gridDim.x) {
+      const auto tile = walk.at(p, t);
+      // A single-block pair copies one A tile: the stage then expects half of A's bytes.
+      int stage_bytes = Layout::kStageBytes;
+      if constexpr (kPairs) stage_bytes -= (2 - tile.count) * (Layout::kABytes / 2);
       for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
         const int s = step % kStages;
         mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
-        mbarrier::arrive_expect_tx(full + 8 * s, Layout::kStageBytes);
+        mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
         const unsigned stage = smem + s * Layout::kStageBytes;
-        sm90::load_operand<Coords::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
-        sm90::load_operand<Coords::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
+        if constexpr (kPairs) {
+#pragma unroll
+          for (int part = 0; part < 2; ++part) {
+            if (part < tile.count) {
+              sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
+                                                         tile.a(kt, part), full + 8 * s);
+            }
+          }
+        } else {
+          sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
+        }
+        sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt),
+                                                             full + 8 * s);
       }
     }
     return;
   }
 
-  // Consumer warpgroup `warpgroup`: rows [64 warpgroup, 64 warpgroup + 64) of each tile.
+  // Consumer warpgroup `warpgroup`. Its rows of a tile are 64-row groups group0,
+  // group0 + 1, ... (kMmaM of them); both A layouts put 64-row group g at byte 8192 g of
+  // the stage's A tile (64 K-major rows of 128 bytes, or one MN-major chunk of 64 K rows),
+  // and the C buffer has the K-major row layout.
   warpgroup::acquire_registers<Layout::kConsumerRegisters>();
   const int warp = wg_thread / 32;
   const int lane = wg_thread % 32;
   const int barrier_id = 1 + warpgroup;   // this warpgroup's named barrier (0 is __syncthreads)
-  // Both A layouts put a warpgroup's 64 rows 8192 bytes apart: 64 K-major rows of 128
-  // bytes, or one MN-major chunk of 64 K rows. The C buffer has the K-major row layout.
-  const unsigned a_offset = warpgroup * 8192;
-  float acc[kTileN / 2];
+  // Pingpong: named barrier 3 + w is warpgroup w's turn to run a mainloop (this warpgroup
+  // waits on it with its 128 threads, the other signals it with its 128).
+  const int my_turn = 3 + warpgroup;
+  const int other_turn = 3 + (1 - warpgroup);
+  const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
+  const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
+  float acc[kMmaM][kTileN / 2];
+  Walk walk(p);
   int step = 0;
-  for (int t = blockIdx.x; t < num_tiles; t += gridDim.x) {
-    const Coords tile(p, t);
-    // A tile past the live count (BsrGemmParams::live_nnz) gets no reduction, so the
-    // epilogue writes zeros there: every output element is defined.
-    const int k_tiles = Coords::live(p, t) ? tile.num_k_tiles : 0;
+  int turn = 0;
+  if constexpr (kPingpong) {
+    // The first tile is the first warpgroup's: the second hands it the first turn. Every
+    // signal below has exactly one matching wait (none for a tile that does not exist).
+    if (warpgroup == 1 && walk.seek(p, blockIdx.x)) warpgroup::named_barrier_arrive(other_turn, 256);
+  }
+  for (int t = blockIdx.x; walk.seek(p, t); t += gridDim.x) {
+    const Tile tile = walk.at(p, t);
+    // A tile with no reduction (an empty sparse row, an sdd block past the live count)
+    // still gets its epilogue: zeros, so every output element is defined.
+    const int k_tiles = tile.num_k_tiles;
+    if constexpr (kPingpong) {
+      // The other warpgroup's turn: count its steps to stay in phase with the ring.
+      if ((turn++ & 1) != warpgroup) {
+        step += k_tiles;
+        continue;
+      }
+    }
+    // The second block of a single-block pair does not exist: this warpgroup keeps the
+    // handshake (waits for each stage, releases it) and computes and stores nothing.
+    bool has_rows = true;
+    if constexpr (kPairs) has_rows = warpgroup < tile.count;
 #pragma unroll
-    for (int i = 0; i < kTileN / 2; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < kMmaM; ++i) {
+#pragma unroll
+      for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
+    }
+    // Pingpong: wait until the other warpgroup has waited for every stage of its tile
+    // (see the top of this file: the parity waits below are only exact from then on).
+    if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
+    // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
+    // H200); the larger loop body of the schedules below made it stop doing so unasked.
+#pragma unroll 2
     for (int kt = 0; kt < k_tiles; ++kt, ++step) {
       const int s = step % kStages;
       mbarrier::wait(full + 8 * s, (step / kStages) & 1);
       const unsigned stage = smem + s * Layout::kStageBytes;
-      wgmma::fence_accumulators(acc);
-      wgmma::fence();
+      if (has_rows) {
 #pragma unroll
-      for (int k16 = 0; k16 < kTileK / 16; ++k16) {
-        Mma::mma(acc, sm90::operand_descriptor<Coords::kAKMajor>(stage + a_offset, k16),
-                 sm90::operand_descriptor<Coords::kBKMajor>(stage + Layout::kABytes, k16), 1);
+        for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
+        wgmma::fence();
+#pragma unroll
+        for (int k16 = 0; k16 < kTileK / 16; ++k16) {
+          const unsigned long long b_desc = sm90::operand_descriptor<Tile::kBKMajor>(stage + Layout::kABytes, k16);
+#pragma unroll
+          for (int i = 0; i < kMmaM; ++i) {
+            Mma::mma(acc[i], sm90::operand_descriptor<Tile::kAKMajor>(stage + (group0 + i) * 8192, k16), b_desc, 1);
+          }
+        }
+        wgmma::commit_group();
+#pragma unroll
+        for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
       }
-      wgmma::commit_group();
-      wgmma::fence_accumulators(acc);
       // The previous step's batch is done reading its stage: hand that stage back.
       wgmma::wait_group<1>();
       if (kt > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
     }
+    // Pingpong: every stage of this tile has landed; the next tile (the other's) may start.
+    if constexpr (kPingpong) {
+      if (walk.seek(p, t + static_cast<int>(gridDim.x))) warpgroup::named_barrier_arrive(other_turn, 256);
+    }
     wgmma::wait_group<0>();
-    wgmma::fence_accumulators(acc);
+#pragma unroll
+    for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
     if (k_tiles > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
 
     // Epilogue: [tile_n / 64 chunks][tile_m rows][64 elements] in the C buffer, each
@@ -211,25 +331,40 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::k
     // fall in 32 distinct banks. First, the previous tile's store must have read it.
     if (wg_thread == 0) tma::store_wait_read();
     warpgroup::named_barrier(barrier_id, 128);
-    const int row = warpgroup * 64 + warp * 16 + lane / 4;   // and row + 8
+    if (has_rows) {
 #pragma unroll
-    for (int j = 0; j < kTileN / 8; ++j) {
-      const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
+      for (int i = 0; i < kMmaM; ++i) {
+        const int row = (group0 + i) * 64 + warp * 16 + lane / 4;   // and row + 8
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = row + 8 * half;
-        const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
-        sm90::store_shared_u32(address,
-                               ElementOps<Element>::pack2(acc[4 * j + 2 * half], acc[4 * j + 2 * half + 1]));
+        for (int j = 0; j < kTileN / 8; ++j) {
+          const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int r = row + 8 * half;
+            const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
+            sm90::store_shared_u32(address, ElementOps<Element>::pack2(acc[i][4 * j + 2 * half],
+                                                                       acc[i][4 * j + 2 * half + 1]));
+          }
+        }
       }
     }
     tma::fence_shared_to_async();
     warpgroup::named_barrier(barrier_id, 128);
-    if (wg_thread == 0) {
+    if (wg_thread == 0 && has_rows) {
+      // This warpgroup's rows of C: its part of the tile, or its block of a pair.
+      TileCoord out;
+      if constexpr (kPairs) {
+        out = tile.c(warpgroup);
+      } else {
+        out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
+      }
 #pragma unroll
       for (int c = 0; c < kTileN / 64; ++c) {
-        tma::store_2d(params.c, tile.c.x + 64 * c, tile.c.y + 64 * warpgroup,
-                      c_buffer + c * (kTileM * 128) + a_offset);
+#pragma unroll
+        for (int i = 0; i < kMmaM; ++i) {
+          tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i,
+                        c_buffer + c * (kTileM * 128) + (group0 + i) * 8192);
+        }
       }
       tma::store_commit();
     }
@@ -237,5 +372,4 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages>::k
   // The block's shared memory must outlive the stores reading it.
   if (wg_thread == 0) tma::store_wait_read();
 }
-
 }  // namespace moejit

@@ -6,12 +6,14 @@
 //
 // Every traversal provides:
 //   kAKMajor / kBKMajor   whether K is the contiguous dimension of the stored A / B tiles
-//   num_k_tiles           reduction steps of this thread block (0 for an empty sparse row)
+//   num_k_tiles           reduction steps of this thread block (0 for an empty sparse row,
+//                         and for an sdd block past the live count: BsrGemmParams::live_nnz;
+//                         either way the C tile is written, with zeros)
 //   a(kt), b(kt)          coordinates of the A and B tiles of step kt
 //   c                     coordinates of the C tile
-//   live(p, tile)         whether tile `tile` has work (BsrGemmParams::live_nnz)
 //   num_tiles(p)          C tiles of the product (the persistent grid strides over them)
 // The host counts the tiles with the same arithmetic: compiler/launch_geometry.cpp.
+// SddBlockPairs at the end is the exception: pairs of sdd blocks, counted on the device.
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
@@ -79,7 +81,7 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     m0 = static_cast<long long>(p.row_indices[block]) * kBlock + sub_m * kTileM;
     n0 = static_cast<long long>(p.column_indices[block]) * kBlock + sub_n * kTileN;
     c = TileCoord{sub_n * kTileN, block * kBlock + sub_m * kTileM};
-    num_k_tiles = static_cast<int>(kK / kTileK);
+    num_k_tiles = live(p, tile) ? static_cast<int>(kK / kTileK) : 0;
   }
   __device__ TileCoord a(int kt) const { return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK); }
   __device__ TileCoord b(int kt) const { return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK); }
@@ -102,7 +104,6 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   long long n0;
   TileCoord c;
 
-  __device__ static bool live(const BsrGemmParams&, int) { return true; }
   __device__ static int num_tiles(const BsrGemmParams& p) {
     const long long rows = kTransA ? kM : static_cast<long long>(p.block_rows) * kBlock;
     return static_cast<int>(rows / kTileM * (kN / kTileN));
@@ -156,7 +157,6 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   long long m0;
   TileCoord c;
 
-  __device__ static bool live(const BsrGemmParams&, int) { return true; }
   __device__ static int num_tiles(const BsrGemmParams& p) {
     const long long cols = kTransB ? static_cast<long long>(p.block_rows) * kBlock : kN;
     return static_cast<int>(kM / kTileM * (cols / kTileN));
@@ -191,6 +191,100 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     // Stored block rows are B's K (N-major), or B^T's N (K-major).
     return kTransB ? TileCoord{k_in_block, stored * kBlock + sub_n * kTileN}
                    : TileCoord{sub_n * kTileN, stored * kBlock + k_in_block};
+  }
+};
+
+// sdd with thread blocks of two blocks (wgmma tile_m = 2 x block, tile_n = block): the
+// two blocks share a block column, so one B tile serves both, and each has an A tile of
+// its own block row (two copies into one stage). Pairs follow the column-major order:
+// column c's live blocks, positions offsets_t[c] .. offsets_t[c + 1] of that order, form
+// ceil(n / 2) pairs, the last one single when n is odd; then the unused blocks past the
+// live count, whose C is written with zeros, in pairs of consecutive stored blocks.
+//
+// How many pairs precede a column depends on every earlier column's count, a device-side
+// value: instead of a table, each thread walks the columns with a cursor (SddPairCursor),
+// which only moves forward because a persistent thread block visits its tiles in
+// increasing order. The walk reads block_cols + 1 offsets over the kernel's lifetime.
+// Without column-major metadata (block_offsets_t == nullptr) a pair is one block.
+template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
+struct SddBlockPair {
+  static constexpr bool kAKMajor = !kTransA;
+  static constexpr bool kBKMajor = kTransB;
+  int count;            // blocks of the pair: 1 or 2
+  int stored[2];        // their stored (row-major) indices
+  long long m0[2];      // their first rows of A
+  long long n0;         // their common first column of B
+  int num_k_tiles;      // 0 for blocks past the live count
+
+  // (Selects rather than indexing: a run-time index would put the arrays in local memory.)
+  __device__ TileCoord a(int kt, int part) const {
+    return operand_coord<kAKMajor>(part == 0 ? m0[0] : m0[1], static_cast<long long>(kt) * kTileK);
+  }
+  __device__ TileCoord b(int kt) const { return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK); }
+  __device__ TileCoord c(int part) const { return TileCoord{0, (part == 0 ? stored[0] : stored[1]) * kBlock}; }
+};
+
+template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
+struct SddPairCursor {
+  using Tile = SddBlockPair<kTransA, kTransB, kBlock, kK, kTileK>;
+  int live;          // blocks in use: positions [0, live) of both orders
+  int column;        // the column that holds pair `first` onwards
+  int first;         // pairs in the columns before `column`
+  int begin, end;    // the live blocks of `column`: positions [begin, end) of the column-major order
+
+  __device__ explicit SddPairCursor(const BsrGemmParams& p)
+      : live(p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz), column(0), first(0), begin(0), end(0) {
+    if (p.block_offsets_t != nullptr && p.block_cols > 0) {
+      begin = min(p.offsets_t[0], live);
+      end = min(p.offsets_t[1], live);
+    }
+  }
+
+  // Whether pair `t` exists; moves the cursor to it (t never decreases between calls).
+  // One offset load per column passed.
+  __device__ bool seek(const BsrGemmParams& p, int t) {
+    if (p.block_offsets_t == nullptr) return t < p.nnz;
+    while (column < p.block_cols) {
+      const int pairs = (max(0, end - begin) + 1) / 2;
+      if (t < first + pairs) return true;
+      first += pairs;
+      ++column;
+      begin = end;
+      if (column < p.block_cols) end = min(p.offsets_t[column + 1], live);
+    }
+    // Past the live pairs: unused blocks from `live` on, two at a time.
+    return live + 2 * (t - first) < p.nnz;
+  }
+
+  // The pair `t` that seek(p, t) found.
+  __device__ Tile at(const BsrGemmParams& p, int t) const {
+    Tile pair;
+    pair.num_k_tiles = static_cast<int>(kK / kTileK);
+    if (p.block_offsets_t == nullptr) {
+      pair.count = 1;
+      pair.stored[0] = pair.stored[1] = t;
+      if (t >= live) pair.num_k_tiles = 0;
+    } else if (column < p.block_cols) {
+      const int j = begin + 2 * (t - first);
+      pair.count = min(2, end - j);
+      pair.stored[0] = p.block_offsets_t[j];
+      pair.stored[1] = pair.count == 2 ? p.block_offsets_t[j + 1] : pair.stored[0];
+    } else {
+      const int j = live + 2 * (t - first);
+      pair.count = min(2, p.nnz - j);
+      pair.stored[0] = j;
+      pair.stored[1] = pair.count == 2 ? j + 1 : j;
+      pair.num_k_tiles = 0;
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      MOEJIT_CHECK(pair.stored[i] >= 0 && pair.stored[i] < p.nnz);
+      MOEJIT_CHECK(p.row_indices[pair.stored[i]] >= 0 && p.row_indices[pair.stored[i]] < p.block_rows);
+      pair.m0[i] = static_cast<long long>(p.row_indices[pair.stored[i]]) * kBlock;
+    }
+    MOEJIT_CHECK(pair.count == 1 || p.column_indices[pair.stored[0]] == p.column_indices[pair.stored[1]]);
+    pair.n0 = static_cast<long long>(p.column_indices[pair.stored[0]]) * kBlock;
+    return pair;
   }
 };
 

@@ -28,6 +28,7 @@
 #include "compiler/nvrtc_library.hpp"
 #include "compiler/spec_error.hpp"
 #include "compiler/template_library.hpp"
+#include "compiler/validate.hpp"
 #include "test_support.hpp"
 
 using namespace moejit;
@@ -160,7 +161,7 @@ void check_kernel(const Outcome& outcome) {
     const WgmmaRegisters r = wgmma_registers(spec.tile);
     CHECK(k.resources.registers == r.launch);
     CHECK(r.producer * 128 + r.consumer * spec.tile.threads() <= k.resources.registers * k.threads);
-    CHECK(r.consumer >= spec.tile.tile_n / 2 + 32);   // the accumulators and then some
+    CHECK(r.consumer >= wgmma_warpgroup_rows(spec.tile) * spec.tile.tile_n / 128 + 32);   // accumulators and more
     for (const char* instruction : {"wgmma.mma_async.sync.aligned", "cp.async.bulk.tensor.2d.shared::cluster.global",
                                     "cp.async.bulk.tensor.2d.global.shared::cta", "mbarrier.try_wait.parity",
                                     "setmaxnreg.inc.sync.aligned.u32", "setmaxnreg.dec.sync.aligned.u32"}) {
@@ -259,6 +260,28 @@ TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a withou
   const std::vector<Outcome> outcomes = compile_all(compiler, specs);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MESSAGE("compiled " << outcomes.size() << " wgmma kernels in " << seconds << " s");
+  std::vector<std::string> names;
+  for (const Outcome& outcome : outcomes) {
+    check_kernel(outcome);
+    if (outcome.kernel) names.push_back(outcome.kernel->lowered_name);
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(std::unique(names.begin(), names.end()) == names.end());
+  CHECK(names.size() == specs.size());
+}
+
+TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles) compiles without spills") {
+  const KernelCompiler compiler(nvrtc(), templates());
+  const std::vector<KernelSpec> specs = test::wgmma_schedule_grid();
+  REQUIRE(specs.size() == 52 + 13);
+  for (const KernelSpec& s : specs) {
+    CAPTURE(s);
+    REQUIRE_NOTHROW(validate(s));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<Outcome> outcomes = compile_all(compiler, specs);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  MESSAGE("compiled " << outcomes.size() << " wgmma schedule kernels in " << seconds << " s");
   std::vector<std::string> names;
   for (const Outcome& outcome : outcomes) {
     check_kernel(outcome);

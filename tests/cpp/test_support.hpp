@@ -85,6 +85,43 @@ inline std::vector<KernelSpec> wgmma_spec_grid() {
   return out;
 }
 
+// The wgmma family's other schedules, per op and block size: pingpong tiles, the sdd
+// pair of blocks (2 x block rows) and dds's cooperative 256-row tile, each with the
+// deepest ring that fits. tests/gpu/hopper_smoke.py runs the same list on the GPU.
+inline std::vector<TileConfig> wgmma_schedule_tiles(OpKind op, int block) {
+  const bool b128 = block == 128;
+  switch (op) {
+    case OpKind::sdd:
+      return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {256, 128, 64, 3, 8, 1}}
+                  : std::vector<TileConfig>{{64, 64, 64, 6, 8, 1, true}, {128, 64, 64, 6, 8, 1}};
+    case OpKind::dsd:
+      return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {64, 256, 64, 4, 8, 1, true}}
+                  : std::vector<TileConfig>{{64, 128, 64, 6, 8, 1, true}, {64, 256, 64, 4, 8, 1, true}};
+    case OpKind::dds:
+      return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {64, 128, 64, 6, 8, 1, true},
+                                            {256, 128, 64, 3, 8, 1}}
+                  : std::vector<TileConfig>{{128, 64, 64, 6, 8, 1, true}, {64, 64, 64, 6, 8, 1, true}};
+    default:
+      return {};
+  }
+}
+
+// Every op x transpose x block in the wgmma family with each of those tiles, bf16 (the
+// dtype changes only the wgmma instruction's types: fp16 for the first transpose).
+inline std::vector<KernelSpec> wgmma_schedule_grid() {
+  std::vector<KernelSpec> out;
+  for (KernelSpec s : moe_spec_grid(sm_90a())) {
+    const bool first_transpose = !s.trans_a && !s.trans_b;
+    if (s.dtype != DType::bf16 && !first_transpose) continue;
+    s.family = KernelFamily::wgmma;
+    for (const TileConfig& tile : wgmma_schedule_tiles(s.op, s.block_size)) {
+      s.tile = tile;
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
 // What a call threw: the SpecError's field and message, or a marker that says what else
 // happened (so a failed CHECK prints something useful).
 struct Thrown {

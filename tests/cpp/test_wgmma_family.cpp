@@ -2,7 +2,9 @@
 // generated source, launch geometry and the TMA operand layout. (Its kernels are
 // compiled by test_nvrtc_compile.cpp; that they compute the right thing only a GPU can
 // tell: tests/python/test_ops_gpu.py and tests/gpu/hopper_smoke.py.)
+#include <algorithm>
 #include <string>
+#include <tuple>
 
 #include <doctest/doctest.h>
 
@@ -87,9 +89,116 @@ TEST_CASE("the kernel's layout fixes tile_k, tile_m, tile_n and the warp grid") 
   CHECK(rejected_field(s) == "tile");
   s.tile.stages = 3;
   CHECK(rejected_field(s) == "<nothing thrown>");
-  // The block structure still applies: sdd's tile divides the block.
-  s = wgmma_spec(OpKind::sdd, false, true, 64);
+  // The block structure still applies: sdd's tile divides the block, or pairs two blocks
+  // of a block column (tile_m = 2 x block, tile_n = block).
+  s = wgmma_spec(OpKind::sdd, false, true, 64, {128, 128, 64, 4, 8, 1});
+  CHECK(rejected_field(s) == "tile_n");
+  s = wgmma_spec(OpKind::sdd, false, true, 64, {256, 64, 64, 4, 8, 1});
   CHECK(rejected_field(s) == "tile_m");
+  s = wgmma_spec(OpKind::sdd, false, true, 64, {128, 64, 64, 4, 8, 1});
+  CHECK(rejected_field(s) == "<nothing thrown>");
+}
+
+TEST_CASE("pingpong: the tile text's suffix, two consumer warpgroups, whole tiles of 64 or 128 rows") {
+  const TileConfig pp{128, 128, 64, 5, 8, 1, true};
+  CHECK(pp.text() == "128x128x64.s5.w8x1.pingpong");
+  CHECK(parse_tile_config("128x128x64.s5.w8x1.pingpong") == pp);
+  CHECK(parse_tile_config("128x128x64.s5.w8x1") == TileConfig{128, 128, 64, 5, 8, 1});
+  CHECK(spec_error_of([] { parse_tile_config("128x128x64.s5.w8x1.pingpongx"); }).field == "tile");
+  CHECK(spec_error_of([] { parse_tile_config("128x128x64.s5.w8x1.pp"); }).field == "tile");
+  KernelSpec s = wgmma_spec(OpKind::dsd, true, false, 128, pp);
+  CHECK(parse_kernel_spec(s.text()) == s);
+  CHECK(contains(s.text(), " tile=128x128x64.s5.w8x1.pingpong "));
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  // A C buffer per consumer warpgroup: 5 stages of 32 KB and 2 x 32 KB.
+  CHECK(s.shared_bytes() == 1024 + 5 * 32768 + 2 * 32768 + 80);
+  CHECK(s.threads() == 384);
+  CHECK(wgmma_warpgroup_rows(s.tile) == 128);
+  s.tile = TileConfig{64, 256, 64, 4, 8, 1, true};
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  CHECK(s.shared_bytes() == 1024 + 4 * 40960 + 2 * 32768 + 64);
+  s.tile = TileConfig{128, 256, 64, 2, 8, 1, true};   // 256 accumulators per thread
+  CHECK(rejected_field(s) == "tile");
+  s.tile = TileConfig{64, 128, 64, 4, 4, 1, true};    // one consumer warpgroup cannot take turns
+  CHECK(rejected_field(s) == "warps");
+  s = wgmma_spec(OpKind::dds, false, true, 128, {256, 128, 64, 3, 8, 1, true});
+  CHECK(rejected_field(s) == "tile_m");
+  // The mma family has no such schedule.
+  KernelSpec m = moe_spec(OpKind::dsd, false, false, DType::bf16, 128);
+  m.tile.pingpong = true;
+  CHECK(rejected_field(m) == "tile");
+}
+
+TEST_CASE("sdd pairs of blocks: 2 x block rows in two consumer warpgroups of one block each") {
+  KernelSpec s = wgmma_spec(OpKind::sdd, false, true, 128, {256, 128, 64, 3, 8, 1});
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  CHECK(sdd_block_pairs(s));
+  CHECK(wgmma_warpgroup_rows(s.tile) == 128);
+  CHECK(s.shared_bytes() == 1024 + 3 * 49152 + 65536 + 48);
+  s.tile.stages = 4;
+  CHECK(rejected_field(s) == "tile");   // 4 x 48 KB + 64 KB > 227 KB
+  s.tile = TileConfig{256, 128, 64, 3, 8, 1, true};
+  CHECK(rejected_field(s) == "tile_m");
+  s.tile = TileConfig{256, 64, 64, 3, 8, 1};
+  CHECK(rejected_field(s) == "tile_n");
+  // Only sdd pairs blocks; dsd's tile still divides the block, dds's 256 rows are dense.
+  CHECK(rejected_field(wgmma_spec(OpKind::dsd, false, false, 128, {256, 128, 64, 3, 8, 1})) == "tile_m");
+  const KernelSpec dds = wgmma_spec(OpKind::dds, false, true, 128, {256, 128, 64, 3, 8, 1});
+  CHECK(rejected_field(dds) == "<nothing thrown>");
+  CHECK_FALSE(sdd_block_pairs(dds));
+  CHECK_FALSE(sdd_block_pairs(wgmma_spec(OpKind::sdd, false, true)));
+  // Launch: an upper bound of the pairs (each nonempty column may end in a single block).
+  const KernelSpec pair = wgmma_spec(OpKind::sdd, false, true, 128, {256, 128, 64, 3, 8, 1});
+  CHECK(launch_geometry(pair, SparseShape{10, 4, 896}).grid_x == (10 + 10 + 1) / 2);
+  CHECK(launch_geometry(pair, SparseShape{1000, 40, 896}).grid_x == (1000 + 896 + 1) / 2);
+  CHECK(launch_geometry(pair, SparseShape{0, 0, 896}).grid_x == 0);
+  // TMA: each block's A rows are a box of their own, B and C as for one block.
+  const TmaLayout l = tma_layout(pair, SparseShape{12, 6, 896}, 4096, 4096, 128);
+  CHECK(l.a == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 128});
+  CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 128});
+  CHECK(l.c == TmaTensor{12 * 128, 128, 128 * 2, 64, 64});
+  // Block 64: a 128x64 tile, one 64-row warpgroup per block.
+  const KernelSpec b64 = wgmma_spec(OpKind::sdd, true, false, 64, {128, 64, 64, 6, 8, 1});
+  CHECK(rejected_field(b64) == "<nothing thrown>");
+  CHECK(sdd_block_pairs(b64));
+  CHECK(wgmma_warpgroup_rows(b64.tile) == 64);
+}
+
+TEST_CASE("generated source passes the schedule to the template and checks its layout") {
+  const GeneratedSource pp = generate_source(wgmma_spec(OpKind::dsd, true, false, 128, {128, 128, 64, 5, 8, 1, true}));
+  CHECK(contains(pp.name_expression, ", 128, 128, 64, 5, 8, 1, true>"));
+  CHECK(contains(pp.source, "moejit::Sm90Layout<128, 128, 64, 5, 2, true>"));
+  CHECK(contains(pp.source, "kSharedBytes == 230480"));
+  const GeneratedSource pair = generate_source(wgmma_spec(OpKind::sdd, false, true, 128, {256, 128, 64, 3, 8, 1}));
+  CHECK(contains(pair.name_expression, ", 256, 128, 64, 3, 8, 1, false>"));
+  CHECK(contains(pair.source, "moejit::Sm90Layout<256, 128, 64, 3, 2, false>"));
+}
+
+TEST_CASE("the search space of the layer's wgmma problems holds the new schedules") {
+  for (auto [op, ta, tb] : {std::tuple{OpKind::sdd, false, true}, std::tuple{OpKind::dsd, false, false},
+                            std::tuple{OpKind::dsd, true, false}}) {
+    for (int block : {128, 64}) {
+      const KernelSpec problem = with_heuristic_implementation(moe_spec(op, ta, tb, DType::bf16, block));
+      CAPTURE(problem);
+      const std::vector<TileConfig> space = search_space(problem);
+      CHECK(std::count_if(space.begin(), space.end(), [](const TileConfig& t) { return t.pingpong; }) >= 3);
+      KernelSpec candidate = problem;
+      int pairs = 0;
+      for (const TileConfig& t : space) {
+        candidate.tile = t;
+        pairs += sdd_block_pairs(candidate);
+      }
+      CHECK((pairs > 0) == (op == OpKind::sdd));
+    }
+  }
+  const KernelSpec sdd = with_heuristic_implementation(moe_spec(OpKind::sdd, false, true, DType::bf16, 128));
+  const std::vector<TileConfig> space = search_space(sdd);
+  CHECK(std::find(space.begin(), space.end(), TileConfig{256, 128, 64, 3, 8, 1}) != space.end());
+  CHECK(std::find(space.begin(), space.end(), TileConfig{128, 128, 64, 5, 8, 1, true}) != space.end());
+  const KernelSpec dsd_t = with_heuristic_implementation(moe_spec(OpKind::dsd, true, false, DType::bf16, 128));
+  const std::vector<TileConfig> dsd_space = search_space(dsd_t);
+  CHECK(std::find(dsd_space.begin(), dsd_space.end(), TileConfig{64, 256, 64, 4, 8, 1, true}) != dsd_space.end());
+  CHECK(std::find(dsd_space.begin(), dsd_space.end(), TileConfig{128, 128, 64, 5, 8, 1, true}) != dsd_space.end());
 }
 
 TEST_CASE("threads and shared memory: a producer warpgroup on top, stages, C buffer, barriers") {
@@ -116,7 +225,7 @@ TEST_CASE("generated source instantiates bsr_gemm_sm90 with a __grid_constant__ 
   CHECK(contains(g.source, "#include \"moejit/bsr_gemm_sm90.cuh\""));
   CHECK(contains(g.source, "(const __grid_constant__ moejit::BsrGemmSm90Params);"));
   // The host's launch numbers are asserted against the template's at compile time.
-  CHECK(contains(g.source, "moejit::Sm90Layout<128, 128, 64, 4>"));
+  CHECK(contains(g.source, "moejit::Sm90Layout<128, 128, 64, 4, 2, false>"));
   CHECK(contains(g.source, "kSharedBytes == 164928"));
   CHECK(contains(g.source, "kConsumerRegisters == 232"));
 }
@@ -158,7 +267,7 @@ TEST_CASE("the search space of a wgmma problem holds wgmma tiles only, heuristic
   REQUIRE(!space.empty());
   CHECK(space.front() == problem.tile);
   CHECK(space.size() >= 15);
-  CHECK(space.size() <= 30);
+  CHECK(space.size() <= 40);
   KernelSpec candidate = problem;
   for (const TileConfig& t : space) {
     CAPTURE(t);

@@ -7,11 +7,29 @@
     python tests/gpu/hopper_smoke.py --variant dsd_tn_bf16_b128 --no-isolate --no-bench
                                                      # one variant in this process, e.g. under
                                                      # compute-sanitizer --tool memcheck|racecheck
+    python tests/gpu/hopper_smoke.py --schedules-only --no-bench
+                                                     # only the pingpong / sdd-pair / 256-row tiles
+    python tests/gpu/hopper_smoke.py --no-bench --workers 12 --match '*pingpong' \
+        --match 'sdd_*@256x128x64.s3.w8x1' --match 'sdd_*@128x64x64.s6.w8x1'
+                                                     # only these variants (shell patterns)
+    python tests/gpu/hopper_smoke.py --bench-only --families wgmma \
+        --tiles sdd=256x128x64.s3.w8x1 --tiles dsd_t=128x128x64.s5.w8x1.pingpong
+                                                     # time these tiles next to the heuristic's
 
 Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs at a small
 shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
-against a float32 torch reference. Each variant runs in a child process with a timeout,
-so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
+against a float32 torch reference: first with the heuristic's tile, then with each tile of
+the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks, 256-row
+tiles; named like sdd_nt_bf16_b128@256x128x64.s3.w8x1, at a larger dense extent so that
+256-wide tiles fit). sdd variants also run on a topology with a device-side live count
+(blocks past it must come out as zeros). Then each variant runs its tile again in a scale
+case (run_scale_case; --no-scale skips it): ~45.5 tiles per thread block of the persistent
+grid (45 or 46 on 132 SMs: odd and even counts, a grid that does not divide the tile count),
+most tiles with more K steps than the ring has stages, some with none; the small shapes give
+every thread block a single tile, which hides pipelines that lose their barrier phases after
+a warpgroup's first tile. A wrong scale result also says which tiles of their thread
+block's sequence are wrong (turn parity: the pingpong warpgroup). Each variant runs in a
+child process with a timeout, so a hang (a pipeline barrier that never completes) is reported as HANG for that variant
 and the others still run. A wrong result is described: unwritten elements (NaN), which
 rows and columns are wrong (by position within the 64-row warpgroup slice, the 16-row warp
 slice, the 8-row swizzle period, the 64-column swizzle chunk and the 16-byte chunk), which
@@ -20,7 +38,8 @@ holds the right values in the wrong order (swizzle / fragment layout).
 
 Part 2, speed: the three kernels of a dMoE layer (sdd nt, dsd nn, dsd tn) at the
 mixtral-8x7b and qwen3-30b-a3b shapes (T*k routed token rows, uniform random routing),
-in both families, next to dense cuBLAS (torch.matmul) with the same M x N x K and
+in both families (each family's heuristic tile, and for wgmma the tiles of --tiles, by
+default BENCH_TILES), next to dense cuBLAS (torch.matmul) with the same M x N x K and
 torch._grouped_mm where this torch has it, in TFLOP/s; and the SASS of one kernel
 (HGMMA, UTMALDG/UTMASTG expected).
 """
@@ -28,6 +47,7 @@ torch._grouped_mm where this torch has it, in TFLOP/s; and the SASS of one kerne
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import json
 import os
@@ -43,8 +63,32 @@ DTYPES = ("bf16", "fp16")
 BLOCKS = (128, 64)
 
 
+# The wgmma family's other schedules per (op, block): the same list as
+# tests/cpp/test_support.hpp (wgmma_schedule_tiles), which compiles them without a GPU.
+SCHEDULE_TILES = {
+    ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1"],
+    ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1"],
+    ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    ("dds", 128): ["128x128x64.s5.w8x1.pingpong", "64x128x64.s6.w8x1.pingpong", "256x128x64.s3.w8x1"],
+    ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
+}
+
+# Bench: the wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
+BENCH_TILES = {
+    "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
+    "dsd": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    "dsd_t": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+}
+
+
 def variant_names() -> list[str]:
     return [f"{op}_{t}_{d}_b{b}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)]
+
+
+def schedule_variant_names() -> list[str]:
+    return [f"{op}_{t}_{d}_b{b}@{tile}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)
+            for tile in SCHEDULE_TILES[(op, b)]]
 
 
 # --- part 1: one variant -------------------------------------------------------------------
@@ -67,13 +111,38 @@ def _topology(torch, Topology, block, gen):
     return Topology.from_mask(mask, block)
 
 
+def _topology_with_capacity(torch, Topology, block, gen):
+    """7 x 5 blocks whose last three (rows 4-6 of column 4, the last entries of both orders,
+    as moejit.route lays out unused capacity) are past a device-side live count; the live
+    ones are irregular, with columns of odd and even counts."""
+    mask = torch.rand(7, 5, device="cuda", generator=gen) < 0.6
+    mask[0, 0] = mask[1, 0] = mask[2, 0] = True   # column 0: at least three blocks
+    mask[:, 4] = False
+    mask[4:, :] = False
+    mask[4:, 4] = True
+    full = Topology.from_mask(mask, block)
+    live = full.nnz - 3
+    topo = Topology(full.rows, full.cols, block, full.row_indices, full.column_indices, full.offsets,
+                    full.column_indices_t, full.offsets_t, full.block_offsets_t,
+                    live_nnz=torch.tensor([live], dtype=torch.int32, device="cuda"))
+    return full, topo, live
+
+
+def bad_elements(torch, out, ref):
+    """Elements of `out` that are unwritten (NaN) or off the float32 reference `ref`."""
+    out = out.float()
+    scale = ref.pow(2).mean().sqrt().item() + 1e-6
+    return ~torch.isfinite(out) | ((out - ref).abs() > 0.05 * scale + 0.02 * ref.abs())
+
+
 def describe_errors(torch, out, ref, label, lines):
-    """Where `out` differs from `ref` (2-D float tensors of one shape)."""
+    """Where `out` differs from `ref` (2-D float tensors of one shape). Vectorised: the scale
+    cases compare ~10^8 elements."""
     out = out.float()
     nan = ~torch.isfinite(out)
     diff = (out - ref).abs()
     scale = ref.pow(2).mean().sqrt().item() + 1e-6
-    bad = nan | (diff > 0.05 * scale + 0.02 * ref.abs())
+    bad = bad_elements(torch, out, ref)
     n_bad = int(bad.sum())
     rel = ((out.nan_to_num() - ref).norm() / (ref.norm() + 1e-12)).item()
     finite_max = diff[~nan].max().item() if bool((~nan).any()) else float("nan")
@@ -83,83 +152,82 @@ def describe_errors(torch, out, ref, label, lines):
     if n_bad == 0:
         return True
     rows, cols = bad.nonzero(as_tuple=True)
-    rows_l, cols_l = rows.tolist(), cols.tolist()
 
     def histogram(values, modulus, divisor=1):
-        counts = [0] * modulus
-        for v in values:
-            counts[(v // divisor) % modulus] += 1
-        return counts
+        return torch.bincount((values // divisor) % modulus, minlength=modulus).tolist()
 
-    lines.append(f"    wrong rows: {len(set(rows_l))} of {out.shape[0]}, wrong cols: {len(set(cols_l))} of {out.shape[1]}")
-    lines.append(f"    by row % 64 // 16 (warp in warpgroup):   {histogram(rows_l, 4, 16)}")
-    lines.append(f"    by row // 64 % 2 (consumer warpgroup):   {histogram(rows_l, 2, 64)}")
-    lines.append(f"    by row % 8 (swizzle period / lane/4):    {histogram(rows_l, 8)}")
-    lines.append(f"    by row % 16 // 8 (fragment half):        {histogram(rows_l, 2, 8)}")
-    lines.append(f"    by col % 64 // 8 (16-byte chunk):        {histogram(cols_l, 8, 8)}")
-    lines.append(f"    by col // 64 (64-column chunk):          {histogram(cols_l, max(1, (out.shape[1] + 63) // 64), 64)}")
-    lines.append(f"    by col % 8 (within chunk):               {histogram(cols_l, 8)}")
-    first = list(zip(rows_l[:8], cols_l[:8]))
+    lines.append(f"    wrong rows: {int(rows.unique().numel())} of {out.shape[0]}, "
+                 f"wrong cols: {int(cols.unique().numel())} of {out.shape[1]}")
+    lines.append(f"    by row % 64 // 16 (warp in warpgroup):   {histogram(rows, 4, 16)}")
+    lines.append(f"    by row // 64 % 2 (consumer warpgroup):   {histogram(rows, 2, 64)}")
+    lines.append(f"    by row % 8 (swizzle period / lane/4):    {histogram(rows, 8)}")
+    lines.append(f"    by row % 16 // 8 (fragment half):        {histogram(rows, 2, 8)}")
+    lines.append(f"    by col % 64 // 8 (16-byte chunk):        {histogram(cols, 8, 8)}")
+    lines.append(f"    by col // 64 (64-column chunk):          {histogram(cols, max(1, (out.shape[1] + 63) // 64), 64)}")
+    lines.append(f"    by col % 8 (within chunk):               {histogram(cols, 8)}")
+    first = list(zip(rows[:8].tolist(), cols[:8].tolist()))
     lines.append("    first wrong (row, col): out vs ref: " + ", ".join(
         f"({r},{c}): {out[r, c].item():.3g} vs {ref[r, c].item():.3g}" for r, c in first))
     # 64 x 64 tile map: '#' all wrong, '+' some wrong, '.' right.
     tr, tc = (out.shape[0] + 63) // 64, (out.shape[1] + 63) // 64
-    tile_bad = torch.zeros(tr, tc, device=out.device)
-    for i in range(tr):
-        for j in range(tc):
-            sub = bad[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            tile_bad[i, j] = sub.float().mean()
-    lines.append("    64x64 tile map (# all wrong, + some, . none):")
+    padded = torch.zeros(tr * 64, tc * 64, device=out.device)
+    padded[:out.shape[0], :out.shape[1]] = bad.float()
+    tile_bad = padded.view(tr, 64, tc, 64).mean(dim=(1, 3))
+    wrong_tiles = int((tile_bad > 0).sum())
+    lines.append(f"    64x64 tile map (# all wrong, + some, . none): {wrong_tiles} of {tr * tc} tiles wrong"
+                 + (f"; the first 40 of {tr} tile rows" if tr > 40 else ""))
     for i in range(min(tr, 40)):
         lines.append("      " + "".join("#" if v >= 0.999 else "+" if v > 0 else "." for v in tile_bad[i].tolist()))
     # For a few wrong tiles: do they hold another tile's reference (wrong coordinates), the
     # right values in another order (swizzle or fragment layout), zeros (missing work)?
-    checked = 0
-    for i in range(tr):
-        for j in range(tc):
-            if tile_bad[i, j] == 0 or checked >= 4:
-                continue
-            checked += 1
-            o = out[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            r = ref[64 * i:64 * i + 64, 64 * j:64 * j + 64]
-            if o.shape != (64, 64):
-                continue
-            notes = []
-            if bool(torch.isnan(o).all()):
-                notes.append("entirely NaN: never written")
-            elif bool((o == 0).all()):
-                notes.append("all zeros: written without any product")
-            else:
-                on = o.nan_to_num()
-                same_sorted = torch.allclose(on.flatten().sort().values, r.flatten().sort().values,
-                                             atol=0.05 * scale, rtol=0.03)
-                if same_sorted:
-                    notes.append("right values in the wrong places (a permutation: swizzle/layout)")
-                    rows_match = torch.allclose(on.sort(dim=1).values, r.sort(dim=1).values, atol=0.05 * scale,
-                                                rtol=0.03)
-                    notes.append("rows hold their own values permuted" if rows_match else "values moved across rows")
-                if torch.allclose(on, r.t(), atol=0.05 * scale, rtol=0.03):
-                    notes.append("equals the reference tile transposed")
-                for a in range(tr):
-                    for b in range(tc):
-                        if (a, b) == (i, j):
-                            continue
-                        other = ref[64 * a:64 * a + 64, 64 * b:64 * b + 64]
-                        if other.shape == (64, 64) and torch.allclose(on, other, atol=0.05 * scale, rtol=0.03):
-                            notes.append(f"equals the reference tile at ({a}, {b}): wrong coordinates")
-                ratio = (on * r).sum() / (r * r).sum()
-                notes.append(f"projection on the reference {ratio.item():.3f} (0.5: half of K missing, 2: twice)")
-            lines.append(f"    tile ({i}, {j}): " + "; ".join(notes))
+    whole = out.shape[0] % 64 == 0 and out.shape[1] % 64 == 0
+    ref_tiles = ref.reshape(tr, 64, tc, 64).permute(0, 2, 1, 3) if whole else None
+    for flat in (tile_bad.flatten() > 0).nonzero().flatten()[:4].tolist():
+        i, j = divmod(flat, tc)
+        o = out[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+        r = ref[64 * i:64 * i + 64, 64 * j:64 * j + 64]
+        if o.shape != (64, 64):
+            continue
+        notes = []
+        if bool(torch.isnan(o).all()):
+            notes.append("entirely NaN: never written")
+        elif bool((o == 0).all()):
+            notes.append("all zeros: written without any product")
+        else:
+            on = o.nan_to_num()
+            same_sorted = torch.allclose(on.flatten().sort().values, r.flatten().sort().values,
+                                         atol=0.05 * scale, rtol=0.03)
+            if same_sorted:
+                notes.append("right values in the wrong places (a permutation: swizzle/layout)")
+                rows_match = torch.allclose(on.sort(dim=1).values, r.sort(dim=1).values, atol=0.05 * scale,
+                                            rtol=0.03)
+                notes.append("rows hold their own values permuted" if rows_match else "values moved across rows")
+            if torch.allclose(on, r.t(), atol=0.05 * scale, rtol=0.03):
+                notes.append("equals the reference tile transposed")
+            if ref_tiles is not None:
+                # allclose against every tile of the reference at once
+                close = ((ref_tiles - on).abs() <= 0.05 * scale + 0.03 * ref_tiles.abs()).flatten(2).all(dim=2)
+                close[i, j] = False
+                matches = close.nonzero().tolist()
+                for a, b in matches[:4]:
+                    notes.append(f"equals the reference tile at ({a}, {b}): wrong coordinates")
+                if len(matches) > 4:
+                    notes.append(f"... and {len(matches) - 4} more reference tiles")
+            ratio = (on * r).sum() / (r * r).sum()
+            notes.append(f"projection on the reference {ratio.item():.3f} (0.5: half of K missing, 2: twice)")
+        lines.append(f"    tile ({i}, {j}): " + "; ".join(notes))
     return False
 
 
-def run_variant(name: str) -> tuple[bool, list[str]]:
+def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
     import torch
 
     import moejit
     from moejit import Topology, ops
 
-    op, trans, dtype_name, block_text = name.split("_")
+    base, _, tile = name.partition("@")
+    tile = tile or None
+    op, trans, dtype_name, block_text = base.split("_")
     block = int(block_text[1:])
     trans_a, trans_b = trans[0] == "t", trans[1] == "t"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
@@ -167,13 +235,15 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
     topo = _topology(torch, Topology, block, gen)
     lines = []
     runtime = moejit.default_runtime()
-    size = 384   # dense extents: several tiles, multiples of 64
+    # Dense extents: several tiles, multiples of 64; 768 also of 256 for the wide tiles.
+    size = 768 if tile else 384
+    kw = dict(family="wgmma", tile=tile)
     start = time.time()
     if op == "sdd":
         a = _dense(torch, topo.rows, size, trans_a, dtype, gen)
         b = _dense(torch, size, topo.cols, trans_b, dtype, gen)
         out = torch.full((topo.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
-        ops.sdd(a, b, topo, out=out, family="wgmma")
+        ops.sdd(a, b, topo, out=out, **kw)
         dense_ref = a.float() @ b.float()
         ref = dense_ref.view(topo.block_rows, block, topo.block_cols, block).permute(0, 2, 1, 3)[
             topo.row_indices.long(), topo.column_indices.long()]
@@ -188,21 +258,21 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
             sparse = sparse.t() if trans_a else sparse
             b = _dense(torch, sparse.shape[1], size, trans_b, dtype, gen)
             out = torch.full((sparse.shape[0], size), float("nan"), dtype=dtype, device="cuda")
-            ops.dsd(sparse, b, out=out, family="wgmma")
+            ops.dsd(sparse, b, out=out, **kw)
             ref2d = sparse.to_dense().float() @ b.float()
             spec_args = dict(m=sparse.shape[0], n=size, k=sparse.shape[1])
         else:
             sparse = sparse.t() if trans_b else sparse
             a = _dense(torch, size, sparse.shape[0], trans_a, dtype, gen)
             out = torch.full((size, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
-            ops.dds(a, sparse, out=out, family="wgmma")
+            ops.dds(a, sparse, out=out, **kw)
             ref2d = a.float() @ sparse.to_dense().float()
             spec_args = dict(m=size, n=sparse.shape[1], k=sparse.shape[0])
         torch.cuda.synchronize()
         out2d = out
         label = f"{op} C"
     spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
-                              target=runtime.target_for(0), family="wgmma", **spec_args)
+                              target=runtime.target_for(0), family="wgmma", tile=tile, **spec_args)
     lines.append(f"  spec: {spec.text()}")
     lines.append(f"  topology: {topo.block_rows} x {topo.block_cols} blocks, nnz {topo.nnz}; "
                  f"{time.time() - start:.1f} s including compile")
@@ -212,63 +282,345 @@ def run_variant(name: str) -> tuple[bool, list[str]]:
     if ok:
         again = out.clone().fill_(float("nan"))
         if op == "sdd":
-            ops.sdd(a, b, topo, out=again, family="wgmma")
+            ops.sdd(a, b, topo, out=again, **kw)
             again2d = again.reshape(-1, block)
         elif op == "dsd":
-            ops.dsd(sparse, b, out=again, family="wgmma")
+            ops.dsd(sparse, b, out=again, **kw)
             again2d = again
         else:
-            ops.dds(a, sparse, out=again, family="wgmma")
+            ops.dds(a, sparse, out=again, **kw)
             again2d = again
         torch.cuda.synchronize()
         if not torch.equal(again2d.nan_to_num(123.0), out2d.nan_to_num(123.0)):
             lines.append("  SECOND RUN DIFFERS from the first (nondeterminism or a race)")
             ok = False
+    if ok and op == "sdd":
+        # Capacity past a device-side live count: those blocks are zeros, the others computed.
+        full, capped, live = _topology_with_capacity(torch, Topology, block, gen)
+        a = _dense(torch, capped.rows, size, trans_a, dtype, gen)
+        b = _dense(torch, size, capped.cols, trans_b, dtype, gen)
+        out = torch.full((capped.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
+        ops.sdd(a, b, capped, out=out, **kw)
+        ref = (a.float() @ b.float()).view(full.block_rows, block, full.block_cols, block).permute(0, 2, 1, 3)[
+            full.row_indices.long(), full.column_indices.long()]
+        torch.cuda.synchronize()
+        lines.append(f"  live count: {capped.block_rows} x {capped.block_cols} blocks, nnz {capped.nnz}, live {live}")
+        ok = describe_errors(torch, out[:live].reshape(-1, block), ref[:live].reshape(-1, block),
+                             "sdd live blocks", lines)
+        dead_zero = bool((out[live:] == 0).all())
+        if not dead_zero:
+            lines.append(f"  BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}, "
+                         f"nonzero {int((out[live:].nan_to_num(1.0) != 0).sum())}")
+        ok = ok and dead_zero
+    if ok and scale:
+        # The same tile with many tiles per thread block (see run_scale_case).
+        ok = run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, spec.tile.text(), lines)
     return ok, lines
+
+
+# --- part 1: the scale case of one variant ------------------------------------------------
+#
+# The small shapes above give every thread block of the persistent grid one tile (fewer
+# tiles than SMs), so a warpgroup never moves on to a second tile: a pipeline that loses
+# its stage phases after many tiles (the pingpong schedule before its order barrier) passes
+# them. The scale case runs the same tile on a topology with ~45.5 tiles per thread block
+# (grid = one block per SM): the tile count is not a multiple of the grid, so thread blocks
+# get an odd and an even number of tiles (45 and 46 on 132 SMs); most tiles reduce over
+# more K steps than the ring has stages; there are tiles with no reduction (an empty block
+# row or column, sdd blocks past a device-side live count) among them. Still small: about
+# 6000 tiles of up to 128 x 128 (12000 blocks for sdd pairs), well under a second of GPU.
+
+SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and between two counts)
+SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits)
+SCALE_SDD_K = 512              # sdd reduction: 8 K steps, more than any ring's stages
+SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: a single pair)
+
+
+def tile_shape(tile: str) -> tuple[int, int]:
+    tm, tn = tile.split("x")[:2]
+    return int(tm), int(tn)
+
+
+def scale_mask(torch, long: int, short: int, dead: int, gen):
+    """[long, short] bool, 60% random; long line 1 empty, long line 3 full; with `dead`, the
+    last `dead` long lines hold only the last short line, which holds nothing else (the live
+    count layout of moejit.route: those blocks are the last of both orders)."""
+    mask = torch.rand(long, short, generator=gen, device=gen.device) < 0.6
+    mask[1, :] = False
+    mask[3, :] = True
+    if dead:
+        mask[:, short - 1] = False
+        mask[long - dead:, :] = False
+        mask[long - dead:, short - 1] = True
+    return mask
+
+
+def sdd_pair_count(mask, dead: int) -> int:
+    """Tiles of the sdd pair schedule for a scale_mask (block rows x block columns): the
+    live blocks of each column in pairs, then the dead ones in pairs (SddPairCursor)."""
+    live_counts = mask[:mask.shape[0] - dead].sum(dim=0)
+    return int(((live_counts + 1) // 2).sum()) + (dead + 1) // 2
+
+
+def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: str, sms: int, gen):
+    """The scale case's block mask (block rows x block columns of the stored topology) and
+    its tile count for `tile`: about SCALE_TILES_PER_BLOCK * sms tiles, never a multiple of
+    sms. Returns (mask, tiles, dead)."""
+    tm, tn = tile_shape(tile)
+    target = int(SCALE_TILES_PER_BLOCK * sms)
+    short = 8 if block == 128 else 16   # dsd/dds: 5-10 blocks per reduction, 7-20 K steps
+    if op == "sdd":
+        pairs = tm == 2 * block
+        sub = 1 if pairs else (block // tm) * (block // tn)
+        per_row = (short - 1) * 0.6 * sub / (2 if pairs else 1)   # the last column holds the dead blocks
+        long = int(target / per_row) + SCALE_SDD_DEAD + 4
+        mask = scale_mask(torch, long, short, SCALE_SDD_DEAD, gen)
+
+        def count():
+            return sdd_pair_count(mask, SCALE_SDD_DEAD) if pairs else int(mask.sum()) * sub
+
+        # Off a multiple of the grid: drop live blocks (past the full row 3) until it is.
+        row = 4
+        while count() % sms == 0 and row < long - SCALE_SDD_DEAD:
+            cols = mask[row, :short - 1].nonzero().flatten().tolist()
+            if cols:
+                mask[row, cols[0]] = False
+            else:
+                row += 1
+        return mask, count(), SCALE_SDD_DEAD
+    # dsd: tiles = (rows / tm) x (dense / tn); dds: tiles = (dense / tm) x (cols / tn), where
+    # rows / cols is the sparse operand's extent over `long` blocks.
+    if op == "dsd":
+        per_block = (block // tm) * (SCALE_DENSE // tn)
+        long_is_rows = not trans_a   # A stored M x K (blocks along M) or K x M
+    else:
+        per_block = (SCALE_DENSE // tm) * (block // tn)
+        long_is_rows = trans_b       # B stored K x N (blocks along N: columns) or N x K
+    long = -(-target // per_block)
+    for extra in range(sms):   # at most sms / gcd(per_block, sms) steps when per_block < sms
+        if (long + extra) * per_block % sms:
+            long += extra
+            break
+    mask = scale_mask(torch, long, short, 0, gen)
+    return (mask if long_is_rows else mask.t().contiguous()), long * per_block, 0
+
+
+def tile_of_region(torch, op, topo, live, block, tile, out_shape):
+    """For the scale check: the traversal index t of the C tile that computes each region
+    of the output, and the region size (rows, cols). A thread block computes tiles
+    t = blockIdx.x + turn * grid (bsr_tile_coords.cuh, SddPairCursor)."""
+    tm, tn = tile_shape(tile)
+    dev = topo.row_indices.device
+    if op == "dsd":   # tile = tile_row * tiles_n + tile_col
+        rows, cols = out_shape[0] // tm, out_shape[1] // tn
+        t = torch.arange(rows, device=dev)[:, None] * cols + torch.arange(cols, device=dev)[None, :]
+        return t, (tm, tn)
+    if op == "dds":   # tile = tile_col * tiles_m + tile_row
+        rows, cols = out_shape[0] // tm, out_shape[1] // tn
+        t = torch.arange(cols, device=dev)[None, :] * rows + torch.arange(rows, device=dev)[:, None]
+        return t, (tm, tn)
+    # sdd: out2d is [nnz * block, block], stored block by stored block. Position j of the
+    # column-major order holds stored block block_offsets_t[j] (and j itself past the live
+    # count, where both orders agree).
+    nnz = topo.nnz
+    position = torch.empty(nnz, dtype=torch.long, device=dev)
+    position[topo.block_offsets_t.long()] = torch.arange(nnz, device=dev)
+    if tm == 2 * block:   # pairs: column c's live positions [begin, end) in pairs, then the dead ones
+        col = topo.column_indices.long()
+        begin = topo.offsets_t.long().clamp(max=live)
+        counts = begin[1:] - begin[:-1]
+        first = torch.cumsum((counts + 1) // 2, 0) - (counts + 1) // 2
+        live_pairs = int(((counts + 1) // 2).sum())
+        t = torch.where(position < live, first[col] + (position - begin[col]) // 2,
+                        live_pairs + (position - live) // 2)
+        return t[:, None], (block, block)
+    sub_m, sub_n = block // tm, block // tn   # column order: sub_m fastest
+    t = (position[:, None, None] * (sub_m * sub_n) + torch.arange(sub_n, device=dev)[None, None, :] * sub_m
+         + torch.arange(sub_m, device=dev)[None, :, None])
+    return t.reshape(nnz * sub_m, sub_n), (tm, tn)
+
+
+def describe_turns(torch, bad, t, region, tiles, sms, lines):
+    """Wrong C tiles by their place in their thread block's sequence."""
+    rows, cols = t.shape
+    wrong = bad.reshape(rows, region[0], cols, region[1]).any(dim=3).any(dim=1)
+    tw = t[wrong].flatten()
+    if tw.numel() == 0:
+        return
+    grid = min(tiles, sms)
+    turn = tw // grid
+    lines.append(f"    wrong C tiles: {tw.numel()} of {tiles}, in {int((tw % grid).unique().numel())} of {grid} "
+                 f"thread blocks; by turn (the block's 1st, 2nd, ... tile) % 2 (pingpong: warpgroup 0, 1): "
+                 f"{torch.bincount(turn % 2, minlength=2).tolist()}; turn 0: {int((turn == 0).sum())}, "
+                 f"first wrong turns {sorted(set(turn.tolist()))[:12]}")
+
+
+def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, lines) -> bool:
+    import torch
+
+    import moejit
+    from moejit import Topology, _core, ops
+
+    runtime = moejit.default_runtime()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    gen = torch.Generator(device="cuda").manual_seed(hash(name + "/scale") % 1000)
+    start = time.time()
+    mask, tiles, dead = scale_plan(torch, op, trans_a, trans_b, block, tile, sms, gen)
+    full = Topology.from_mask(mask, block)
+    kw = dict(family="wgmma", tile=tile)
+    live = full.nnz - dead
+    if op == "sdd":
+        topo = Topology(full.rows, full.cols, block, full.row_indices, full.column_indices, full.offsets,
+                        full.column_indices_t, full.offsets_t, full.block_offsets_t,
+                        live_nnz=torch.tensor([live], dtype=torch.int32, device="cuda"))
+        a = _dense(torch, topo.rows, SCALE_SDD_K, trans_a, dtype, gen)
+        b = _dense(torch, SCALE_SDD_K, topo.cols, trans_b, dtype, gen)
+        out = torch.full((topo.nnz, block, block), float("nan"), dtype=dtype, device="cuda")
+        ops.sdd(a, b, topo, out=out, **kw)
+        # The reference block by block row chunk: the dense product would not fit comfortably.
+        ref = torch.empty(topo.nnz, block, block, device="cuda")
+        rows_i, cols_i = full.row_indices.long(), full.column_indices.long()
+        bf = b.float()
+        chunk = 256
+        for r0 in range(0, full.block_rows, chunk):
+            sel = ((rows_i >= r0) & (rows_i < r0 + chunk)).nonzero().flatten()
+            if sel.numel() == 0:
+                continue
+            dense = (a[r0 * block:(r0 + chunk) * block].float() @ bf).view(-1, block, full.block_cols, block)
+            ref[sel] = dense[rows_i[sel] - r0, :, cols_i[sel], :]
+        del a, b, bf
+        spec_args = dict(n=topo.cols, k=SCALE_SDD_K)
+        out2d, ref2d = out[:live].reshape(-1, block), ref[:live].reshape(-1, block)
+        steps = f"{SCALE_SDD_K // 64} K steps per live tile"
+    else:
+        topo = full
+        data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+        sparse = moejit.BlockSparseMatrix(data, topo)
+        if op == "dsd":
+            sparse = sparse.t() if trans_a else sparse
+            b = _dense(torch, sparse.shape[1], SCALE_DENSE, trans_b, dtype, gen)
+            out = torch.full((sparse.shape[0], SCALE_DENSE), float("nan"), dtype=dtype, device="cuda")
+            ops.dsd(sparse, b, out=out, **kw)
+            ref2d = sparse.to_dense().float() @ b.float()
+            spec_args = dict(m=sparse.shape[0], n=SCALE_DENSE, k=sparse.shape[1])
+            per_tile = mask.sum(dim=0 if trans_a else 1)   # blocks reduced by a tile row
+        else:
+            sparse = sparse.t() if trans_b else sparse
+            a = _dense(torch, SCALE_DENSE, sparse.shape[0], trans_a, dtype, gen)
+            out = torch.full((SCALE_DENSE, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
+            ops.dds(a, sparse, out=out, **kw)
+            ref2d = a.float() @ sparse.to_dense().float()
+            spec_args = dict(m=SCALE_DENSE, n=sparse.shape[1], k=sparse.shape[0])
+            per_tile = mask.sum(dim=1 if trans_b else 0)   # blocks reduced by a tile column
+        out2d = out
+        k = per_tile * (block // 64)
+        steps = f"K steps per tile {int(k.min())}..{int(k.max())} (median {int(k.float().median())})"
+    torch.cuda.synchronize()
+    spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
+                              target=runtime.target_for(0), family="wgmma", tile=tile, **spec_args)
+    grid = min(tiles, sms)
+    lines.append(f"  scale case: {spec.text()}")
+    lines.append(f"    topology {full.block_rows} x {full.block_cols} blocks, nnz {full.nnz}"
+                 + (f" (live {live})" if dead else "") + f"; {tiles} tiles on {grid} thread blocks: "
+                 f"{tiles // grid} or {tiles // grid + 1} each; {steps}; {time.time() - start:.1f} s")
+    ok = True
+    if op != "sdd" or tile_shape(tile)[0] != 2 * block:
+        host = _core.launch_geometry(spec, full.nnz, full.block_rows, full.block_cols).grid_x
+        if host != tiles:
+            lines.append(f"    SCALE PLAN WRONG: {tiles} tiles planned, the host's launch geometry has {host}")
+            ok = False
+    if tiles // grid <= 40 or tiles % grid == 0:
+        lines.append(f"    SCALE PLAN WRONG: expected > 40 tiles per thread block and a remainder ({sms} SMs)")
+        ok = False
+    label = "scale: sdd live blocks" if op == "sdd" else f"scale: {op} C"
+    if not describe_errors(torch, out2d, ref2d, label, lines):
+        ok = False
+        bad = bad_elements(torch, out2d, ref2d)
+        t, region = tile_of_region(torch, op, full, live, block, tile, tuple(out2d.shape))
+        if op == "sdd":
+            t = t[:live * (block // region[0])]
+        describe_turns(torch, bad, t, region, tiles, sms, lines)
+    if op == "sdd" and not bool((out[live:] == 0).all()):
+        lines.append(f"    SCALE: BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}")
+        ok = False
+    return ok
 
 
 # --- part 1: driver ------------------------------------------------------------------------
 
 
-def run_isolated(names: list[str], timeout: float, workers: int) -> dict[str, str]:
-    """Each variant in a child process; returns name -> PASS / FAIL / HANG / CRASH."""
-    results = {}
+_MARK = "@@hopper_smoke "
 
-    def one(name):
+
+def run_isolated(names: list[str], timeout: float, workers: int, scale: bool = True) -> dict[str, str]:
+    """Variants in child processes, those of one op/transpose/dtype/block together (one
+    torch start-up for its tiles); returns name -> PASS / FAIL / HANG / CRASH. A child
+    that hangs marks its unfinished variants HANG, the others keep their result."""
+    results = {}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.partition("@")[0], []).append(name)
+
+    def one(group):
         t0 = time.time()
+        limit = timeout * len(group)
         try:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name], capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", ",".join(group)]
+                                  + ([] if scale else ["--no-scale"]), capture_output=True, text=True, timeout=limit)
+            out, err, hung = proc.stdout, proc.stderr, False
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            return name, "HANG", f"  no result after {timeout:.0f} s (a barrier wait that never completes?)\n{out}"
-        status = {0: "PASS", 1: "FAIL"}.get(proc.returncode, "CRASH")
-        text = proc.stdout + (("\n  stderr:\n" + proc.stderr[-4000:]) if status != "PASS" and proc.stderr else "")
-        return name, status, text + f"  ({time.time() - t0:.1f} s)"
+            err = (e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            hung = True
+        # The child prints "<mark><status> <name>" after each variant's lines.
+        done, text, chunk = {}, {}, []
+        for line in out.splitlines():
+            if line.startswith(_MARK):
+                status, name = line[len(_MARK):].split(" ", 1)
+                done[name], text[name], chunk = status, "\n".join(chunk), []
+            else:
+                chunk.append(line)
+        rows = []
+        for name in group:
+            if name in done:
+                rows.append((name, done[name], text[name]))
+            elif hung:
+                rows.append((name, "HANG", f"  no result after {limit:.0f} s (a barrier wait that never completes?)\n"
+                             + "\n".join(chunk)))
+                chunk = []
+            else:
+                rows.append((name, "CRASH", "\n".join(chunk) + (("\n  stderr:\n" + err[-4000:]) if err else "")))
+                chunk = []
+        return [(n, st, tx + f"\n  ({time.time() - t0:.1f} s for the group)") for n, st, tx in rows]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for name, status, text in pool.map(one, names):
-            results[name] = status
-            print(f"[{status}] {name}", flush=True)
-            if status != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
-                print(text.rstrip(), flush=True)
+        for rows in pool.map(one, list(groups.values())):
+            for name, status, text in rows:
+                results[name] = status
+                print(f"[{status}] {name}", flush=True)
+                if status != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
+                    print(text.rstrip(), flush=True)
     return results
 
 
-def child(name: str) -> int:
-    try:
-        ok, lines = run_variant(name)
-    except Exception:
-        print(traceback.format_exc())
-        return 2
-    print("\n".join(lines))
-    return 0 if ok else 1
+def child(names: str, scale: bool = True) -> int:
+    failed = False
+    for name in names.split(","):
+        try:
+            ok, lines = run_variant(name, scale)
+            status = "PASS" if ok else "FAIL"
+        except Exception:
+            lines, status = [traceback.format_exc()], "CRASH"
+        failed = failed or status != "PASS"
+        print("\n".join(lines))
+        print(f"{_MARK}{status} {name}", flush=True)
+    return 1 if failed else 0
 
 
 # --- part 2: speed -------------------------------------------------------------------------
 
 
-def bench(models: list[str], families: list[str]) -> None:
+def bench(models: list[str], families: list[str], tiles: dict[str, list[str]]) -> None:
     import torch
 
     import moejit
@@ -322,19 +674,27 @@ def bench(models: list[str], families: list[str]) -> None:
                     grouped_tf[k] = f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
         print(f"padded rows {rows} (routed {data.routed}); TFLOP/s count the executed FLOPs "
               f"2*{rows}*{h_dim}*{f} = {executed / 1e12:.3f} TFLOP (useful: {useful / 1e12:.3f})")
-        header = f"{'kernel':<34} {'family':<6} {'tile':<20} {'err':>8} {'ms':>8} {'TFLOP/s':>8} {'dense':>8} " \
+        header = f"{'kernel':<34} {'family':<6} {'tile':<28} {'err':>8} {'ms':>8} {'TFLOP/s':>8} {'dense':>8} " \
                  f"{'%dense':>7} {'grouped':>8}"
         print(header)
         kernels = layer_kernels(shape, target=target)
         roles = ["sdd", "dsd", "dsd_t"]
         for kernel, role in zip(kernels, roles):
+            # Each family's heuristic tile (untuned), as an H200 user gets it by default, then
+            # for wgmma the tiles asked for.
+            ks = kernel.spec
+            runs = []
             for family in families:
-                # The family's heuristic tile (untuned), as an H200 user gets it by default.
-                ks = kernel.spec
-                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a, trans_b=ks.trans_b,
-                                          target=target, family=family)
+                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a,
+                                          trans_b=ks.trans_b, target=target, family=family)
+                runs.append((family, spec.tile.text()))
+                if family == "wgmma":
+                    runs += [(family, t) for t in tiles.get(role, []) if t != spec.tile.text()]
+            for family, tile in runs:
+                spec = moejit.kernel_spec(ks.op.name, m=ks.m, n=ks.n, k=ks.k, trans_a=ks.trans_a,
+                                          trans_b=ks.trans_b, target=target, family=family, tile=tile)
 
-                def call(turn=[0]):
+                def call(turn=[0], spec=spec, family=family, role=role):
                     d = data.inputs[turn[0] % len(data.inputs)]
                     turn[0] += 1
                     kw = dict(tile=spec.tile, family=family, runtime=runtime)
@@ -356,10 +716,11 @@ def bench(models: list[str], families: list[str]) -> None:
                     tf = tflops(executed, ms)
                     g = grouped_tf.get(role, "n/a")
                     g_text = f"{g:8.1f}" if isinstance(g, float) else g
-                    print(f"{spec.short_name():<34} {family:<6} {spec.tile.text():<20} {err:8.1e} {ms:8.3f} {tf:8.1f} "
+                    print(f"{spec.short_name():<34} {family:<6} {spec.tile.text():<28} {err:8.1e} {ms:8.3f} {tf:8.1f} "
                           f"{dense_tf[role]:8.1f} {100 * tf / dense_tf[role]:6.1f}% {g_text}", flush=True)
                 except Exception:
-                    print(f"{kernel.spec.short_name():<34} {family:<6} FAILED:\n{traceback.format_exc()}", flush=True)
+                    print(f"{kernel.spec.short_name():<34} {family:<6} {tile:<28} FAILED:\n{traceback.format_exc()}",
+                          flush=True)
         del data, dense
         torch.cuda.empty_cache()
 
@@ -393,9 +754,28 @@ def main() -> int:
     parser.add_argument("--bench-only", action="store_true")
     parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
     parser.add_argument("--families", default="wgmma,mma", help="families to time")
+    parser.add_argument("--tiles", action="append", metavar="ROLE=TILE[,TILE...]",
+                        help="wgmma tiles to time for a layer kernel (ROLE: sdd, dsd, dsd_t), next to the "
+                             "heuristic's; repeatable; replaces the default list (BENCH_TILES) for that role. "
+                             "ROLE= with no tile times the heuristic's only")
+    parser.add_argument("--schedules-only", action="store_true",
+                        help="correctness of the other schedules' tiles only (SCHEDULE_TILES)")
+    parser.add_argument("--no-schedules", action="store_true",
+                        help="correctness of the heuristic tiles only (the 48 original variants)")
+    parser.add_argument("--match", action="append", metavar="GLOB",
+                        help="only the variants whose name matches one of these shell patterns (repeatable), "
+                             "e.g. '*pingpong' 'sdd_*@256x128x64.s3.w8x1'; combines with --schedules-only")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip each variant's scale case (many tiles per thread block)")
     args = parser.parse_args()
+    tiles = {role: list(t) for role, t in BENCH_TILES.items()}
+    for item in args.tiles or []:
+        role, sep, text = item.partition("=")
+        if not sep or role not in BENCH_TILES:
+            parser.error(f"--tiles {item!r}: expected ROLE=TILE[,TILE...] with ROLE one of {', '.join(BENCH_TILES)}")
+        tiles[role] = [t for t in text.split(",") if t]
     if args.child:
-        return child(args.child)
+        return child(args.child, not args.no_scale)
 
     import torch
 
@@ -414,17 +794,30 @@ def main() -> int:
         return 2
     status = 0
     if not args.bench_only:
-        names = args.variant or variant_names()
-        unknown = set(names) - set(variant_names())
+        known = variant_names() + schedule_variant_names()
+        if args.variant:
+            names = args.variant
+        elif args.schedules_only:
+            names = schedule_variant_names()
+        elif args.no_schedules:
+            names = variant_names()
+        else:
+            names = known
+        unknown = set(names) - set(known)
         if unknown:
-            print(f"unknown variants {sorted(unknown)}; known: {', '.join(variant_names())}")
+            print(f"unknown variants {sorted(unknown)}; known: {', '.join(known)}")
             return 2
+        if args.match:
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in args.match)]
+            if not names:
+                print(f"no variant matches {args.match}; known: {', '.join(known)}")
+                return 2
         print(f"\n--- correctness: {len(names)} wgmma variants ---", flush=True)
         if args.no_isolate:
             results = {}
             for name in names:
                 try:
-                    ok, lines = run_variant(name)
+                    ok, lines = run_variant(name, not args.no_scale)
                     results[name] = "PASS" if ok else "FAIL"
                 except Exception:
                     results[name], lines = "CRASH", [traceback.format_exc()]
@@ -432,7 +825,7 @@ def main() -> int:
                 if results[name] != "PASS" or os.environ.get("HOPPER_SMOKE_VERBOSE"):
                     print("\n".join(lines))
         else:
-            results = run_isolated(names, args.timeout, args.workers)
+            results = run_isolated(names, args.timeout, args.workers, not args.no_scale)
         summary = {s: sorted(n for n, r in results.items() if r == s) for s in ("PASS", "FAIL", "HANG", "CRASH")}
         print(f"\ncorrectness summary: " + ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
         for k in ("FAIL", "HANG", "CRASH"):
@@ -441,7 +834,7 @@ def main() -> int:
                 status = 1
         sass_check()
     if not args.no_bench:
-        bench([m for m in args.models.split(",") if m], [f for f in args.families.split(",") if f])
+        bench([m for m in args.models.split(",") if m], [f for f in args.families.split(",") if f], tiles)
     return status
 
 

@@ -103,7 +103,7 @@ def test_source_instantiates_the_template_with_the_constants():
     hopper = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64)
     assert '#include "moejit/bsr_gemm_sm90.cuh"' in hopper
     assert ("template __global__ void moejit::bsr_gemm_sm90<moejit::OpKind::dsd, true, false, moejit::fp16_t, 64, "
-            "98304LL, 2048LL, -1LL, 64, 256, 64, 4, 4, 1>(const __grid_constant__ moejit::BsrGemmSm90Params);"
+            "98304LL, 2048LL, -1LL, 64, 256, 64, 4, 4, 1, false>(const __grid_constant__ moejit::BsrGemmSm90Params);"
             in hopper)
 
 
