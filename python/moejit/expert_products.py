@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 
 from . import ops
-from .routing import RoutingPlan, check_plan, plan_sizes, routing_layout
+from .routing import RoutingPlan, check_plan, plan_layout
 
 
 def _plan(plan: torch.Tensor, assignments: int, num_experts: int, block_size: int, ffn: int) -> RoutingPlan:
-    return RoutingPlan(routing_layout(assignments, num_experts, block_size, ffn), plan)
+    return RoutingPlan(plan_layout(assignments, num_experts, block_size, ffn), plan)
 
 
 @torch.library.custom_op("moejit::expert_sdd", mutates_args=())
@@ -33,8 +33,8 @@ def _expert_sdd(x: torch.Tensor, w: torch.Tensor, plan: torch.Tensor, assignment
 
 @_expert_sdd.register_fake
 def _(x, w, plan, assignments, num_experts, block_size, ffn_hidden_size):
-    sizes = plan_sizes(assignments, num_experts, block_size, ffn_hidden_size)
-    return x.new_empty(sizes.max_nnz, block_size, block_size)
+    layout = plan_layout(assignments, num_experts, block_size, ffn_hidden_size)
+    return x.new_empty(layout.max_nnz, block_size, block_size)
 
 
 @torch.library.custom_op("moejit::expert_dsd", mutates_args=())
@@ -46,8 +46,8 @@ def _expert_dsd(h: torch.Tensor, w: torch.Tensor, plan: torch.Tensor, assignment
 
 @_expert_dsd.register_fake
 def _(h, w, plan, assignments, num_experts, block_size, ffn_hidden_size):
-    sizes = plan_sizes(assignments, num_experts, block_size, ffn_hidden_size)
-    return w.new_empty(sizes.rows, w.shape[1])
+    layout = plan_layout(assignments, num_experts, block_size, ffn_hidden_size)
+    return w.new_empty(layout.rows, w.shape[1])
 
 
 @torch.library.custom_op("moejit::expert_dsd_t", mutates_args=())

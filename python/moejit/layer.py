@@ -52,7 +52,7 @@ from .expert_parallel import chunk_boundaries, expert_parallel_moe
 from .expert_products import expert_dsd, expert_sdd
 from .expert_sharding import ExpertSharding
 from .permutation import padded_gather, weighted_scatter
-from .routing import check_expert_indices, route
+from .routing import KERNEL_DEVICE_TYPES, check_expert_indices, route
 
 # The PyTorch functions of the activations the generated kernel computes (the reference
 # layer uses them).
@@ -226,9 +226,9 @@ class dMoE(torch.nn.Module):
             raise ValueError(f"x.shape={tuple(x.shape)}: expected [..., hidden_size={self.hidden_size}]")
         if x.dtype != self.w1.dtype:
             raise ValueError(f"x.dtype={x.dtype}: expected {self.w1.dtype}, the dtype of the layer's parameters")
-        if x.device.type != "cuda":
+        if x.device.type not in KERNEL_DEVICE_TYPES:
             raise ValueError(f"x.device={x.device}: expected a CUDA device (moejit's kernels run on NVIDIA GPUs: "
-                             "move the layer and its input there, e.g. with .cuda())")
+                             "move the layer and its input there, e.g. with .cuda(); or meta, for shapes only)")
         if x.device != self.w1.device:
             raise ValueError(f"x.device={x.device}: expected {self.w1.device}, the device of the layer's parameters")
 

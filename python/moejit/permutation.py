@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from .routing import RoutingPlan, check_plan, launch_routing, plan_sizes, routing_layout
+from .routing import KERNEL_DEVICE_TYPES, RoutingPlan, check_plan, launch_routing, plan_layout, routing_layout
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -31,7 +31,7 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
 
 # --- custom ops ---------------------------------------------------------------------------
 # Layout arguments (num_experts, top_k, block_size, ffn_hidden_size) travel with every op:
-# with the token count they determine the plan buffer's layout (routing_layout).
+# with the token count they determine the plan buffer's layout (plan_layout).
 
 
 @torch.library.custom_op("moejit::padded_gather", mutates_args=())
@@ -46,8 +46,8 @@ def _padded_gather(x: torch.Tensor, plan: torch.Tensor, num_experts: int, top_k:
 
 @_padded_gather.register_fake
 def _(x, plan, num_experts, top_k, block_size, ffn_hidden_size):
-    sizes = plan_sizes(x.shape[0] * top_k, num_experts, block_size, ffn_hidden_size)
-    return x.new_empty(sizes.rows, x.shape[1])
+    layout = plan_layout(x.shape[0] * top_k, num_experts, block_size, ffn_hidden_size)
+    return x.new_empty(layout.rows, x.shape[1])
 
 
 @torch.library.custom_op("moejit::weighted_scatter", mutates_args=())
@@ -134,8 +134,8 @@ def _check_rows_tensor(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name}.dtype={t.dtype}: expected torch.bfloat16 or torch.float16")
     if t.shape[1] % 8 != 0:
         raise ValueError(f"{name}.shape[1]={t.shape[1]}: expected a multiple of 8 (rows move in 16-byte vectors)")
-    if t.device.type != "cuda":
-        raise ValueError(f"{name}.device={t.device}: expected a CUDA device")
+    if t.device.type not in KERNEL_DEVICE_TYPES:
+        raise ValueError(f"{name}.device={t.device}: expected a CUDA device (or meta, for shapes only)")
 
 
 def _check_top_k(plan: RoutingPlan, tokens: int, top_k: int) -> None:

@@ -34,32 +34,106 @@ from .specs import routing_kernel_spec
 from .topology import Topology
 
 _DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+# Where the layer and its ops accept tensors: CUDA, where the kernels run, and meta, which
+# carries shapes only (the dispatcher sends meta tensors to the custom ops' fake
+# implementations, never to a kernel), so a model can be traced, by torch.compile and
+# AOTAutograd too, forward and backward, on a machine without a GPU.
+KERNEL_DEVICE_TYPES = ("cuda", "meta")
 _ROUTING_CHUNK = 4096   # kRoutingChunk of templates/moejit/routing_params.h
 
 
-class PlanSizes(NamedTuple):
-    total: int      # int32 elements of the plan buffer
-    rows: int       # expert-sorted rows it has room for
-    max_nnz: int    # blocks of the products' topology it has room for
+_INT32_MAX = 2**31 - 1
 
 
-def plan_sizes(assignments, num_experts: int, block_size: int, ffn_hidden_size: int) -> PlanSizes:
-    """The sizes of routing_layout() in plain arithmetic, for the fake implementations: under
-    torch.compile with dynamic shapes the token count is a SymInt, which the C++ layout (and
-    its cache) cannot take. Tested equal to the C++ layout (compiler/routing_layout.cpp)."""
+class PlanLayout(NamedTuple):
+    """Sizes and section offsets (int32 elements) of a routing plan buffer: the fields of
+    _core.RoutingLayout (compiler/routing_layout.hpp), computed in plain Python arithmetic by
+    plan_layout so that torch.compile can trace it (see plan_layout)."""
+
+    assignments: int        # tokens * top_k
+    experts: int
+    block: int
+    ffn: int
+    max_block_rows: int
+    rows: int               # max_block_rows * block: the expert-sorted rows it has room for
+    block_cols: int         # experts * ffn / block
+    max_nnz: int            # max_block_rows * ffn / block: the products' blocks it has room for
+    chunks: int             # thread blocks of expert_histogram and expert_slots
+    live_nnz: int
+    expert_counts: int
+    bins: int
+    offsets: int
+    offsets_t: int
+    row_indices: int
+    column_indices: int
+    column_indices_t: int
+    block_offsets_t: int
+    slots: int
+    row_assignment: int
+    chunk_counts: int
+    total: int              # int32 elements of the whole buffer
+
+
+def _spec_error(field: str, value, expected: str) -> _core.SpecError:
+    # The message of the C++ SpecError (compiler/spec_error.cpp), which routing_layout raises.
+    return _core.SpecError(f"{field}={value}: expected {expected}")
+
+
+def _plan_layout(assignments, num_experts: int, block_size: int, ffn_hidden_size: int) -> PlanLayout:
+    """compiler/routing_layout.cpp's routing_layout, line for line (tested equal to it)."""
+    if block_size not in (64, 128):
+        raise _spec_error("block_size", block_size, "64 or 128")
+    if num_experts < 1:
+        raise _spec_error("num_experts", num_experts, "at least 1")
+    if ffn_hidden_size <= 0 or ffn_hidden_size % block_size:
+        raise _spec_error("ffn_hidden_size", ffn_hidden_size, f"a positive multiple of block_size ({block_size})")
+    # A traced token count is a SymInt: its range is checked where the plan is made, by the
+    # C++ layout in moejit::route's real implementation (a check here would add a guard to
+    # the compiled graph for nothing).
+    checked = isinstance(assignments, int)
+    if checked and not 0 <= assignments <= _INT32_MAX:
+        raise _spec_error("assignments", assignments, "0 to 2^31-1 (tokens * top_k)")
     max_block_rows = (assignments + num_experts * (block_size - 1)) // block_size
     rows = max_block_rows * block_size
     col_blocks = ffn_hidden_size // block_size
+    block_cols = num_experts * col_blocks
     max_nnz = max_block_rows * col_blocks
     chunks = (assignments + _ROUTING_CHUNK - 1) // _ROUTING_CHUNK
-    total = (1 + num_experts + (num_experts + 1) + (max_block_rows + 1) + (num_experts * col_blocks + 1)
-             + 4 * max_nnz + assignments + rows + chunks * num_experts)
-    return PlanSizes(total, rows, max_nnz)
+    sizes = (1, num_experts, num_experts + 1, max_block_rows + 1, block_cols + 1, max_nnz, max_nnz, max_nnz, max_nnz,
+             assignments, rows, chunks * num_experts)
+    starts = []
+    at = 0
+    for size in sizes:
+        starts.append(at)
+        at += size
+    if checked and not (rows <= _INT32_MAX and max_nnz <= _INT32_MAX and at <= _INT32_MAX):
+        raise _spec_error("assignments", assignments,
+                          "few enough that the routing plan's int32 indices do not overflow")
+    return PlanLayout(assignments, num_experts, block_size, ffn_hidden_size, max_block_rows, rows, block_cols,
+                      max_nnz, chunks, *starts, at)
+
+
+_cached_plan_layout = functools.lru_cache(maxsize=256)(_plan_layout)
+
+
+def plan_layout(assignments, num_experts: int, block_size: int, ffn_hidden_size: int) -> PlanLayout:
+    """The routing plan's layout for `assignments` = tokens * top_k (an int, or a SymInt
+    under torch.compile with dynamic shapes); raises SpecError naming a bad argument.
+
+    Plain arithmetic, so Dynamo traces it into no graph node at all, and the fake
+    implementations size their outputs with it. Cached in eager mode (the layer asks once
+    per call); under torch.compile it is computed uncached, since Dynamo cannot trace the
+    lru_cache wrapper (and a SymInt is unhashable)."""
+    if torch.compiler.is_compiling() or not isinstance(assignments, int):
+        return _plan_layout(assignments, num_experts, block_size, ffn_hidden_size)
+    return _cached_plan_layout(assignments, num_experts, block_size, ffn_hidden_size)
 
 
 @functools.lru_cache(maxsize=256)
 def routing_layout(assignments: int, num_experts: int, block_size: int, ffn_hidden_size: int) -> _core.RoutingLayout:
-    """Sizes and section offsets of the routing plan buffer (cached: a layer calls it per op)."""
+    """The C++ layout that the kernel launchers take (cached: each op's real implementation
+    asks for it). Only the custom ops' real implementations may call it: Dynamo cannot trace
+    a pybind11 constructor, so anything a compiled forward runs uses plan_layout instead."""
     return _core.RoutingLayout(assignments, num_experts, block_size, ffn_hidden_size)
 
 
@@ -88,7 +162,7 @@ def launch_routing(op: str, layout: _core.RoutingLayout, plan: torch.Tensor, *, 
 class RoutingPlan:
     """Where every assignment goes: views into one int32 buffer (see the module docstring)."""
 
-    layout: _core.RoutingLayout
+    layout: PlanLayout
     buffer: torch.Tensor
 
     def _section(self, start: int, length: int) -> torch.Tensor:
@@ -131,7 +205,7 @@ class RoutingPlan:
                 f"rows={l.rows} (capacity), device={self.buffer.device})")
 
 
-def check_plan(name: str, plan: torch.Tensor, layout: _core.RoutingLayout, device: torch.device) -> None:
+def check_plan(name: str, plan: torch.Tensor, layout: PlanLayout, device: torch.device) -> None:
     if not isinstance(plan, torch.Tensor) or plan.dtype != torch.int32 or tuple(plan.shape) != (layout.total,):
         got = f"{tuple(plan.shape)} {plan.dtype}" if isinstance(plan, torch.Tensor) else type(plan).__name__
         raise ValueError(f"{name}: expected the int32 routing plan of {layout.total} elements that moejit.route made "
@@ -148,8 +222,9 @@ def _check_route_args(expert_indices: torch.Tensor, num_experts: int, block_size
     if expert_indices.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"expert_indices.dtype={expert_indices.dtype}: expected torch.int64 (as torch.topk returns) "
                          "or torch.int32")
-    if expert_indices.device.type != "cuda":
-        raise ValueError(f"expert_indices.device={expert_indices.device}: expected a CUDA device")
+    if expert_indices.device.type not in KERNEL_DEVICE_TYPES:
+        raise ValueError(f"expert_indices.device={expert_indices.device}: expected a CUDA device (or meta, for "
+                         "shapes only)")
     if expert_indices.shape[1] > num_experts:
         raise ValueError(f"top_k={expert_indices.shape[1]}: expected at most num_experts={num_experts} "
                          "(a token picks distinct experts)")
@@ -168,8 +243,8 @@ def _route_op(expert_indices: torch.Tensor, num_experts: int, block_size: int, f
 
 @_route_op.register_fake
 def _(expert_indices, num_experts, block_size, ffn_hidden_size):
-    sizes = plan_sizes(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
-    return expert_indices.new_empty(sizes.total, dtype=torch.int32)
+    layout = plan_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    return expert_indices.new_empty(layout.total, dtype=torch.int32)
 
 
 def check_expert_indices(expert_indices: torch.Tensor, num_experts: int) -> None:
@@ -191,5 +266,5 @@ def route(expert_indices: torch.Tensor, num_experts: int, block_size: int, ffn_h
     _check_route_args(expert_indices, num_experts, block_size, ffn_hidden_size)
     if check_indices:
         check_expert_indices(expert_indices, num_experts)
-    layout = routing_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
+    layout = plan_layout(expert_indices.numel(), num_experts, block_size, ffn_hidden_size)
     return RoutingPlan(layout, torch.ops.moejit.route(expert_indices, num_experts, block_size, ffn_hidden_size))

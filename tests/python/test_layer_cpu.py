@@ -1,12 +1,16 @@
 """The dMoE layer's parts that need no GPU: routing specs and their NVRTC compiles, the
 routing plan's layout, the shapes of every custom op and of a whole forward and backward
-under FakeTensorMode (what torch.compile traces), argument errors, the MegaBlocks-style
-constructor, and the reference layer against an independent per-token computation."""
+under FakeTensorMode (what torch.compile traces), torch.compile capturing the layer in one
+graph with no graph break, argument errors, the MegaBlocks-style constructor, and the
+reference layer against an independent per-token computation."""
 
 import math
+import re
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import moejit
@@ -114,7 +118,8 @@ def test_routing_layout_errors_name_the_argument():
 
 def test_fake_shapes_of_every_op_and_a_whole_forward():
     """What torch.compile and CUDA graphs see: static shapes from the layout alone. (The
-    backward needs a CUDA device even on fake tensors; the GPU tests run it.)"""
+    backward needs a CUDA device even on fake CUDA tensors; the meta-device tests below and
+    the GPU tests run it.)"""
     with FakeTensorMode():
         layer = moejit.dMoE(64, 128, 8, 2, activation="silu", glu=True, bias=True, device="cuda")
         x = torch.empty(100, 64, dtype=torch.bfloat16, device="cuda", requires_grad=True)
@@ -194,11 +199,111 @@ def test_load_balancing_loss_is_its_weight_for_uniform_routing():
 
 @pytest.mark.parametrize("assignments,experts,block,ffn", [
     (0, 1, 128, 128), (1, 1, 64, 64), (131072, 128, 128, 768), (16384, 8, 128, 14336), (10006, 16, 64, 128),
-    (4097, 3, 64, 192)])
-def test_plan_sizes_for_fake_tensors_equal_the_cpp_layout(assignments, experts, block, ffn):
+    (4097, 3, 64, 192), (2 * 4096, 1024, 128, 256)])
+def test_python_plan_layout_equals_the_cpp_layout(assignments, experts, block, ffn):
+    """plan_layout (plain arithmetic, what torch.compile traces and the fake implementations
+    size outputs with) against compiler/routing_layout.cpp, field by field."""
     layout = moejit.routing.routing_layout(assignments, experts, block, ffn)
-    sizes = moejit.routing.plan_sizes(assignments, experts, block, ffn)
-    assert (sizes.total, sizes.rows, sizes.max_nnz) == (layout.total, layout.rows, layout.max_nnz)
+    mirror = moejit.routing.plan_layout(assignments, experts, block, ffn)
+    assert mirror._asdict() == {field: getattr(layout, field) for field in moejit.routing.PlanLayout._fields}
+
+
+@pytest.mark.parametrize("args", [(10, 4, 128, 100), (10, 4, 32, 128), (10, 0, 128, 128), (-1, 4, 128, 128),
+                                  (2**31, 4, 128, 128), (2**31 - 1, 4, 128, 128)])
+def test_python_plan_layout_raises_the_cpp_layouts_errors(args):
+    with pytest.raises(_core.SpecError) as cpp:
+        moejit.routing.routing_layout(*args)
+    with pytest.raises(_core.SpecError, match=re.escape(str(cpp.value))):
+        moejit.routing.plan_layout(*args)
+
+
+class _GraphRecorder:
+    """A torch.compile backend that keeps the graphs it is given and runs them uncompiled:
+    Dynamo's graph, and with aot=True AOTAutograd's forward and backward graphs."""
+
+    def __init__(self, aot: bool = False):
+        self.dynamo, self.forward, self.backward = [], [], []
+        self._aot = aot
+
+    def __call__(self, gm, example_inputs):
+        self.dynamo.append(gm)
+        if not self._aot:
+            return gm.forward
+        return aot_autograd(fw_compiler=self._keep(self.forward), bw_compiler=self._keep(self.backward))(
+            gm, example_inputs)
+
+    @staticmethod
+    def _keep(graphs):
+        def compiler(gm, example_inputs):
+            graphs.append(gm)
+            return make_boxed_func(gm.forward)
+        return compiler
+
+
+def _moejit_ops(gm: torch.fx.GraphModule) -> set:
+    """The moejit custom ops a graph calls ("route", ...), from Dynamo's packets
+    (moejit.route) or AOTAutograd's overloads (moejit.route.default)."""
+    names = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+            namespace, name = str(node.target).split(".")[:2]
+            if namespace == "moejit":
+                names.add(name)
+    return names
+
+
+FORWARD_OPS = {"route", "padded_gather", "expert_sdd", "expert_activation", "expert_dsd", "weighted_scatter"}
+
+
+def test_torch_compile_captures_the_whole_forward_in_one_graph_for_every_token_count():
+    """fullgraph=True fails on any graph break (the routing plan's layout must be plain
+    arithmetic, not the pybind11 RoutingLayout); a dynamic token count must not recompile.
+    Fake CUDA tensors: the same device checks and ops as on a GPU, without one."""
+    torch._dynamo.reset()
+    recorder = _GraphRecorder()
+    with FakeTensorMode():
+        layer = moejit.dMoE(64, 128, 8, 2, activation="silu", glu=True, bias=True, device="cuda")
+        compiled = torch.compile(layer, fullgraph=True, backend=recorder)
+        for tokens in (100, 37, 300):
+            x = torch.empty(tokens, 64, dtype=torch.bfloat16, device="cuda")
+            torch._dynamo.mark_dynamic(x, 0)
+            y = compiled(x)
+            assert y.shape == (tokens, 64) and y.device.type == "cuda"
+            assert layer.load_balancing_loss.shape == ()
+    assert len(recorder.dynamo) == 1, "one graph for every token count (no recompilation)"
+    assert _moejit_ops(recorder.dynamo[0]) == FORWARD_OPS
+
+
+def test_torch_compile_captures_forward_and_backward_in_one_graph_each_on_meta():
+    """The same through AOTAutograd, which traces the backward too. On the meta device: the
+    autograd engine needs a real CUDA device for CUDA tensors, fake or not; meta tensors
+    reach the same fake implementations."""
+    torch._dynamo.reset()
+    recorder = _GraphRecorder(aot=True)
+    layer = moejit.dMoE(64, 128, 8, 2, activation="gelu", glu=True, bias=True, device="meta")
+    compiled = torch.compile(layer, fullgraph=True, backend=recorder)
+    for tokens in (100, 37, 300):
+        x = torch.empty(tokens, 64, dtype=torch.bfloat16, device="meta", requires_grad=True)
+        torch._dynamo.mark_dynamic(x, 0)
+        y = compiled(x)
+        (y.float().sum() + layer.load_balancing_loss).backward()
+        assert y.shape == x.grad.shape == (tokens, 64)
+        for p in layer.parameters():
+            assert p.grad is not None and p.grad.shape == p.shape
+            p.grad = None
+    assert (len(recorder.dynamo), len(recorder.forward), len(recorder.backward)) == (1, 1, 1)
+    assert _moejit_ops(recorder.forward[0]) == FORWARD_OPS
+    assert _moejit_ops(recorder.backward[0]) == {"weighted_scatter_grad", "expert_sdd", "expert_dsd_t",
+                                                  "expert_activation_grad", "expert_dsd", "weighted_scatter"}
+
+
+def test_a_meta_layer_runs_forward_and_backward_eagerly_as_shapes():
+    layer = moejit.dMoE(64, 128, 4, 2, device="meta")
+    x = torch.empty(10, 3, 64, dtype=torch.bfloat16, device="meta", requires_grad=True)
+    forced = torch.zeros(30, 2, dtype=torch.long, device="meta")
+    y = layer(x, expert_indices=forced)
+    y.sum().backward()
+    assert y.shape == x.grad.shape == (10, 3, 64) and layer.w2.grad.shape == layer.w2.shape
 
 
 def test_collect_averages_the_layers_losses_like_megablocks():

@@ -185,7 +185,8 @@ def test_cuda_graph_replays_forward_and_backward():
 def test_torch_compile_matches_eager():
     layer = _layer(128, 128, 8, 2, dict(activation="gelu", bias=True))
     twin = copy.deepcopy(layer)
-    compiled = torch.compile(twin)
+    # fullgraph: a graph break fails the test (the CPU tests check the same on fake tensors).
+    compiled = torch.compile(twin, fullgraph=True)
     x = torch.randn(300, 128, device="cuda", dtype=torch.bfloat16)
     grad = torch.randn_like(x)
     y = layer(x)
