@@ -41,6 +41,15 @@ DMOE_CASES = {
                                                    seed=12, chunks=2),
 }
 
+# The exchange's own autograd, its Function applied directly (so its backward is the first
+# node of the graph to need saved tensors): a second backward after retain_graph=True, the
+# error after the graph was freed, and what stays alive under saved-tensor hooks that
+# offload every saved tensor. SwiGLU in float64; each rank sends 0-2 rows to each expert.
+AUTOGRAD_CASES = {
+    "retain_graph, freed graph, saved-tensor hooks": dict(experts=8, hidden=16, ffn=8, chunks=1, seed=21),
+    "the same with two exchange chunks": dict(experts=8, hidden=16, ffn=8, chunks=2, seed=22),
+}
+
 ERROR_CASES = {
     # name: (expected message fragment, world sizes it raises on)
     "num_experts not divisible": ("expected a multiple of the expert-parallel group's size", (2, 4)),

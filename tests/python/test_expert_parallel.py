@@ -22,7 +22,7 @@ from moejit.expert_parallel import chunk_boundaries
 from moejit.expert_sharding import ExpertSharding, shard_state_dict
 
 from conftest import requires_gpu
-from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, GPU_CASES
+from expert_parallel_cases import AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, GPU_CASES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "expert_parallel_worker.py")
@@ -85,6 +85,25 @@ def test_dmoe_expert_parallel_path_matches_dmoe_holding_every_expert(gloo_group_
             # bf16: the router's logits and the combine round differently for different batches.
             assert error <= 2e-2, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
         assert {"forward", "d x", "d router.weight", "d w1", "d w2"} <= set(result["errors"])
+
+
+@pytest.mark.parametrize("case", list(AUTOGRAD_CASES))
+def test_exchange_backward_retains_frees_and_saves_through_the_hooks(gloo_group_reports, case):
+    """A second backward after retain_graph=True adds the same gradients (each matching one
+    process holding every expert); a backward after the graph was freed raises PyTorch's
+    RuntimeError; under offloading saved-tensor hooks nothing outside the hooks keeps the
+    local experts' rows alive, and freeing the graph frees what the hooks packed."""
+    world, reports = gloo_group_reports
+    for rank, report in enumerate(reports):
+        result = report["autograd_cases"][case]
+        assert "exception" not in result, result.get("exception")
+        assert not result["failures"], f"rank {rank} of {world}: " + "; ".join(result["failures"])
+        for quantity, error in result["errors"].items():
+            assert error <= 1e-12, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+        for label in ("", "under hooks: "):
+            for quantity in ("d rows", "d w1", "d v1", "d w2"):
+                assert {f"{label}{quantity}", f"{label}{quantity} after the second backward"} <= set(result["errors"])
+    assert sum(report["autograd_cases"][case]["rows"] for report in reports) > 0
 
 
 @pytest.mark.parametrize("name", list(ERROR_CASES))
