@@ -21,8 +21,8 @@ import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, forced_indices,  # noqa: E402
-                                   tokens_per_rank)
+from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, MOE_BLOCKS,  # noqa: E402
+                                   forced_indices, model_with_moe_layers, moe_model_forward, tokens_per_rank)
 
 
 def _error(x, y):
@@ -276,6 +276,47 @@ def run_exchange_autograd_case(case, rank, world):
     return {"errors": errors, "failures": failures, "rows": ids.numel()}
 
 
+def run_model_sharding_case(rank, world):
+    """A model with MoE layers at blocks 1 and 11 (and dense weights named like experts'):
+    load_expert_shard gives each expert-parallel layer its own experts' rows and leaves every
+    other entry whole, the model computes as the one holding every expert, and
+    gather_expert_shards gives back the full state."""
+    from moejit.expert_sharding import gather_expert_shards, load_expert_shard
+
+    torch.manual_seed(31)
+    full = model_with_moe_layers()
+    with torch.no_grad():
+        for p in full.parameters():
+            p.normal_(0.0, 0.5)
+    full_state = full.state_dict()
+    ep = model_with_moe_layers(dist.group.WORLD)
+    try:
+        load_expert_shard(ep, full_state)
+    except Exception as error:   # raised before any collective, on every rank alike
+        return {"errors": {}, "failures": [f"load_expert_shard raised {error!r}"]}
+    expected = dict(full_state)
+    for i, o in MOE_BLOCKS.items():
+        rows = o["experts"] // world * o["ffn"]
+        for w in ("w1", "v1", "w2") if o.get("glu") else ("w1", "w2"):
+            name = f"layers.{i}.moe.{w}"
+            expected[name] = full_state[name][rank * rows:(rank + 1) * rows]
+    loaded = ep.state_dict()
+    failures = []
+    if set(loaded) != set(expected):
+        failures.append(f"entries {sorted(set(loaded) ^ set(expected))}: in one state only")
+    wrong = [name for name in expected if name in loaded and _error(loaded[name], expected[name]) > 0]
+    if wrong:
+        failures.append(f"loaded entries differ from this rank's share of the full model's: {wrong}")
+    x = torch.randn(5 + rank, full.layers[1].moe.hidden_size, dtype=torch.float64)
+    with torch.no_grad():
+        errors = {"forward": _error(moe_model_forward(ep, x), moe_model_forward(full, x))}
+    gathered = gather_expert_shards(ep)
+    if set(gathered) != set(full_state):
+        failures.append(f"gathered entries {sorted(set(gathered) ^ set(full_state))}: in one state only")
+    errors["gathered state"] = max(_error(gathered[n], t) for n, t in full_state.items() if n in gathered)
+    return {"errors": errors, "failures": failures}
+
+
 def run_error_case(name, rank, world):
     """Returns the message of the error the case raises (None when nothing is raised)."""
     import moejit
@@ -374,6 +415,12 @@ def main():
                     report["autograd_cases"][name] = {"exception": traceback.format_exc()}
                     print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
                     raise
+            try:
+                report["model_sharding"] = run_model_sharding_case(rank, world)
+            except Exception:
+                report["model_sharding"] = {"exception": traceback.format_exc()}
+                print(f"rank {rank} of {world}: the model sharding case raised", file=sys.stderr)
+                raise
             for name in ERROR_CASES:
                 report["error_cases"][name] = run_error_case(name, rank, world)
         else:
