@@ -48,11 +48,11 @@ with no tokens at all.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from .expert_sharding import ExpertSharding
 
@@ -99,39 +99,100 @@ def _start_all_to_all(rows: torch.Tensor, send_splits: list[int], receive_splits
     return out, work
 
 
+class _GraphInput(torch.autograd.Function):
+    """rows as a non-leaf tensor of a local graph, whose gradient the exchange takes at this
+    node (torch.autograd.grad with its GradientEdge; the node itself never runs). Not a
+    leaf: a leaf's AccumulateGrad node holds the leaf's data for as long as the graph
+    lives, which would keep the received rows alive outside the saved-tensor hooks even
+    when the local experts do not save them. The anchor (a scalar leaf) only makes the
+    result require a gradient."""
+
+    @staticmethod
+    def forward(ctx, anchor: torch.Tensor, rows: torch.Tensor):
+        return rows.view_as(rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        raise AssertionError("the exchange takes the gradient of its local graph's input without running this node")
+
+
+class _GraphHandle(torch.autograd.Function):
+    """A tensor with no element whose graph starts at `out` (its one next edge): saved with
+    ctx.save_for_backward, it keeps a local graph alive exactly as long as PyTorch keeps the
+    exchange's saved tensors, without keeping out's data (the backward never reads it)."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor):
+        return out.new_empty(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        raise AssertionError("the exchange differentiates from the edge its handle points to, not through the handle")
+
+
+def _outer_backward_keeps_graph() -> bool:
+    """Whether the backward call running now retains the graph (retain_graph=True). Private
+    PyTorch API (aot_autograd uses it for the same purpose); where it is missing, True: the
+    local graphs are then still freed with the exchange's saved tensors, only a little later."""
+    keeps = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if keeps is None else bool(keeps())
+
+
 class _ExpertExchange(torch.autograd.Function):
     """rows [sent rows, H] in destination order -> the local experts' results [sent rows, H]
-    in the same order, computed on the ranks that hold the experts (steps 4-6)."""
+    in the same order, computed on the ranks that hold the experts (steps 4-6).
+
+    Autograd is off inside Function.forward, so forward records the local experts' graph of
+    each chunk itself (under enable_grad, on a non-leaf alias of the received rows and on
+    detached aliases of the parameters) and backward differentiates it with
+    torch.autograd.grad. What each local graph keeps for its backward is saved by its own
+    operations, so saved-tensor hooks (offloading, checkpointing) see it as they see any
+    other operation's. The exchange itself keeps no tensor data: per chunk one handle with
+    no element, which holds the local graph and goes through ctx.save_for_backward, and the
+    gradient edges of the graph's inputs (graph nodes that hold no activation: the rows'
+    _GraphInput and the AccumulateGrad nodes of the parameters' aliases). So the local
+    graphs live exactly as long as the exchange's saved tensors: a backward with
+    retain_graph=True keeps them (the local backward retains too) and a second backward
+    gives the same gradients; otherwise PyTorch frees them after this backward and another
+    raises its usual "Trying to backward through the graph a second time"."""
 
     @staticmethod
     def forward(ctx, plan: ExchangePlan, group, local_experts: LocalExperts, rows: torch.Tensor, *params):
         record = any(ctx.needs_input_grad)   # autograd is off in here: build the local graphs ourselves
         sends = rows.split([sum(s) for s in plan.send_splits])
-        graphs, results = [], []
+        handles, edges, results = [], [], []
         pending = _start_all_to_all(sends[0], plan.send_splits[0], plan.receive_splits[0], group)
         for c in range(plan.chunks):
             received, work = pending
             if c + 1 < plan.chunks:   # the next chunk travels while this one computes
                 pending = _start_all_to_all(sends[c + 1], plan.send_splits[c + 1], plan.receive_splits[c + 1], group)
             work.wait()
-            if record:
-                received = received.detach().requires_grad_(ctx.needs_input_grad[3])
-                inputs = tuple(p.detach().requires_grad_(p.requires_grad) for p in params)
+            if not record:
+                out = local_experts(received, plan.expert_ids[c], params)
             else:
-                inputs = params
-            with torch.enable_grad() if record else nullcontext():
-                out = local_experts(received, plan.expert_ids[c], inputs)
-            if record:
-                graphs.append((received, inputs, out))
+                with torch.enable_grad():
+                    if ctx.needs_input_grad[3]:
+                        anchor = received.new_zeros((), requires_grad=True)
+                        received = _GraphInput.apply(anchor, received)
+                    inputs = tuple(p.detach().requires_grad_(p.requires_grad) for p in params)
+                    out = local_experts(received, plan.expert_ids[c], inputs)
+                    handles.append(_GraphHandle.apply(out) if out.requires_grad else None)
+                edges.append([get_gradient_edge(t) if t.requires_grad else None for t in (received, *inputs)])
             results.append(_start_all_to_all(out.detach(), plan.receive_splits[c], plan.send_splits[c], group))
         for _, work in results:
             work.wait()
-        ctx.plan, ctx.group, ctx.graphs = plan, group, graphs
+        ctx.save_for_backward(*handles)
+        ctx.plan, ctx.group, ctx.edges = plan, group, edges
+        ctx.rows_dtype = rows.dtype
         ctx.param_shapes = [(p.shape, p.dtype, p.device) for p in params]
         return torch.cat([out for out, _ in results])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        # First, before any collective: after the graph was freed this raises PyTorch's
+        # "backward through the graph a second time" on every rank alike.
+        handles = ctx.saved_tensors
+        retain = _outer_backward_keeps_graph()
         plan, group = ctx.plan, ctx.group
         grads = grad.contiguous().split([sum(s) for s in plan.send_splits])
         param_grads = [None] * len(ctx.param_shapes)
@@ -142,20 +203,22 @@ class _ExpertExchange(torch.autograd.Function):
             if c + 1 < plan.chunks:
                 pending = _start_all_to_all(grads[c + 1], plan.send_splits[c + 1], plan.receive_splits[c + 1], group)
             work.wait()
-            received, inputs, out = ctx.graphs[c]
-            wanted = [t for t in (received, *inputs) if t.requires_grad]
-            found = iter(torch.autograd.grad(out, wanted, grad_out, allow_unused=True)
-                         if out.requires_grad and wanted else [None] * len(wanted))
-            grad_rows, *grad_params = [next(found) if t.requires_grad else None for t in (received, *inputs)]
+            handle, edges = handles[c], ctx.edges[c]
+            wanted = [e for e in edges if e is not None]
+            if handle is not None and wanted:
+                root = GradientEdge(*handle.grad_fn.next_functions[0])   # the local experts' output
+                found = iter(torch.autograd.grad([root], wanted, [grad_out], retain_graph=retain, allow_unused=True))
+            else:   # the local experts' output depends on nothing that needs a gradient
+                found = iter([None] * len(wanted))
+            grad_rows, *grad_params = [next(found) if e is not None else None for e in edges]
             if grad_rows is None:
-                grad_rows = torch.zeros_like(received)
+                grad_rows = grad_out.new_zeros(grad_out.shape, dtype=ctx.rows_dtype)
             for i, g in enumerate(grad_params):
                 if g is not None:
                     param_grads[i] = g if param_grads[i] is None else param_grads[i] + g
             returned.append(_start_all_to_all(grad_rows, plan.receive_splits[c], plan.send_splits[c], group))
         for _, work in returned:
             work.wait()
-        ctx.graphs = None
         grad_rows = torch.cat([g for g, _ in returned])
         # A shard that received no row still gets a gradient (zeros), as the same rows of a
         # layer holding every expert do.

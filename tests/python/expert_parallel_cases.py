@@ -41,6 +41,52 @@ DMOE_CASES = {
                                                    seed=12, chunks=2),
 }
 
+# The exchange's own autograd, its Function applied directly (so its backward is the first
+# node of the graph to need saved tensors): a second backward after retain_graph=True, the
+# error after the graph was freed, and what stays alive under saved-tensor hooks that
+# offload every saved tensor. SwiGLU in float64; each rank sends 0-2 rows to each expert.
+AUTOGRAD_CASES = {
+    "retain_graph, freed graph, saved-tensor hooks": dict(experts=8, hidden=16, ffn=8, chunks=1, seed=21),
+    "the same with two exchange chunks": dict(experts=8, hidden=16, ffn=8, chunks=2, seed=22),
+}
+
+# The model of the sharding tests (model_with_moe_layers): MoE layers (ReferenceMoE) at
+# blocks 1 and 11, each with sizes of its own.
+MOE_BLOCKS = {1: dict(ffn=8, experts=8, top_k=2, glu=True, bias=True), 11: dict(ffn=4, experts=4, top_k=1)}
+MODEL_HIDDEN = 16
+
+
+def model_with_moe_layers(group=None, dtype=torch.float64):
+    """Twelve blocks (model.layers[i]); blocks 1 and 11 hold an MoE layer (.moe, over
+    `group`); every block a dense MLP whose weights are named like expert weights (mlp.w1,
+    mlp.w2, and w1 of the same shape as block 1's experts') and a parameter whose name ends
+    like one (shared_w1). Parameters uninitialised."""
+    import moejit
+
+    H = MODEL_HIDDEN
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList()
+    for i in range(12):
+        block = torch.nn.Module()
+        block.mlp = torch.nn.Module()
+        block.mlp.w1 = torch.nn.Parameter(torch.empty(8 * 8, H, dtype=dtype))
+        block.mlp.w2 = torch.nn.Parameter(torch.empty(8 * 8, H, dtype=dtype))
+        block.shared_w1 = torch.nn.Parameter(torch.empty(H, H, dtype=dtype))
+        if i in MOE_BLOCKS:
+            o = MOE_BLOCKS[i]
+            block.moe = moejit.ReferenceMoE(H, o["ffn"], o["experts"], o["top_k"], glu=o.get("glu", False),
+                                            bias=o.get("bias", False), dtype=dtype, expert_parallel_group=group)
+        model.layers.append(block)
+    return model
+
+
+def moe_model_forward(model, x):
+    """The model's MoE layers in turn, with residuals (the dense weights take no part)."""
+    for i in MOE_BLOCKS:
+        x = x + model.layers[i].moe(x)
+    return x
+
+
 ERROR_CASES = {
     # name: (expected message fragment, world sizes it raises on)
     "num_experts not divisible": ("expected a multiple of the expert-parallel group's size", (2, 4)),

@@ -14,13 +14,15 @@ import json
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, forced_indices, tokens_per_rank  # noqa: E402
+from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, MOE_BLOCKS,  # noqa: E402
+                                   forced_indices, model_with_moe_layers, moe_model_forward, tokens_per_rank)
 
 
 def _error(x, y):
@@ -167,6 +169,154 @@ def run_dmoe_case(case, rank, world):
     return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
 
 
+class _Offloaded:
+    """What the offloading hooks below keep in the graph instead of a saved tensor."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+
+def run_exchange_autograd_case(case, rank, world):
+    """_ExpertExchange applied directly to rows already in the exchange's order, against the
+    same experts computed in one process: backward twice with retain_graph=True (the second
+    adds the same gradients), a third backward once the graph was freed (PyTorch's
+    RuntimeError), and the same under saved-tensor hooks that replace every saved tensor by
+    a copy (as activation offloading does): then nothing but the hooks' copies may keep the
+    local experts' input rows and output alive, and freeing the graph frees the copies."""
+    import gc
+    import weakref
+
+    from moejit.expert_parallel import ExchangePlan, _ExpertExchange, chunk_boundaries
+    from moejit.expert_sharding import ExpertSharding
+    from moejit.layer import activation_function
+    from moejit.reference_layer import reference_expert_mlp
+
+    E, H, F = case["experts"], case["hidden"], case["ffn"]
+    group = dist.group.WORLD
+    sharding = ExpertSharding.of(group, E)
+    per_rank = sharding.experts_per_rank
+    boundaries = chunk_boundaries(per_rank, case["chunks"])
+    torch.manual_seed(case["seed"])   # the same full weights (w1, v1, w2) on every rank
+    full = [torch.randn(E * F, H, dtype=torch.float64) * 0.5 for _ in range(3)]
+    gen = torch.Generator().manual_seed(case["seed"] * 100 + rank)
+    counts = torch.randint(0, 3, (E,), generator=gen)   # rows this rank sends to each expert
+    received_counts = torch.empty_like(counts)
+    dist.all_to_all_single(received_counts, counts, group=group)
+    plan = ExchangePlan(counts.view(world, per_rank), received_counts.view(world, per_rank), boundaries, world)
+    # The exchange's order: by chunk of the local expert, then by global expert id.
+    ids = torch.repeat_interleave(torch.arange(E), counts)
+    chunk = torch.searchsorted(torch.tensor(boundaries[1:]), ids % per_rank, right=True)
+    ids = ids[torch.sort(chunk * E + ids, stable=True).indices]
+    rows0 = torch.randn(ids.numel(), H, generator=gen, dtype=torch.float64)
+    grad = torch.randn(ids.numel(), H, generator=gen, dtype=torch.float64)
+    mlp = reference_expert_mlp(activation_function("silu"), True, F)
+
+    # One process: every expert, this rank's rows; the weights' gradients summed over ranks.
+    rows_ref, full_ref = rows0.clone().requires_grad_(), [w.clone().requires_grad_() for w in full]
+    y_ref = mlp(rows_ref, ids, full_ref)
+    y_ref.backward(grad)
+    expected = {"d rows": rows_ref.grad}
+    for name, w in zip(("w1", "v1", "w2"), full_ref):
+        dist.all_reduce(w.grad, group=group)
+        expected[f"d {name}"] = w.grad[sharding.expert_rows(F)]
+
+    alive = []   # weak references to what each local computation received and returned
+
+    def local_experts(rows, expert_ids, params):
+        out = mlp(rows, expert_ids, params)
+        alive.extend((weakref.ref(rows), weakref.ref(out)))
+        return out
+
+    def gradients(rows, params):
+        return {"d rows": rows.grad.clone(), **{f"d {n}": p.grad.clone() for n, p in zip(("w1", "v1", "w2"), params)}}
+
+    errors, failures = {}, []
+    for hooks in (False, True):
+        label = "under hooks: " if hooks else ""
+        packed = []   # weak references to the hooks' copies
+
+        def pack(tensor):
+            holder = _Offloaded()
+            holder.tensor = tensor.detach().clone()
+            packed.append(weakref.ref(holder))
+            return holder
+
+        alive.clear()
+        rows = rows0.clone().requires_grad_()
+        params = [w[sharding.expert_rows(F)].clone().requires_grad_() for w in full]
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor) if hooks else nullcontext():
+            y = _ExpertExchange.apply(plan, group, local_experts, rows, *params)
+        gc.collect()
+        errors[f"{label}forward"] = _error(y, y_ref)
+        if hooks and any(ref() is not None for ref in alive):
+            failures.append("under offloading hooks, the local experts' input rows or output outlived the forward "
+                            "(kept outside the saved-tensor hooks)")
+        try:
+            y.backward(grad, retain_graph=True)
+            first = gradients(rows, params)
+            y.backward(grad)
+        except Exception as error:   # every rank fails alike, so the collectives stay matched
+            failures.append(f"{label}backward after backward(retain_graph=True) raised {error!r}")
+            continue
+        for quantity, value in first.items():
+            errors[f"{label}{quantity}"] = _error(value, expected[quantity])
+        for quantity, value in gradients(rows, params).items():
+            errors[f"{label}{quantity} after the second backward"] = _error(value, 2 * first[quantity])
+        gc.collect()
+        if hooks and (not packed or any(ref() is not None for ref in packed)):
+            failures.append(f"{len(packed)} tensors packed by the hooks, "
+                            f"{sum(ref() is not None for ref in packed)} still held after the graph was freed")
+        try:
+            y.backward(grad)
+            failures.append(f"{label}a backward after the graph was freed raised nothing")
+        except RuntimeError as error:
+            if "backward through the graph a second time" not in str(error):
+                failures.append(f"{label}a backward after the graph was freed raised {error!r}")
+        except Exception as error:
+            failures.append(f"{label}a backward after the graph was freed raised {error!r}")
+    return {"errors": errors, "failures": failures, "rows": ids.numel()}
+
+
+def run_model_sharding_case(rank, world):
+    """A model with MoE layers at blocks 1 and 11 (and dense weights named like experts'):
+    load_expert_shard gives each expert-parallel layer its own experts' rows and leaves every
+    other entry whole, the model computes as the one holding every expert, and
+    gather_expert_shards gives back the full state."""
+    from moejit.expert_sharding import gather_expert_shards, load_expert_shard
+
+    torch.manual_seed(31)
+    full = model_with_moe_layers()
+    with torch.no_grad():
+        for p in full.parameters():
+            p.normal_(0.0, 0.5)
+    full_state = full.state_dict()
+    ep = model_with_moe_layers(dist.group.WORLD)
+    try:
+        load_expert_shard(ep, full_state)
+    except Exception as error:   # raised before any collective, on every rank alike
+        return {"errors": {}, "failures": [f"load_expert_shard raised {error!r}"]}
+    expected = dict(full_state)
+    for i, o in MOE_BLOCKS.items():
+        rows = o["experts"] // world * o["ffn"]
+        for w in ("w1", "v1", "w2") if o.get("glu") else ("w1", "w2"):
+            name = f"layers.{i}.moe.{w}"
+            expected[name] = full_state[name][rank * rows:(rank + 1) * rows]
+    loaded = ep.state_dict()
+    failures = []
+    if set(loaded) != set(expected):
+        failures.append(f"entries {sorted(set(loaded) ^ set(expected))}: in one state only")
+    wrong = [name for name in expected if name in loaded and _error(loaded[name], expected[name]) > 0]
+    if wrong:
+        failures.append(f"loaded entries differ from this rank's share of the full model's: {wrong}")
+    x = torch.randn(5 + rank, full.layers[1].moe.hidden_size, dtype=torch.float64)
+    with torch.no_grad():
+        errors = {"forward": _error(moe_model_forward(ep, x), moe_model_forward(full, x))}
+    gathered = gather_expert_shards(ep)
+    if set(gathered) != set(full_state):
+        failures.append(f"gathered entries {sorted(set(gathered) ^ set(full_state))}: in one state only")
+    errors["gathered state"] = max(_error(gathered[n], t) for n, t in full_state.items() if n in gathered)
+    return {"errors": errors, "failures": failures}
+
+
 def run_error_case(name, rank, world):
     """Returns the message of the error the case raises (None when nothing is raised)."""
     import moejit
@@ -237,7 +387,7 @@ def run_gpu_self_exchange(case):
 
 def main():
     mode, rank, world, store, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-    report = {"cases": {}, "error_cases": {}}
+    report = {"cases": {}, "error_cases": {}, "autograd_cases": {}}
     if mode == "gpu":
         torch.cuda.set_device(0)
     dist.init_process_group("gloo" if mode == "cpu" else "nccl", init_method=f"file://{store}", rank=rank,
@@ -258,6 +408,19 @@ def main():
                     report["cases"][name] = {"exception": traceback.format_exc()}
                     print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
                     raise
+            for name, case in AUTOGRAD_CASES.items():
+                try:
+                    report["autograd_cases"][name] = run_exchange_autograd_case(case, rank, world)
+                except Exception:
+                    report["autograd_cases"][name] = {"exception": traceback.format_exc()}
+                    print(f"rank {rank} of {world}: case {name!r} raised", file=sys.stderr)
+                    raise
+            try:
+                report["model_sharding"] = run_model_sharding_case(rank, world)
+            except Exception:
+                report["model_sharding"] = {"exception": traceback.format_exc()}
+                print(f"rank {rank} of {world}: the model sharding case raised", file=sys.stderr)
+                raise
             for name in ERROR_CASES:
                 report["error_cases"][name] = run_error_case(name, rank, world)
         else:

@@ -5,7 +5,9 @@ tokens of all ranks: forward, the input gradient, every expert shard's gradient 
 router's and bias's (summed over ranks, as data parallelism would), the load-balancing
 loss, gathering the shards back, and the errors. The cases (expert_parallel_cases.py)
 include experts and whole ranks with no tokens, a rank with no tokens of its own, uneven
-token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange. The multi-GPU
+token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange; the exchange's
+autograd (a second backward after retain_graph=True, a freed graph, saved-tensor hooks);
+loading and gathering the shards of a model with several MoE layers. The multi-GPU
 benchmark scripts (tests/gpu) run here on CPU processes under torchrun. Plus, on a GPU, the
 exchange on moejit's kernels with one NCCL rank against moejit.dMoE."""
 
@@ -19,10 +21,11 @@ import torch
 
 import moejit
 from moejit.expert_parallel import chunk_boundaries
-from moejit.expert_sharding import ExpertSharding, shard_state_dict
+from moejit.expert_sharding import ExpertSharding, expert_parameters, shard_state_dict
 
 from conftest import requires_gpu
-from expert_parallel_cases import CASES, DMOE_CASES, ERROR_CASES, GPU_CASES
+from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, GPU_CASES, MOE_BLOCKS,
+                                   model_with_moe_layers)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "expert_parallel_worker.py")
@@ -87,6 +90,25 @@ def test_dmoe_expert_parallel_path_matches_dmoe_holding_every_expert(gloo_group_
         assert {"forward", "d x", "d router.weight", "d w1", "d w2"} <= set(result["errors"])
 
 
+@pytest.mark.parametrize("case", list(AUTOGRAD_CASES))
+def test_exchange_backward_retains_frees_and_saves_through_the_hooks(gloo_group_reports, case):
+    """A second backward after retain_graph=True adds the same gradients (each matching one
+    process holding every expert); a backward after the graph was freed raises PyTorch's
+    RuntimeError; under offloading saved-tensor hooks nothing outside the hooks keeps the
+    local experts' rows alive, and freeing the graph frees what the hooks packed."""
+    world, reports = gloo_group_reports
+    for rank, report in enumerate(reports):
+        result = report["autograd_cases"][case]
+        assert "exception" not in result, result.get("exception")
+        assert not result["failures"], f"rank {rank} of {world}: " + "; ".join(result["failures"])
+        for quantity, error in result["errors"].items():
+            assert error <= 1e-12, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+        for label in ("", "under hooks: "):
+            for quantity in ("d rows", "d w1", "d v1", "d w2"):
+                assert {f"{label}{quantity}", f"{label}{quantity} after the second backward"} <= set(result["errors"])
+    assert sum(report["autograd_cases"][case]["rows"] for report in reports) > 0
+
+
 @pytest.mark.parametrize("name", list(ERROR_CASES))
 def test_expert_parallel_errors_name_the_problem(gloo_group_reports, name):
     world, reports = gloo_group_reports
@@ -129,17 +151,76 @@ def test_chunks_split_the_local_experts_evenly(per_rank, chunks, expected):
     assert chunk_boundaries(per_rank, chunks) == expected
 
 
-def test_shard_state_dict_takes_each_ranks_expert_rows():
-    full = moejit.ReferenceMoE(16, 8, 8, 2, glu=True, bias=True)
-    state = {name: torch.randn(t.shape) for name, t in full.state_dict().items()}
+def test_load_and_gather_expert_shards_of_a_model_with_moe_layers_1_and_11(gloo_group_reports):
+    """On real groups: each layer gets its own experts' rows, the dense weights named like
+    expert weights stay whole, the model computes as the full one, gathering restores it."""
+    world, reports = gloo_group_reports
+    for rank, report in enumerate(reports):
+        result = report["model_sharding"]
+        assert "exception" not in result, result.get("exception")
+        assert not result["failures"], f"rank {rank} of {world}: " + "; ".join(result["failures"])
+        assert set(result["errors"]) == {"forward", "gathered state"}
+        for quantity, error in result["errors"].items():
+            assert error <= 1e-12, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+
+
+def _full_model_state():
+    torch.manual_seed(0)
+    return {name: torch.randn(t.shape, dtype=t.dtype) for name, t in model_with_moe_layers().state_dict().items()}
+
+
+def _model_sharded_on(rank):
+    """model_with_moe_layers with the shardings of rank `rank` set by hand (no process
+    group here): block 1's 8 experts over 4 ranks, block 11's 4 over 2."""
+    model = model_with_moe_layers()
+    model.layers[1].moe.expert_sharding = ExpertSharding(group=None, rank=rank, world_size=4, num_experts=8)
+    model.layers[11].moe.expert_sharding = ExpertSharding(group=None, rank=rank % 2, world_size=2, num_experts=4)
+    return model
+
+
+def test_shard_state_dict_matches_expert_weights_by_their_full_names():
+    state = _full_model_state()
+    experts = {f"layers.{i}.moe.{w}" for i, o in MOE_BLOCKS.items()
+               for w in (("w1", "v1", "w2") if o.get("glu") else ("w1", "w2"))}
+    assert set(expert_parameters(model_with_moe_layers())) == experts
     for rank in range(4):
-        sharding = ExpertSharding(group=None, rank=rank, world_size=4, num_experts=8)
-        shard = shard_state_dict(state, sharding)
-        for name in ("w1", "v1", "w2"):
-            assert torch.equal(shard[name], state[name][rank * 16:(rank + 1) * 16])
-        assert shard["router.weight"] is state["router.weight"] and shard["bias"] is state["bias"]
-    with pytest.raises(ValueError, match=r"w1.shape=\(12, 16\): expected \[num_experts=8"):
-        shard_state_dict({"w1": torch.zeros(12, 16)}, ExpertSharding(None, 0, 2, 8))
+        shard = shard_state_dict(state, _model_sharded_on(rank))
+        assert set(shard) == set(state)
+        for w in ("w1", "v1", "w2"):   # 2 experts of ffn 8 per rank
+            name = f"layers.1.moe.{w}"
+            assert torch.equal(shard[name], state[name][rank * 16:(rank + 1) * 16]), name
+        for w in ("w1", "w2"):         # 2 experts of ffn 4 per rank of 2
+            name = f"layers.11.moe.{w}"
+            assert torch.equal(shard[name], state[name][rank % 2 * 8:(rank % 2 + 1) * 8]), name
+        # Dense weights named like expert weights (mlp.w1 of block 1's experts' shape too),
+        # shared_w1, the routers and the bias: all as they are.
+        for name in set(state) - experts:
+            assert shard[name] is state[name], name
+    # Without a group, every entry as it is.
+    layer = moejit.ReferenceMoE(16, 8, 8, 2, glu=True, bias=True)
+    layer_state = {name: torch.randn(t.shape) for name, t in layer.state_dict().items()}
+    assert all(shard is layer_state[name] for name, shard in shard_state_dict(layer_state, layer).items())
+
+
+def test_shard_state_dict_errors_name_the_key_and_what_was_expected():
+    state = _full_model_state()
+    model = _model_sharded_on(0)
+    missing = {n: t for n, t in state.items() if n != "layers.11.moe.w2"}
+    with pytest.raises(ValueError, match=r"state_dict: no entry 'layers.11.moe.w2': expected the w2 of the "
+                                         r"ReferenceMoE 'layers.11.moe' under its full name"):
+        shard_state_dict(missing, model)
+    wrong = dict(state, **{"layers.1.moe.v1": torch.zeros(12, 16, dtype=torch.float64)})
+    with pytest.raises(ValueError, match=r"state_dict\['layers.1.moe.v1'\].shape=\(12, 16\): expected \(64, 16\) = "
+                                         r"\(num_experts=8 \* ffn_hidden_size=8, hidden_size=16\)"):
+        shard_state_dict(wrong, model)
+    # One layer given with the whole model's state: no entry 'w1', and the candidates named.
+    with pytest.raises(ValueError, match=r"no entry 'w1'.*the entries named w1: \['layers.0.mlp.w1', "):
+        shard_state_dict(state, model.layers[11].moe)
+    with pytest.raises(ValueError, match="module: expected a dMoE or ReferenceMoE, or a module containing one; "
+                                         "Linear contains none"):
+        shard_state_dict(state, torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"module=ExpertSharding\(.*\): expected a torch.nn.Module"):
+        shard_state_dict(state, ExpertSharding(None, 0, 2, 8))
 
 
 def test_multi_gpu_table_script_runs_on_cpu_processes(tmp_path):
