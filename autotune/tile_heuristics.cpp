@@ -12,6 +12,22 @@
 namespace moejit {
 namespace {
 
+// The first of `candidates` (in order of preference) that `spec` validates with; where
+// none does, validate's error for the last one (the smallest), which says what does not fit.
+TileConfig first_valid_tile(KernelSpec spec, const std::vector<TileConfig>& candidates) {
+  for (const TileConfig& tile : candidates) {
+    spec.tile = tile;
+    try {
+      validate(spec);
+      return tile;
+    } catch (const SpecError&) {
+      // The next candidate is smaller.
+    }
+  }
+  validate(spec);   // throws the reason nothing fits
+  return spec.tile;
+}
+
 // The largest power of two <= cap that divides `extent` (at least 16), or 0.
 int largest_dividing_tile(std::int64_t extent, int cap) {
   for (int t = cap; t >= 16; t /= 2) {
@@ -44,18 +60,9 @@ TileConfig heuristic_wgmma_tile(const KernelSpec& spec) {
     default:
       throw SpecError("op", std::string(op_name(spec.op)), "a block-sparse product: routing kernels have no tile");
   }
-  KernelSpec candidate = spec;
-  for (int stages = 5; stages >= 2; --stages) {
-    candidate.tile = TileConfig{tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1};
-    try {
-      validate(candidate);
-      return candidate.tile;
-    } catch (const SpecError&) {
-      // Fewer stages; the last failure is reported below.
-    }
-  }
-  validate(candidate);   // throws the reason nothing fits
-  return candidate.tile;
+  std::vector<TileConfig> candidates;
+  for (int stages = 5; stages >= 2; --stages) candidates.push_back({tile_m, tile_n, 64, stages, 4 * (tile_m / 64), 1});
+  return first_valid_tile(spec, candidates);
 }
 
 TileConfig heuristic_mma_tile(const KernelSpec& spec) {
@@ -90,20 +97,11 @@ TileConfig heuristic_mma_tile(const KernelSpec& spec) {
   // of 32 x 4 or slower with 64, so it keeps 32 x 4.
   std::vector<std::pair<int, int>> depths = {{32, 4}, {32, 3}, {32, 2}, {16, 4}, {16, 2}};
   if (spec.op == OpKind::sdd) depths.insert(depths.begin(), {64, 3});
-  KernelSpec candidate = spec;
+  std::vector<TileConfig> candidates;
   for (auto [tile_k, stages] : depths) {
-    TileConfig t{tile_m, tile_n, tile_k, stages, tile_m >= 64 ? 2 : 1, tile_n >= 64 ? 2 : 1};
-    candidate.tile = t;
-    try {
-      validate(candidate);
-      return t;
-    } catch (const SpecError&) {
-      // Try a smaller configuration; the last failure is reported below.
-    }
+    candidates.push_back({tile_m, tile_n, tile_k, stages, tile_m >= 64 ? 2 : 1, tile_n >= 64 ? 2 : 1});
   }
-  candidate.tile = TileConfig{tile_m, tile_n, 16, 2, tile_m >= 64 ? 2 : 1, tile_n >= 64 ? 2 : 1};
-  validate(candidate);   // throws the reason nothing fits
-  return candidate.tile;
+  return first_valid_tile(spec, candidates);
 }
 
 }  // namespace
