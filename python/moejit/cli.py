@@ -484,6 +484,8 @@ def _bench_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     parts += ["--against", args.against, "--dtype", args.dtype, "--block-size", str(args.block_size),
               "--seed", str(args.seed), "--warmup", str(args.warmup), "--reps", str(args.reps)]
+    if args.rounds != 1:
+        parts += ["--rounds", str(args.rounds)]
     if args.no_flush_l2:
         parts.append("--no-flush-l2")
     return shlex.join(parts)
@@ -499,6 +501,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     peers, notes = parse_against(args.against, kind)
     shapes = _shapes_from_args(args)
     measurer = CudaMeasurer(warmup=args.warmup, reps=args.reps, flush_l2=not args.no_flush_l2)
+    if args.rounds < 1:
+        raise ValueError(f"rounds={args.rounds}: expected at least one round")
     if not gpu_available():
         print(f"moejit bench {kind}: needs a CUDA GPU (and torch); `moejit bench plot` renders a results.json "
               "without one", file=sys.stderr)
@@ -510,7 +514,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
         print(line, file=progress, flush=True)
 
     report = run_bench(kind, shapes, peers, measurer=measurer, command=_bench_command(args), dtype=args.dtype,
-                       block_size=args.block_size, seed=args.seed, notes=notes, log=log)
+                       block_size=args.block_size, seed=args.seed, notes=notes, rounds=args.rounds, log=log)
     written, file_notes = write_outputs(report, out_dir)
     if args.json:
         print(report.to_json(), end="")
@@ -561,6 +565,10 @@ def _add_bench_parser(sub) -> None:
                        help="directory for results.json, results.md, chart.png (default: moejit-bench-KIND-TIME)")
         p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
         p.add_argument("--reps", type=int, default=30, help="timed calls; the median is reported (default 30)")
+        p.add_argument("--rounds", type=int, default=1,
+                       help="time the systems of a case in this many interleaved rounds and report the median "
+                            "round (default 1); several rounds make the ratios fair when the GPU clock drifts "
+                            "during a run")
         p.add_argument("--no-flush-l2", action="store_true", help="do not flush the L2 cache between timed calls")
         p.add_argument("--json", action="store_true", help="print results.json to stdout (progress to stderr)")
         p.set_defaults(func=cmd_bench_run)

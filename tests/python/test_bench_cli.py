@@ -37,6 +37,8 @@ def test_model_and_dimensions_are_exclusive():
 def test_timing_settings_are_checked(capsys):
     assert main(["bench", "kernels", "--reps", "0"]) == 1
     assert "reps=0: expected at least one timed call" in capsys.readouterr().err
+    assert main(["bench", "layer", "--rounds", "0"]) == 1
+    assert "rounds=0: expected at least one round" in capsys.readouterr().err
 
 
 def test_several_models_and_tokens():

@@ -182,3 +182,13 @@ def test_layer_bench_times_moejit_dmoe_when_there_is_one(monkeypatch):
         assert [r.system for r in c.results] == ["moejit", "grouped_mm"]
         assert c.result("moejit").passed and c.result("grouped_mm").passed
         assert c.speedups == {"grouped_mm": 1.0}
+
+
+def test_layer_bench_rounds_time_every_peer_once_per_round():
+    shape = ModelShape("tiny", 32, 16, 4, 2, 64, "silu", True)
+    measurer = FakeMeasurer()
+    cases, _ = bench_layer(shape, ["dense", "grouped_mm"], measurer=measurer, device="cpu", rounds=3,
+                           log=lambda s: None)
+    assert len(measurer.calls) == 2 * 2 * 3   # two cases, two systems, three rounds
+    for c in cases:
+        assert c.result("grouped_mm").round_ms == [2.0, 2.0, 2.0] and c.result("grouped_mm").ms == 2.0

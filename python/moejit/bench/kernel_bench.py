@@ -12,7 +12,7 @@ from ..reference import relative_error
 from ..zoo import ModelShape
 from .flops import KERNEL_CASES, KERNEL_PRODUCTS, kernel_flops
 from .kernel_peers import KernelOperands, MoejitKernels, kernel_peer
-from .measurement import Measurer, measure_system
+from .measurement import Measurer, Trial, measure_systems
 from .ratios import fill_ratios, speedups
 from .results import BenchCase
 from .systems import unavailable
@@ -20,9 +20,10 @@ from .token_layout import TokenLayout
 
 
 def bench_kernels(shape: ModelShape, peers: list[str], *, measurer: Measurer, dtype: str = "bf16",
-                  block_size: int = 128, seed: int = 0, runtime=None,
+                  block_size: int = 128, seed: int = 0, runtime=None, rounds: int = 1,
                   log: Callable[[str], None] = print) -> tuple[list[BenchCase], list[str]]:
-    """The three kernel cases of `shape` (flops.KERNEL_CASES) and notes on skipped peers."""
+    """The three kernel cases of `shape` (flops.KERNEL_CASES) and notes on skipped peers;
+    the systems of a case are timed in `rounds` interleaved rounds (measure_systems)."""
     import torch
 
     from ..measure_layer import LayerData
@@ -52,16 +53,15 @@ def bench_kernels(shape: ModelShape, peers: list[str], *, measurer: Measurer, dt
         reference = data.reference(case)
         if case != "dsd_t":
             reference = layout.from_padded(reference)
-        results = []
+        trials = []
         for name, system in systems.items():
             check: Optional[Callable[[], dict[str, float]]] = None
             if name != "dense":
                 check = (lambda s=system: {"out": relative_error(s.output(case), reference)})
-            result = measure_system(name, lambda s=system: s.run(case), flops, measurer, check)
-            results.append(result)
-            status = result.note or (f"{result.ms:.3f} ms, {result.tflops:.0f} TFLOP/s"
-                                     + (f", rel err {result.rel_error:.1e}" if result.rel_error is not None else ""))
-            log(f"[{shape.name}] {case:5s} {name:10s} {status}")
+            trials.append(Trial(name, lambda s=system: s.run(case), check))
+        results = measure_systems(trials, flops, measurer, rounds)
+        for result in results:
+            log(f"[{shape.name}] {case:5s} {result.system:10s} {result.status()}")
         fill_ratios(results)
         cases.append(BenchCase(model=shape.name, shape=dataclasses.asdict(shape), case=case,
                                product=KERNEL_PRODUCTS[case], useful_flops=flops, routing=routing,

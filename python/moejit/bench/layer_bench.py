@@ -19,7 +19,7 @@ from ..reference import moe_layer_reference, relative_error
 from ..zoo import ModelShape
 from .flops import LAYER_CASES, dense_mlp_width, expert_matrices, layer_flops
 from .layer_peers import DenseMLP, GroupedMMMoE, LayerSystem, init_moe_parameters, megablocks_dmoe, moejit_dmoe
-from .measurement import Measurer, measure_system
+from .measurement import Measurer, Trial, measure_systems
 from .ratios import fill_ratios, speedups
 from .results import BenchCase
 from .routing import route
@@ -109,9 +109,10 @@ def _check(system: LayerSystem, case: str, x: torch.Tensor, dy: torch.Tensor,
 
 
 def bench_layer(shape: ModelShape, peers: list[str], *, measurer: Measurer, dtype: str = "bf16",
-                block_size: int = 128, seed: int = 0, device="cuda",
+                block_size: int = 128, seed: int = 0, device="cuda", rounds: int = 1,
                 log: Callable[[str], None] = print) -> tuple[list[BenchCase], list[str]]:
-    """The two layer cases of `shape` (flops.LAYER_CASES) and notes on what was skipped."""
+    """The two layer cases of `shape` (flops.LAYER_CASES) and notes on what was skipped;
+    the systems of a case are timed in `rounds` interleaved rounds (measure_systems)."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(_DTYPES)}")
     torch_dtype = _DTYPES[dtype]
@@ -166,18 +167,16 @@ def bench_layer(shape: ModelShape, peers: list[str], *, measurer: Measurer, dtyp
     cases = []
     for case in LAYER_CASES:
         flops = layer_flops(shape, case)
-        results = []
+        trials = []
         for system in systems:
             check: Optional[Callable[[], dict[str, float]]] = None
             if system.checked:
                 check = (lambda s=system: _check(s, case, x0, dy0, reference))
             run = _forward(system, inputs) if case == "forward" else _step(system, inputs)
-            result = measure_system(system.name, run, flops, measurer, check)
-            _clear_grads(system, x0)
-            results.append(result)
-            status = result.note or (f"{result.ms:.3f} ms, {result.tflops:.0f} TFLOP/s"
-                                     + (f", rel err {result.rel_error:.1e}" if result.rel_error is not None else ""))
-            log(f"[{shape.name}] {case:16s} {system.name:10s} {status}")
+            trials.append(Trial(system.name, run, check, after=lambda s=system: _clear_grads(s, x0)))
+        results = measure_systems(trials, flops, measurer, rounds)
+        for result in results:
+            log(f"[{shape.name}] {case:16s} {result.system:10s} {result.status()}")
         fill_ratios(results)
         product = LAYER_PRODUCTS[case].format(n=expert_matrices(shape.glu))
         cases.append(BenchCase(model=shape.name, shape=dataclasses.asdict(shape), case=case, product=product,

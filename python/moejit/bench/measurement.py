@@ -6,8 +6,12 @@ logic takes any object with these two methods, so it can be exercised without a 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from .results import SystemResult
 
 
 class Measurer(Protocol):
@@ -69,30 +73,78 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def measure_system(name: str, run: Callable[[], object], useful_flops: int, measurer: Measurer,
-                   check: Optional[Callable[[], dict[str, float]]] = None) -> "SystemResult":
-    """Checks (when `check` is given: output name -> relative error against the reference),
-    then times `run` and takes its peak memory. A system that raises is recorded with the
-    reason in its note, not timed; one that disagrees with the reference is still timed
-    and is marked failed by its rel_error."""
+@dataclass
+class Trial:
+    """One system's part in a case: `run` is what is timed; `check` (output name ->
+    relative error against the reference) runs first, where given; `after` runs after each
+    of the system's timings (say, to clear the gradients a training step left)."""
+
+    name: str
+    run: Callable[[], object]
+    check: Optional[Callable[[], dict[str, float]]] = None
+    after: Optional[Callable[[], object]] = None
+
+
+def measure_systems(trials: Sequence[Trial], useful_flops: int, measurer: Measurer,
+                    rounds: int = 1) -> list["SystemResult"]:
+    """Checks every system, then times them in `rounds` interleaved rounds, then takes each
+    one's peak memory. In each round every system is timed once (measurer.time_ms: warm-up,
+    then the median of its reps), starting one system later than the round before, and a
+    system's time is the median of its rounds' times (each round's is kept in round_ms).
+    Interleaving makes the ratios of one case fair when the GPU's clock drifts during a
+    run: every system sees the same mix of the run's moments, where timing each system's
+    reps back to back gives each one a moment of its own.
+
+    A system that raises is recorded with the reason in its note and not timed further;
+    one that disagrees with the reference is still timed and is marked failed by its
+    rel_error."""
     from ..timing import tflops
     from .results import SystemResult
 
-    result = SystemResult(name)
-    stage = "check"
-    try:
-        if check is not None:
-            result.checks = {k: float(v) for k, v in check().items()}
-            result.rel_error = max(result.checks.values()) if result.checks else None
-        stage = "run"
-        result.ms = measurer.time_ms(run)
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: expected at least one round")
+    results = [SystemResult(t.name) for t in trials]
+    live = []
+    for i, (trial, result) in enumerate(zip(trials, results)):
+        try:
+            if trial.check is not None:
+                result.checks = {k: float(v) for k, v in trial.check().items()}
+                result.rel_error = max(result.checks.values()) if result.checks else None
+            live.append(i)
+        except Exception as e:   # a peer that cannot run this shape (OOM, unsupported layout, ...)
+            _failed(result, "check", e)
+    times: dict[int, list[float]] = {i: [] for i in live}
+    for r in range(rounds):
+        order = live[r % len(live):] + live[:r % len(live)] if live else []
+        for i in order:
+            if i not in times:
+                continue
+            try:
+                times[i].append(measurer.time_ms(trials[i].run))
+                if trials[i].after is not None:
+                    trials[i].after()
+            except Exception as e:
+                _failed(results[i], "run", e)
+                del times[i]
+    for i, ms in times.items():
+        result, trial = results[i], trials[i]
+        result.ms = statistics.median(ms)
+        result.round_ms = ms if rounds > 1 else []
         result.tflops = tflops(useful_flops, result.ms) if result.ms > 0 else None
-        result.peak_memory_bytes = measurer.peak_bytes(run)
-    except Exception as e:   # a peer that cannot run this shape (OOM, unsupported layout, ...)
-        result.ms = result.tflops = result.peak_memory_bytes = None
-        result.note = f"failed to {stage}: {_reason(e)}"
-        _release_memory()
-    return result
+        try:
+            result.peak_memory_bytes = measurer.peak_bytes(trial.run)
+            if trial.after is not None:
+                trial.after()
+        except Exception as e:
+            _failed(result, "run", e)
+    return results
+
+
+def _failed(result: "SystemResult", stage: str, error: BaseException) -> None:
+    result.ms = result.tflops = result.peak_memory_bytes = None
+    result.round_ms = []
+    result.note = f"failed to {stage}: {_reason(error)}"
+    _release_memory()
 
 
 def _release_memory() -> None:

@@ -47,6 +47,7 @@ class SystemResult:
     rel_error: Optional[float] = None           # the largest of `checks`
     checks: dict[str, float] = field(default_factory=dict)   # output name -> relative error
     note: str = ""
+    round_ms: list[float] = field(default_factory=list)   # with --rounds above 1: each round's median
 
     @property
     def passed(self) -> Optional[bool]:
@@ -56,6 +57,17 @@ class SystemResult:
     @property
     def timed(self) -> bool:
         return self.ms is not None
+
+    def status(self) -> str:
+        """One progress line: the failure, or time, rate, error and the rounds' spread."""
+        if self.note or not self.timed:
+            return self.note or "not timed"
+        text = f"{self.ms:.3f} ms, {self.tflops:.0f} TFLOP/s" if self.tflops else f"{self.ms:.3f} ms"
+        if self.rel_error is not None:
+            text += f", rel err {self.rel_error:.1e}"
+        if len(self.round_ms) > 1:
+            text += f", rounds {min(self.round_ms):.3f}-{max(self.round_ms):.3f} ms"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}

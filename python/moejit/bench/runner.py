@@ -16,15 +16,18 @@ from .results import KINDS, TOLERANCE, BenchReport
 
 def run_bench(kind: str, shapes: Sequence[ModelShape], peers: list[str], *, measurer: Measurer, command: str,
               dtype: str = "bf16", block_size: int = 128, seed: int = 0, notes: Sequence[str] = (), device="cuda",
-              log: Callable[[str], None] = print) -> BenchReport:
-    """Benchmarks `kind` ("kernels" or "layer") at every shape against `peers`."""
+              rounds: int = 1, log: Callable[[str], None] = print) -> BenchReport:
+    """Benchmarks `kind` ("kernels" or "layer") at every shape against `peers`, the systems
+    of each case timed in `rounds` interleaved rounds (measurement.measure_systems)."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
     if not shapes:
         raise ValueError("shapes: expected at least one model shape")
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: expected at least one round")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     settings = {"dtype": dtype, "block_size": block_size, "seed": seed, "input_copies": 2,
-                "tolerance": TOLERANCE, "peers": list(peers), **measurer.settings()}
+                "tolerance": TOLERANCE, "peers": list(peers), "rounds": rounds, **measurer.settings()}
     report = BenchReport(kind=kind, created=created, command=command, environment=environment(), settings=settings,
                          notes=list(notes))
     for n, shape in enumerate(shapes, 1):
@@ -33,12 +36,12 @@ def run_bench(kind: str, shapes: Sequence[ModelShape], peers: list[str], *, meas
             from .kernel_bench import bench_kernels
 
             cases, found = bench_kernels(shape, peers, measurer=measurer, dtype=dtype, block_size=block_size,
-                                         seed=seed, log=log)
+                                         seed=seed, rounds=rounds, log=log)
         else:
             from .layer_bench import bench_layer
 
             cases, found = bench_layer(shape, peers, measurer=measurer, dtype=dtype, block_size=block_size,
-                                       seed=seed, device=device, log=log)
+                                       seed=seed, device=device, rounds=rounds, log=log)
         report.cases += cases
         report.notes += [n for n in found if n not in report.notes]
     return report
