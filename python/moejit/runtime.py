@@ -10,7 +10,7 @@ import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from . import _core, _paths
 
@@ -56,13 +56,36 @@ class DebugSwitches:
     dump_dir: str      # MOEJIT_DUMP_DIR: source, PTX, CUBIN and log of every kernel compiled
     line_info: bool    # MOEJIT_LINEINFO=1: -lineinfo, so profilers map SASS to template lines
     debug: bool        # MOEJIT_DEBUG=1: templates built with bounds checks that trap
+    ablate: tuple[str, ...] = ()   # MOEJIT_ABLATE=loads,mma,epilogue: see ABLATIONS
+
+
+# Stages of the wgmma family's products that MOEJIT_ABLATE (or Runtime(ablate=...)) leaves
+# out, for finding where a kernel's time goes by timing it without one stage (the results
+# are wrong: timing only). The stage's kernel code is compiled out with -DMOEJIT_ABLATE_<X>,
+# a compile option and so part of the kernel database key: an ablated kernel is never
+# handed out for a normal one.
+ABLATIONS = {
+    "loads": "the producer copies nothing: the consumers compute on whatever the stages hold",
+    "mma": "the consumers issue no wgmma: the pipeline and the epilogue run on unset accumulators",
+    "epilogue": "nothing is written: no rounding, no staging in shared memory, no TMA store",
+}
+
+
+def _ablations(text: str) -> tuple[str, ...]:
+    names = tuple(a.strip().lower() for a in text.split(",") if a.strip())
+    for name in names:
+        if name not in ABLATIONS:
+            raise ValueError(f"MOEJIT_ABLATE / ablate: {name!r}: expected a comma-separated list of "
+                             f"{', '.join(ABLATIONS)}")
+    return names
 
 
 def debug_switches() -> DebugSwitches:
     def flag(name: str) -> bool:
         return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
-    return DebugSwitches(os.environ.get("MOEJIT_DUMP_DIR", ""), flag("MOEJIT_LINEINFO"), flag("MOEJIT_DEBUG"))
+    return DebugSwitches(os.environ.get("MOEJIT_DUMP_DIR", ""), flag("MOEJIT_LINEINFO"), flag("MOEJIT_DEBUG"),
+                         _ablations(os.environ.get("MOEJIT_ABLATE", "")))
 
 
 def gpu_available() -> bool:
@@ -103,6 +126,7 @@ class Runtime:
         database: Union[str, _core.KernelDbConfig, None] = "environment",
         debug: Optional[bool] = None,
         dump_dir: Optional[str] = None,
+        ablate: Optional[Sequence[str]] = None,
     ) -> None:
         if database == "environment":
             database = database_config()
@@ -111,13 +135,18 @@ class Runtime:
         switches = debug_switches()
         line_info = switches.line_info if line_info is None else line_info
         debug = switches.debug if debug is None else debug
+        ablate = switches.ablate if ablate is None else _ablations(",".join(ablate))
+        if ablate:
+            _warn(f"moejit runtime with ablated kernels ({', '.join(ablate)}): their results are wrong, for "
+                  "timing only (MOEJIT_ABLATE)")
+        self.ablate = ablate
         self.core = _core.JitRuntime(
             templates_dir or _paths.templates_dir(),
             _paths.nvrtc_candidates() if nvrtc_candidates is None else nvrtc_candidates,
             line_info,
             database,
             _warn,
-            ["-DMOEJIT_DEBUG"] if debug else [],
+            (["-DMOEJIT_DEBUG"] if debug else []) + [f"-DMOEJIT_ABLATE_{a.upper()}" for a in ablate],
             switches.dump_dir if dump_dir is None else dump_dir,
             os.path.join(tempfile.gettempdir(), "moejit-failed-compiles"),
             _log if _logger.isEnabledFor(logging.INFO) else None,

@@ -57,6 +57,7 @@
 // is warps_m = 4 per consumer warpgroup, warps_n = 1; the producer warpgroup comes on top.
 #pragma once
 
+#include "moejit/ablation.cuh"
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/bsr_gemm_sm90_params.h"
 #include "moejit/bsr_tile_coords.cuh"
@@ -223,6 +224,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
         const int s = step % kStages;
         mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+        if constexpr (ablate_loads()) {   // timing only (ablation.cuh): the stage is full at once
+          mbarrier::arrive(full + 8 * s);
+          continue;
+        }
         mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
         const unsigned stage = smem + s * Layout::kStageBytes;
         if constexpr (kPairs) {
@@ -297,7 +302,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       const int s = step % kStages;
       mbarrier::wait(full + 8 * s, (step / kStages) & 1);
       const unsigned stage = smem + s * Layout::kStageBytes;
-      if (has_rows) {
+      if (has_rows && !ablate_mma()) {
 #pragma unroll
         for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
         wgmma::fence();
@@ -326,47 +331,49 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
     if (k_tiles > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
 
-    // Epilogue: [tile_n / 64 chunks][tile_m rows][64 elements] in the C buffer, each
-    // 128-byte row swizzled like the operand tiles, so a warp's 4-byte fragment writes
-    // fall in 32 distinct banks. First, the previous tile's store must have read it.
-    if (wg_thread == 0) tma::store_wait_read();
-    warpgroup::named_barrier(barrier_id, 128);
-    if (has_rows) {
+    if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
+      // Epilogue: [tile_n / 64 chunks][tile_m rows][64 elements] in the C buffer, each
+      // 128-byte row swizzled like the operand tiles, so a warp's 4-byte fragment writes
+      // fall in 32 distinct banks. First, the previous tile's store must have read it.
+      if (wg_thread == 0) tma::store_wait_read();
+      warpgroup::named_barrier(barrier_id, 128);
+      if (has_rows) {
 #pragma unroll
-      for (int i = 0; i < kMmaM; ++i) {
-        const int row = (group0 + i) * 64 + warp * 16 + lane / 4;   // and row + 8
+        for (int i = 0; i < kMmaM; ++i) {
+          const int row = (group0 + i) * 64 + warp * 16 + lane / 4;   // and row + 8
 #pragma unroll
-        for (int j = 0; j < kTileN / 8; ++j) {
-          const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
+          for (int j = 0; j < kTileN / 8; ++j) {
+            const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
 #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int r = row + 8 * half;
-            const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
-            sm90::store_shared_u32(address, ElementOps<Element>::pack2(acc[i][4 * j + 2 * half],
-                                                                       acc[i][4 * j + 2 * half + 1]));
+            for (int half = 0; half < 2; ++half) {
+              const int r = row + 8 * half;
+              const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
+              sm90::store_shared_u32(address, ElementOps<Element>::pack2(acc[i][4 * j + 2 * half],
+                                                                         acc[i][4 * j + 2 * half + 1]));
+            }
           }
         }
       }
-    }
-    tma::fence_shared_to_async();
-    warpgroup::named_barrier(barrier_id, 128);
-    if (wg_thread == 0 && has_rows) {
-      // This warpgroup's rows of C: its part of the tile, or its block of a pair.
-      TileCoord out;
-      if constexpr (kPairs) {
-        out = tile.c(warpgroup);
-      } else {
-        out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
-      }
-#pragma unroll
-      for (int c = 0; c < kTileN / 64; ++c) {
-#pragma unroll
-        for (int i = 0; i < kMmaM; ++i) {
-          tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i,
-                        c_buffer + c * (kTileM * 128) + (group0 + i) * 8192);
+      tma::fence_shared_to_async();
+      warpgroup::named_barrier(barrier_id, 128);
+      if (wg_thread == 0 && has_rows) {
+        // This warpgroup's rows of C: its part of the tile, or its block of a pair.
+        TileCoord out;
+        if constexpr (kPairs) {
+          out = tile.c(warpgroup);
+        } else {
+          out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
         }
+#pragma unroll
+        for (int c = 0; c < kTileN / 64; ++c) {
+#pragma unroll
+          for (int i = 0; i < kMmaM; ++i) {
+            tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i,
+                          c_buffer + c * (kTileM * 128) + (group0 + i) * 8192);
+          }
+        }
+        tma::store_commit();
       }
-      tma::store_commit();
     }
   }
   // The block's shared memory must outlive the stores reading it.

@@ -15,6 +15,9 @@
     python tests/gpu/hopper_smoke.py --bench-only --families wgmma \
         --tiles sdd=256x128x64.s3.w8x1 --tiles dsd_t=128x128x64.s5.w8x1.pingpong
                                                      # time these tiles next to the heuristic's
+    MOEJIT_ABLATE=epilogue python tests/gpu/hopper_smoke.py --bench-only --families wgmma
+                                                     # the same kernels without a stage (loads,
+                                                     # mma, epilogue): where the time goes
 
 Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs at a small
 shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
@@ -788,7 +791,11 @@ def main() -> int:
     runtime = moejit.default_runtime()
     print(f"device: {torch.cuda.get_device_name(0)} sm_{cap[0]}{cap[1]}, {torch.cuda.get_device_properties(0).multi_processor_count} SMs; "
           f"torch {torch.__version__}; moejit {moejit.__version__}; NVRTC {runtime.core.nvrtc_version}; "
-          f"driver {runtime.core.driver_version}; templates {runtime.core.templates_hash}")
+          f"driver {runtime.core.driver_version}; templates {runtime.core.templates_hash}"
+          + (f"; ABLATED: {', '.join(runtime.ablate)} (timing only)" if runtime.ablate else ""))
+    if runtime.ablate and not args.bench_only:
+        print("MOEJIT_ABLATE makes every result wrong: use it with --bench-only")
+        return 2
     if cap != (9, 0):
         print("the wgmma family needs compute capability 9.0 (sm_90a)")
         return 2
@@ -827,7 +834,7 @@ def main() -> int:
         else:
             results = run_isolated(names, args.timeout, args.workers, not args.no_scale)
         summary = {s: sorted(n for n, r in results.items() if r == s) for s in ("PASS", "FAIL", "HANG", "CRASH")}
-        print(f"\ncorrectness summary: " + ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
+        print("\ncorrectness summary: " + ", ".join(f"{len(v)} {k}" for k, v in summary.items()))
         for k in ("FAIL", "HANG", "CRASH"):
             if summary[k]:
                 print(f"  {k}: {' '.join(summary[k])}")

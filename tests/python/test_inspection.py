@@ -138,3 +138,32 @@ def test_a_failed_compile_keeps_what_reproduces_it(cache, tmp_path, monkeypatch)
     assert sorted(os.path.splitext(f)[1] for f in kept) == [".cu", ".log", ".options"]
     options = (tmp_path / "dumps" / [f for f in kept if f.endswith(".options")][0]).read_text()
     assert "--gpu-architecture=sm_90a" in options and "# reproduce with the CUDA toolkit:" in options
+
+
+WGMMA_SPEC = ("op=dsd trans=tn dtype=bf16 block=128 m=4096 n=2048 k=dyn tile=128x256x64.s3.w8x1 family=wgmma "
+              "target=sm_90a")
+TMA_LOAD = "cp.async.bulk.tensor.2d.shared::cluster.global"
+TMA_STORE = "cp.async.bulk.tensor.2d.global.shared::cta"
+
+
+def test_ablations_compile_out_one_stage_each(cache, monkeypatch):
+    """MOEJIT_ABLATE / Runtime(ablate=...): each ablation leaves its stage out of the PTX,
+    keeps the others, and is part of the kernel's key; without it the kernel is the normal one."""
+    spec = _core.KernelSpec.parse(WGMMA_SPEC)
+    normal = moejit.Runtime(database=None).compile(spec).ptx
+    assert TMA_LOAD in normal and "wgmma.mma_async" in normal and TMA_STORE in normal
+    expected_missing = {"loads": TMA_LOAD, "mma": "wgmma.mma_async", "epilogue": TMA_STORE}
+    for name, missing in expected_missing.items():
+        with pytest.warns(moejit.MoejitWarning, match=f"ablated kernels \\({name}\\): their results are wrong"):
+            runtime = moejit.Runtime(database=None, ablate=[name])
+        ptx = runtime.compile(spec).ptx
+        assert missing not in ptx, name
+        for other in set(expected_missing.values()) - {missing}:
+            assert other in ptx, (name, other)
+        assert f"-DMOEJIT_ABLATE_{name.upper()}" in runtime.core.kernel_key(spec).compile_options.splitlines()
+    monkeypatch.setenv("MOEJIT_ABLATE", "mma, epilogue")
+    with pytest.warns(moejit.MoejitWarning, match=r"ablated kernels \(mma, epilogue\)"):
+        assert moejit.Runtime(database=None).ablate == ("mma", "epilogue")
+    monkeypatch.setenv("MOEJIT_ABLATE", "stores")
+    with pytest.raises(ValueError, match="'stores': expected a comma-separated list of loads, mma, epilogue"):
+        moejit.Runtime(database=None)
