@@ -66,7 +66,7 @@ class DebugSwitches:
 # handed out for a normal one.
 ABLATIONS = {
     "loads": "the producer copies nothing: the consumers compute on whatever the stages hold",
-    "mma": "the consumers issue no wgmma: the pipeline and the epilogue run on unset accumulators",
+    "mma": "the consumers issue no wgmma: the pipeline runs, and the epilogue stores zeros",
     "epilogue": "nothing is written: no rounding, no staging in shared memory, no TMA store",
 }
 
@@ -135,6 +135,8 @@ class Runtime:
         switches = debug_switches()
         line_info = switches.line_info if line_info is None else line_info
         debug = switches.debug if debug is None else debug
+        if isinstance(ablate, str):   # one name, or a comma-separated list as in MOEJIT_ABLATE
+            ablate = [ablate]
         ablate = switches.ablate if ablate is None else _ablations(",".join(ablate))
         if ablate:
             _warn(f"moejit runtime with ablated kernels ({', '.join(ablate)}): their results are wrong, for "

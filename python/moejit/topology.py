@@ -25,6 +25,10 @@ the most blocks the routing can produce, so the host never waits for the real co
 ``live_nnz`` is then a one-element device tensor with the number of blocks in use, the
 entries past it are unused (``block_offsets_t[j] = j`` there, so each stored block still
 appears once in the column-major order), and the unused block rows have empty offset ranges.
+The products take a block as unused when its stored index is at least ``live_nnz``; the
+wgmma sdd tiles that pair two blocks (tile_m = 2 x block_size, an explicit tile only) go by
+its column-major position instead, so they need what the routing kernels build: the live
+blocks first in both orders.
 """
 
 import dataclasses

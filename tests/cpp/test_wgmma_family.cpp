@@ -174,7 +174,7 @@ TEST_CASE("generated source passes the schedule to the template and checks its l
   CHECK(contains(pair.source, "moejit::Sm90Layout<256, 128, 64, 3, 2, false>"));
 }
 
-TEST_CASE("the search space of the layer's wgmma problems holds the new schedules") {
+TEST_CASE("the search space of the layer's wgmma problems holds the pingpong schedule, not sdd pairs") {
   for (auto [op, ta, tb] : {std::tuple{OpKind::sdd, false, true}, std::tuple{OpKind::dsd, false, false},
                             std::tuple{OpKind::dsd, true, false}}) {
     for (int block : {128, 64}) {
@@ -188,12 +188,12 @@ TEST_CASE("the search space of the layer's wgmma problems holds the new schedule
         candidate.tile = t;
         pairs += sdd_block_pairs(candidate);
       }
-      CHECK((pairs > 0) == (op == OpKind::sdd));
+      CHECK(pairs == 0);   // slower, and a narrower live-count contract (search_space.cpp)
     }
   }
   const KernelSpec sdd = with_heuristic_implementation(moe_spec(OpKind::sdd, false, true, DType::bf16, 128));
   const std::vector<TileConfig> space = search_space(sdd);
-  CHECK(std::find(space.begin(), space.end(), TileConfig{256, 128, 64, 3, 8, 1}) != space.end());
+  CHECK(std::find(space.begin(), space.end(), TileConfig{256, 128, 64, 3, 8, 1}) == space.end());
   CHECK(std::find(space.begin(), space.end(), TileConfig{128, 128, 64, 5, 8, 1, true}) != space.end());
   const KernelSpec dsd_t = with_heuristic_implementation(moe_spec(OpKind::dsd, true, false, DType::bf16, 128));
   const std::vector<TileConfig> dsd_space = search_space(dsd_t);

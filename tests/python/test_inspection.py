@@ -161,6 +161,8 @@ def test_ablations_compile_out_one_stage_each(cache, monkeypatch):
         for other in set(expected_missing.values()) - {missing}:
             assert other in ptx, (name, other)
         assert f"-DMOEJIT_ABLATE_{name.upper()}" in runtime.core.kernel_key(spec).compile_options.splitlines()
+    with pytest.warns(moejit.MoejitWarning, match=r"ablated kernels \(epilogue\)"):
+        assert moejit.Runtime(database=None, ablate="epilogue").ablate == ("epilogue",)
     monkeypatch.setenv("MOEJIT_ABLATE", "mma, epilogue")
     with pytest.warns(moejit.MoejitWarning, match=r"ablated kernels \(mma, epilogue\)"):
         assert moejit.Runtime(database=None).ablate == ("mma", "epilogue")

@@ -53,12 +53,11 @@ def test_search_space_is_pruned_and_starts_with_the_heuristic():
         spec = _core.KernelSpec.parse(problem.text())
         spec.tile = tile
         spec.validate()   # every candidate is statically valid
-        # sdd tiles fit the block, or (wgmma) pair two blocks of a block column.
-        assert (128 % tile.tile_m == 0 or tile.tile_m == 256) and 128 % tile.tile_n == 0
-    assert any(t.tile_m == 256 and t.tile_n == 128 for t in space)
-    # A block of 64 leaves only tiles that fit it, or pair two of its blocks.
+        # sdd tiles fit the block (the tiles pairing two blocks are explicit only).
+        assert 128 % tile.tile_m == 0 and 128 % tile.tile_n == 0
+    # A block of 64 leaves only tiles that fit it.
     small = _core.search_space(moejit.kernel_spec(**PROBLEM, block_size=64))
-    assert small and all((t.tile_m <= 64 or t.tile_m == 128) and t.tile_n <= 64 for t in small)
+    assert small and all(t.tile_m <= 64 and t.tile_n <= 64 for t in small)
 
 
 def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime, caplog):

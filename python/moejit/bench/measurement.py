@@ -124,6 +124,8 @@ def measure_systems(trials: Sequence[Trial], useful_flops: int, measurer: Measur
                 if trials[i].after is not None:
                     trials[i].after()
             except Exception as e:
+                # The earlier rounds' times go too: a system that fails in any round has no
+                # time, so the report never holds a median of fewer rounds than asked.
                 _failed(results[i], "run", e)
                 del times[i]
     for i, ms in times.items():
