@@ -29,6 +29,11 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     // qwen3-30b-a3b shapes (2026-11-29), and they count a block as live by its position in
     // the column-major order, which only a routing plan's topology guarantees to agree with
     // the stored index (Topology's live_nnz); they stay available as an explicit tile.
+    // Last, for dsd, a few cluster tiles (.c2, .c4): the CTAs of a thread-block cluster
+    // compute N-adjacent tiles of one tile row and share its A tile by TMA multicast, which
+    // divides A's L2 traffic by the cluster size. A handful of the best cooperative and
+    // pingpong shapes rather than the whole cross product; validate() prunes them for every
+    // other op and for n / tile_n not a multiple of the cluster.
     const auto add = [&](TileConfig tile) {
       candidate.tile = tile;
       if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) return;
@@ -47,6 +52,11 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     for (auto [tile_m, tile_n] : pingpong_tiles) {
       for (int stages = 3; stages <= 6; ++stages) add(TileConfig{tile_m, tile_n, 64, stages, 8, 1, true});
     }
+    const TileConfig cluster_tiles[] = {
+        {128, 256, 64, 3, 8, 1, false, 2}, {128, 256, 64, 3, 8, 1, false, 4}, {128, 128, 64, 4, 8, 1, false, 2},
+        {128, 128, 64, 5, 8, 1, true, 2},  {128, 128, 64, 5, 8, 1, true, 4},  {64, 256, 64, 4, 8, 1, true, 2},
+    };
+    for (const TileConfig& tile : cluster_tiles) add(tile);
     return out;
   }
   // mma: C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth 32 or 64 with the stage

@@ -9,14 +9,15 @@ namespace moejit {
 namespace {
 
 // Must match the order of the template parameters of moejit::bsr_gemm_sm80 and
-// moejit::bsr_gemm_sm90 (the two families share them; sm90 adds its schedule last).
+// moejit::bsr_gemm_sm90 (the two families share them; sm90 adds its schedule last: the
+// pingpong flag, then the cluster size, which every wgmma kernel gets, 1 included).
 std::string template_arguments(const KernelSpec& s) {
   const TileConfig& t = s.tile;
   std::string out =
       fmt::format("moejit::OpKind::{}, {}, {}, {}, {}, {}LL, {}LL, {}LL, {}, {}, {}, {}, {}, {}", op_name(s.op),
                   s.trans_a, s.trans_b, dtype_template_type(s.dtype), s.block_size, s.m, s.n, s.k, t.tile_m, t.tile_n,
                   t.tile_k, t.stages, t.warps_m, t.warps_n);
-  if (s.family == KernelFamily::wgmma) out += fmt::format(", {}", t.pingpong);
+  if (s.family == KernelFamily::wgmma) out += fmt::format(", {}, {}", t.pingpong, t.cluster);
   return out;
 }
 

@@ -1,7 +1,9 @@
 #include "compiler/tile_config.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -45,26 +47,50 @@ WgmmaRegisters wgmma_registers(const TileConfig& tile) {
 
 namespace {
 constexpr std::string_view kPingpongSuffix = ".pingpong";
+constexpr std::string_view kClusterPrefix = ".c";
+
+// The cluster suffix's value: ".cN" with N a positive integer without leading zeros
+// (validate decides which sizes a kernel supports); nothing if `suffix` is not of that form.
+std::optional<int> parse_cluster_suffix(std::string_view suffix) {
+  if (!suffix.starts_with(kClusterPrefix)) return std::nullopt;
+  const std::string_view digits = suffix.substr(kClusterPrefix.size());
+  if (digits.empty() || digits.front() < '1' || digits.front() > '9') return std::nullopt;
+  int value = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return value;
 }
+}  // namespace
 
 std::string TileConfig::text() const {
-  return fmt::format("{}x{}x{}.s{}.w{}x{}{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n,
+  return fmt::format("{}x{}x{}.s{}.w{}x{}{}{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n,
+                     cluster != 1 ? fmt::format("{}{}", kClusterPrefix, cluster) : std::string(),
                      pingpong ? kPingpongSuffix : std::string_view());
 }
 
 TileConfig parse_tile_config(std::string_view text) {
+  const auto malformed = [&] {
+    return SpecError("tile", std::string(text),
+                     "MxNxK.sS.wWMxWN[.cC][.pingpong], for example 128x128x32.s4.w2x2, 128x128x64.s5.w8x1.pingpong "
+                     "or 128x256x64.s3.w8x1.c2");
+  };
   TileConfig c;
-  std::string s(text);
-  if (text.ends_with(kPingpongSuffix)) {
+  std::string_view rest = text;
+  if (rest.ends_with(kPingpongSuffix)) {
     c.pingpong = true;
-    s.resize(s.size() - kPingpongSuffix.size());
+    rest.remove_suffix(kPingpongSuffix.size());
   }
-  char tail = 0;
-  const int n = std::sscanf(s.c_str(), "%dx%dx%d.s%d.w%dx%d%c", &c.tile_m, &c.tile_n, &c.tile_k, &c.stages,
-                            &c.warps_m, &c.warps_n, &tail);
-  if (n != 6) {
-    throw SpecError("tile", std::string(text),
-                    "MxNxK.sS.wWMxWN[.pingpong], for example 128x128x32.s4.w2x2 or 128x128x64.s5.w8x1.pingpong");
+  const std::string s(rest);
+  int consumed = -1;
+  const int n = std::sscanf(s.c_str(), "%dx%dx%d.s%d.w%dx%d%n", &c.tile_m, &c.tile_n, &c.tile_k, &c.stages,
+                            &c.warps_m, &c.warps_n, &consumed);
+  if (n != 6 || consumed < 0) throw malformed();
+  // What follows the warp grid is the cluster suffix or nothing.
+  const std::string_view suffix = rest.substr(static_cast<std::size_t>(consumed));
+  if (!suffix.empty()) {
+    const std::optional<int> cluster = parse_cluster_suffix(suffix);
+    if (!cluster) throw malformed();
+    c.cluster = *cluster;
   }
   return c;
 }

@@ -18,6 +18,11 @@ struct TileConfig {
   // wgmma family only: the two consumer warpgroups take turns on whole tiles instead of
   // sharing one (templates/moejit/bsr_gemm_sm90.cuh). Text suffix ".pingpong".
   bool pingpong = false;
+  // wgmma family, dsd only: CTAs per thread-block cluster along N sharing the A tile by
+  // TMA multicast (1, 2 or 4): the cluster's CTAs compute `cluster` N-adjacent tiles of one
+  // tile row, and each copies 1/cluster of their common A tile into all of them. Text
+  // suffix ".cN" (never ".c1": a tile without clusters prints as it always did).
+  int cluster = 1;
 
   // The mma family's threads (the warp grid); see wgmma_threads for the wgmma family.
   int threads() const { return warps_m * warps_n * 32; }
@@ -30,10 +35,12 @@ struct TileConfig {
   // templates/moejit/epilogue.cuh). See wgmma_shared_bytes for the wgmma family.
   int shared_bytes(DType dtype) const;
 
-  std::string text() const;   // "128x128x32.s4.w2x2", "128x128x64.s5.w8x1.pingpong"
+  // "128x128x32.s4.w2x2", "128x128x64.s5.w8x1.pingpong", "128x128x64.s5.w8x1.c2.pingpong"
+  std::string text() const;
   friend bool operator==(const TileConfig&, const TileConfig&) = default;
 };
 
+// The inverse of text(); throws SpecError naming the expected form.
 TileConfig parse_tile_config(std::string_view text);
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): the warp grid is the consumer
@@ -59,6 +66,6 @@ struct WgmmaRegisters {
   int producer;
   int consumer;
 };
-WgmmaRegisters wgmma_registers(const TileConfig& tile);   // inverse of text(); throws SpecError
+WgmmaRegisters wgmma_registers(const TileConfig& tile);
 
 }  // namespace moejit

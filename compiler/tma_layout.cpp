@@ -14,10 +14,15 @@ namespace {
 
 constexpr std::uint32_t kSwizzleElements = 64;   // 128 bytes of a 16-bit type
 
-// The stored matrix of an operand tile that is K-major (one box of {64, tile}) or
-// MN-major (boxes of {64, 64}).
+// The rows of one box of an operand tile: a K-major tile is one box of {64, tile rows},
+// an MN-major one boxes of {64, 64}.
+std::uint32_t box_rows(bool k_major, int tile_rows) {
+  return k_major ? static_cast<std::uint32_t>(tile_rows) : kSwizzleElements;
+}
+
+// The stored matrix of an operand, copied in boxes of {64, rows}.
 TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::int64_t ld, int element_bytes,
-                  bool k_major, int tile) {
+                  std::uint32_t rows_per_box) {
   if (ld < cols) {
     throw SpecError(fmt::format("{}.ld", name), std::to_string(ld), fmt::format("at least {} (its columns)", cols));
   }
@@ -30,7 +35,7 @@ TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::i
   }
   TmaTensor t;
   t.box_cols = kSwizzleElements;
-  t.box_rows = k_major ? static_cast<std::uint32_t>(tile) : kSwizzleElements;
+  t.box_rows = rows_per_box;
   t.rows = static_cast<std::uint64_t>(std::max<std::int64_t>(rows, t.box_rows));
   t.cols = static_cast<std::uint64_t>(std::max<std::int64_t>(cols, t.box_cols));
   t.row_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(ld, t.cols)) * element_bytes;
@@ -39,7 +44,7 @@ TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::i
 
 // C, stored by each consumer warpgroup as {64, 64} boxes.
 TmaTensor output(std::int64_t rows, std::int64_t cols, std::int64_t ld, int element_bytes) {
-  return operand("c", rows, cols, ld, element_bytes, false, 0);
+  return operand("c", rows, cols, ld, element_bytes, kSwizzleElements);
 }
 
 }  // namespace
@@ -59,8 +64,10 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t m = dyn_rows, n = s.n, k = s.k;
       // A pair of blocks loads each block's A rows with a box of its own.
       const int a_rows = sdd_block_pairs(s) ? b : t.tile_m;
-      out.a = s.trans_a ? operand("a", k, m, lda, e, false, a_rows) : operand("a", m, k, lda, e, true, a_rows);
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, true, t.tile_n) : operand("b", k, n, ldb, e, false, t.tile_n);
+      out.a = s.trans_a ? operand("a", k, m, lda, e, box_rows(false, a_rows))
+                        : operand("a", m, k, lda, e, box_rows(true, a_rows));
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n))
+                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n));
       out.c = output(sparse_rows, b, b, e);
       break;
     }
@@ -68,8 +75,12 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t m = s.trans_a ? s.m : dyn_rows;
       const std::int64_t k = s.trans_a ? dyn_rows : s.k;
       const std::int64_t n = s.n;
-      out.a = operand("a", sparse_rows, b, b, e, !s.trans_a, t.tile_m);
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, true, t.tile_n) : operand("b", k, n, ldb, e, false, t.tile_n);
+      // A cluster's CTAs share the A tile, each copying 1/cluster of it (validate: whole
+      // 8-row swizzle atoms) into all of them by multicast: a box of that share's rows.
+      const auto cluster = static_cast<std::uint32_t>(t.cluster);
+      out.a = operand("a", sparse_rows, b, b, e, box_rows(!s.trans_a, t.tile_m) / cluster);
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n))
+                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n));
       out.c = output(m, n, ldc, e);
       break;
     }
@@ -77,8 +88,9 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t m = s.m;
       const std::int64_t k = s.trans_b ? s.k : dyn_rows;
       const std::int64_t n = s.trans_b ? dyn_rows : s.n;
-      out.a = s.trans_a ? operand("a", k, m, lda, e, false, t.tile_m) : operand("a", m, k, lda, e, true, t.tile_m);
-      out.b = operand("b", sparse_rows, b, b, e, s.trans_b, t.tile_n);
+      out.a = s.trans_a ? operand("a", k, m, lda, e, box_rows(false, t.tile_m))
+                        : operand("a", m, k, lda, e, box_rows(true, t.tile_m));
+      out.b = operand("b", sparse_rows, b, b, e, box_rows(s.trans_b, t.tile_n));
       out.c = output(m, n, ldc, e);
       break;
     }

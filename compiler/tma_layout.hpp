@@ -25,6 +25,9 @@ struct TmaTensor {
 // [nnz * block, block]. All tensors use the 128-byte swizzle, so no box is wider than 64
 // 16-bit elements: a K-major operand tile is one box of {64, tile rows}, an MN-major one
 // tile/64 boxes of {64, 64}, and C is stored in {64, 64} boxes by each consumer warpgroup.
+// A dsd tile with clusters (TileConfig::cluster) copies its A tile in cluster shares, one
+// per CTA, multicast to all: a box of {64, tile_m / cluster} (K-major A) or
+// {64, 64 / cluster} (MN-major A).
 //
 // An extent of 0 (an empty topology) becomes one box: TMA rejects empty tensors, and a
 // product with an empty extent never copies from that operand (no reduction steps, or no

@@ -47,6 +47,8 @@ void validate_common_tile(const KernelSpec& s) {
   require(t.stages >= 2 && t.stages <= 8, "stages", t.stages, "2 to 8");
   require(power_of_two(t.warps_m) && t.warps_m <= 8, "warps_m", t.warps_m, "1, 2, 4 or 8");
   require(power_of_two(t.warps_n) && t.warps_n <= 8, "warps_n", t.warps_n, "1, 2, 4 or 8");
+  require(t.cluster == 1 || t.cluster == 2 || t.cluster == 4, "cluster", t.cluster,
+          "1, 2 or 4 (CTAs per thread-block cluster, text suffix .c2 or .c4)");
 }
 
 void validate_mma_tile(const KernelSpec& s) {
@@ -65,6 +67,7 @@ void validate_mma_tile(const KernelSpec& s) {
           fmt::format("at most 128 accumulators per thread (tile_m*tile_n/threads), got {}",
                       t.accumulators_per_thread()));
   require(!t.pingpong, "tile", t.text(), "no .pingpong for family=mma (a wgmma schedule)");
+  require(t.cluster == 1, "cluster", t.cluster, "1 for family=mma (thread-block clusters are a wgmma schedule)");
 }
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): Hopper's warpgroup instructions
@@ -112,6 +115,33 @@ void validate_tile(const KernelSpec& s) {
                       s.target.text(), smem));
 }
 
+// Only dsd's kernel shares a tile across a cluster: its A tile (a sparse block's rows),
+// common to every tile of a tile row. sdd and dds would have to share a dense operand's
+// tile by other coordinates, which their templates do not do.
+void require_no_cluster(const KernelSpec& s) {
+  require(s.tile.cluster == 1, "cluster", s.tile.cluster,
+          fmt::format("1 for op={} (clusters share the sparse A tile of op=dsd only)", op_name(s.op)));
+}
+
+// The CTAs of a cluster compute `cluster` N-adjacent tiles of one tile row, so a tile row
+// must hold whole clusters; each copies tile_m / cluster rows of a K-major A tile (or a
+// 64 / cluster-row slice of each MN-major box) with TMA multicast, in whole 8-row atoms of
+// the 128-byte swizzle.
+void validate_dsd_cluster(const KernelSpec& s) {
+  const TileConfig& t = s.tile;
+  if (t.cluster == 1) return;
+  const std::int64_t tiles_n = s.n / t.tile_n;
+  require(tiles_n % t.cluster == 0, "n", s.n,
+          fmt::format("n / tile_n (= {}) a multiple of the cluster ({}): the tiles of a cluster lie in one tile row",
+                      tiles_n, t.cluster));
+  if (!s.trans_a) {
+    require(t.tile_m % (8 * t.cluster) == 0, "tile_m", t.tile_m,
+            fmt::format("a multiple of 8 x cluster ({}): each CTA of the cluster copies tile_m / cluster rows of "
+                        "the K-major A tile, whole 8-row swizzle atoms",
+                        8 * t.cluster));
+  }
+}
+
 // The tile must fit the block structure: a thread block never straddles two sparse blocks
 // along a sparse dimension, so its tile there must divide the block size.
 void validate_op_fit(const KernelSpec& s) {
@@ -134,6 +164,7 @@ void validate_op_fit(const KernelSpec& s) {
       }
       require_multiple("k", s.k, t.tile_k, "tile_k");
       require_multiple("n", s.n, b, "block");
+      require_no_cluster(s);
       break;
     case OpKind::dsd:
       require(b % t.tile_m == 0, "tile_m", t.tile_m, fmt::format("a divisor of block ({})", b));
@@ -141,6 +172,7 @@ void validate_op_fit(const KernelSpec& s) {
       require_multiple("n", s.n, t.tile_n, "tile_n");
       if (s.trans_a) require_multiple("m", s.m, b, "block");
       else require_multiple("k", s.k, b, "block");
+      validate_dsd_cluster(s);
       break;
     default:   // routing ops are validated by validate_routing
       break;
@@ -150,6 +182,7 @@ void validate_op_fit(const KernelSpec& s) {
       require_multiple("m", s.m, t.tile_m, "tile_m");
       if (s.trans_b) require_multiple("k", s.k, b, "block");
       else require_multiple("n", s.n, b, "block");
+      require_no_cluster(s);
       break;
   }
 }

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -48,12 +49,18 @@ DriverApi::DriverApi()
   MOEJIT_CU_ENTRY(MemcpyHtoD, "cuMemcpyHtoD_v2");
   MOEJIT_CU_ENTRY(MemcpyDtoH, "cuMemcpyDtoH_v2");
 #undef MOEJIT_CU_ENTRY
-  try {
-    TensorMapEncodeTiled =
-        reinterpret_cast<decltype(TensorMapEncodeTiled)>(library_.symbol("cuTensorMapEncodeTiled"));
-  } catch (const std::exception&) {
-    // Optional: encode_tensor_map says what to install when a wgmma kernel needs it.
-  }
+  // Optional entries stay nullptr where the driver lacks them: their users say what to
+  // install when a kernel needs them (encode_tensor_map, LoadedKernel's cluster launch).
+  const auto optional_entry = [&](auto& field, const char* exported) {
+    try {
+      field = reinterpret_cast<std::remove_reference_t<decltype(field)>>(library_.symbol(exported));
+    } catch (const std::exception&) {
+      field = nullptr;
+    }
+  };
+  optional_entry(TensorMapEncodeTiled, "cuTensorMapEncodeTiled");
+  optional_entry(LaunchKernelEx, "cuLaunchKernelEx");
+  optional_entry(OccupancyMaxActiveClusters, "cuOccupancyMaxActiveClusters");
   check(Init(0), "cuInit");
   check(DriverGetVersion(&version_), "cuDriverGetVersion");
 }

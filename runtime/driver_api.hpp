@@ -51,6 +51,11 @@ class DriverApi {
   // TMA tensor maps for the wgmma family; nullptr on drivers older than CUDA 12.0, which
   // still run the mma family.
   decltype(&::cuTensorMapEncodeTiled) TensorMapEncodeTiled = nullptr;
+  // Thread-block cluster launches (the wgmma family's dsd tiles with TileConfig::cluster >
+  // 1); nullptr on drivers older than CUDA 12.0: LoadedKernel says what to install when a
+  // cluster launch needs them.
+  decltype(&::cuLaunchKernelEx) LaunchKernelEx = nullptr;
+  decltype(&::cuOccupancyMaxActiveClusters) OccupancyMaxActiveClusters = nullptr;
 
  private:
   SharedLibrary library_;

@@ -1,6 +1,7 @@
 #include "runtime/jit_runtime.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -234,13 +235,14 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
                                  int device, CUstream stream) {
   const LaunchGeometry geometry = launch_geometry(spec, sparse);
   if (spec.family != KernelFamily::wgmma) {
-    launch(spec, geometry.grid_x, &params, device, stream);
+    launch(spec, geometry.grid_x, 1, &params, device, stream);
     return;
   }
   if (geometry.grid_x == 0) return;   // no tile: nothing to encode either
   const DriverApi& d = driver();
-  // The wgmma kernel is persistent: one thread block per SM strides over the tiles.
-  const std::int64_t grid = std::min<std::int64_t>(geometry.grid_x, multiprocessors(device));
+  const int cluster = spec.tile.cluster;
+  const std::int64_t grid = cluster == 1 ? std::min<std::int64_t>(geometry.grid_x, multiprocessors(device))
+                                         : cluster_grid(spec, geometry.grid_x, device);
   const TmaLayout layout = tma_layout(spec, sparse, params.lda, params.ldb, params.ldc);
   // An empty sparse operand has no data to point at; its map is never read (see
   // tma_layout), so any valid address stands in.
@@ -250,22 +252,40 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
   sm90.b = encode_tensor_map(d, "b", address(params.b), layout.b, spec.dtype);
   sm90.c = encode_tensor_map(d, "c", params.c, layout.c, spec.dtype);
   sm90.gemm = params;
-  launch(spec, grid, &sm90, device, stream);
+  launch(spec, grid, cluster, &sm90, device, stream);
+}
+
+std::int64_t JitRuntime::cluster_grid(const KernelSpec& spec, std::int64_t tiles, int device) {
+  const int cluster = spec.tile.cluster;
+  // validate() makes a tile row hold whole clusters, so the tiles come in whole clusters.
+  if (tiles % cluster != 0) {
+    throw std::logic_error(fmt::format("{} tiles of {}: expected a multiple of the cluster ({}), as validate ensures",
+                                       tiles, spec.text(), cluster));
+  }
+  const LoadedKernel& kernel = loaded(spec, device);
+  const int clusters = kernel.max_active_clusters(cluster);
+  if (clusters == 0) {
+    throw std::runtime_error(fmt::format(
+        "kernel {} cannot run: not one cluster of {} thread blocks with {} bytes of shared memory each fits on "
+        "device {} at once (cuOccupancyMaxActiveClusters = 0); use a smaller cluster or fewer stages\nspec: {}",
+        kernel.compiled().lowered_name, cluster, kernel.compiled().dynamic_shared_bytes, device, spec.text()));
+  }
+  return std::min<std::int64_t>(tiles, std::int64_t{clusters} * cluster);
 }
 
 void JitRuntime::launch_routing(const KernelSpec& spec, const RoutingParams& params, const RoutingShape& shape,
                                 int device, CUstream stream) {
-  launch(spec, routing_launch_geometry(spec, shape).grid_x, &params, device, stream);
+  launch(spec, routing_launch_geometry(spec, shape).grid_x, 1, &params, device, stream);
 }
 
 void JitRuntime::launch_activation(const KernelSpec& spec, const ActivationParams& params, int device,
                                    CUstream stream) {
   RoutingShape shape;
   shape.blocks = params.capacity_blocks;
-  launch(spec, routing_launch_geometry(spec, shape).grid_x, &params, device, stream);
+  launch(spec, routing_launch_geometry(spec, shape).grid_x, 1, &params, device, stream);
 }
 
-void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device,
+void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, int cluster, const void* params, int device,
                         CUstream stream) {
   driver();
   const LoadedKernel& kernel = loaded(spec, device);
@@ -275,7 +295,7 @@ void JitRuntime::launch(const KernelSpec& spec, std::int64_t grid_x, const void*
     ctx = context(device).get();
   }
   ScopedContext scope(*driver_, ctx);
-  kernel.launch(grid_x, params, stream);
+  kernel.launch(grid_x, cluster, params, stream);
 }
 
 int JitRuntime::multiprocessors(int device) {

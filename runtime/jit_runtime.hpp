@@ -102,7 +102,8 @@ class JitRuntime {
   // Launches the block-sparse product `spec` on `device` (its primary context) and
   // `stream` (the caller's, for example torch.cuda.current_stream().cuda_stream). For the
   // wgmma family it also encodes the operands' TMA tensor maps and launches a persistent
-  // grid of at most one thread block per SM.
+  // grid of at most one thread block per SM; with a cluster tile (TileConfig::cluster > 1)
+  // a grid of as many clusters as the device runs at once.
   void launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& params, const SparseShape& sparse, int device,
                        CUstream stream);
   // Launches a routing kernel (compiler/routing_spec.hpp) the same way.
@@ -113,7 +114,13 @@ class JitRuntime {
 
  private:
   PrimaryContext& context(int device);   // caller holds mutex_
-  void launch(const KernelSpec& spec, std::int64_t grid_x, const void* params, int device, CUstream stream);
+  // grid_x thread blocks, in clusters of `cluster` along x (the spec's, 1 for all but the
+  // wgmma family's cluster tiles).
+  void launch(const KernelSpec& spec, std::int64_t grid_x, int cluster, const void* params, int device,
+              CUstream stream);
+  // The persistent grid of a cluster tile: every tile, or as many whole clusters as the
+  // device runs at once. Throws if not one cluster fits.
+  std::int64_t cluster_grid(const KernelSpec& spec, std::int64_t tiles, int device);
   CompiledKernel compile_with_nvrtc(const KernelSpec& spec);
   const LoadedKernel& loaded(const KernelSpec& spec, int device);
   int multiprocessors(int device);   // cached: the persistent grid of the wgmma family

@@ -238,11 +238,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("target_for_device", &target_for_device, py::arg("major"), py::arg("minor"));
 
   py::class_<TileConfig>(m, "TileConfig")
-      .def(py::init([](int tm, int tn, int tk, int stages, int wm, int wn, bool pingpong) {
-             return TileConfig{tm, tn, tk, stages, wm, wn, pingpong};
+      .def(py::init([](int tm, int tn, int tk, int stages, int wm, int wn, bool pingpong, int cluster) {
+             return TileConfig{tm, tn, tk, stages, wm, wn, pingpong, cluster};
            }),
            py::arg("tile_m") = 128, py::arg("tile_n") = 128, py::arg("tile_k") = 32, py::arg("stages") = 4,
-           py::arg("warps_m") = 2, py::arg("warps_n") = 2, py::arg("pingpong") = false)
+           py::arg("warps_m") = 2, py::arg("warps_n") = 2, py::arg("pingpong") = false, py::arg("cluster") = 1)
       .def_static("parse", &parse_tile_config, py::arg("text"))
       .def_readwrite("tile_m", &TileConfig::tile_m)
       .def_readwrite("tile_n", &TileConfig::tile_n)
@@ -252,6 +252,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("warps_n", &TileConfig::warps_n)
       .def_readwrite("pingpong", &TileConfig::pingpong,
                      "wgmma family: the consumer warpgroups take turns on whole tiles (text suffix .pingpong)")
+      .def_readwrite("cluster", &TileConfig::cluster,
+                     "wgmma family, dsd only: CTAs per thread-block cluster along N sharing the A tile by TMA "
+                     "multicast (1, 2 or 4; text suffix .cN)")
       .def_property_readonly("threads", &TileConfig::threads)
       .def("shared_bytes", &TileConfig::shared_bytes, py::arg("dtype"))
       .def("text", &TileConfig::text)

@@ -270,10 +270,10 @@ TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a withou
   CHECK(names.size() == specs.size());
 }
 
-TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles) compiles without spills") {
+TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd clusters) compiles without spills") {
   const KernelCompiler compiler(nvrtc(), templates());
   const std::vector<KernelSpec> specs = test::wgmma_schedule_grid();
-  REQUIRE(specs.size() == 52 + 13);
+  REQUIRE(specs.size() == 52 + 13 + 15);   // 15: dsd's three cluster tiles
   for (const KernelSpec& s : specs) {
     CAPTURE(s);
     REQUIRE_NOTHROW(validate(s));

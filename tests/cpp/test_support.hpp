@@ -86,8 +86,9 @@ inline std::vector<KernelSpec> wgmma_spec_grid() {
 }
 
 // The wgmma family's other schedules, per op and block size: pingpong tiles, the sdd
-// pair of blocks (2 x block rows) and dds's cooperative 256-row tile, each with the
-// deepest ring that fits. tests/gpu/hopper_smoke.py runs the same list on the GPU.
+// pair of blocks (2 x block rows), dds's cooperative 256-row tile and dsd's thread-block
+// clusters (.c2, .c4), each with the deepest ring that fits. tests/gpu/hopper_smoke.py
+// runs the same list on the GPU.
 inline std::vector<TileConfig> wgmma_schedule_tiles(OpKind op, int block) {
   const bool b128 = block == 128;
   switch (op) {
@@ -95,8 +96,13 @@ inline std::vector<TileConfig> wgmma_schedule_tiles(OpKind op, int block) {
       return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {256, 128, 64, 3, 8, 1}}
                   : std::vector<TileConfig>{{64, 64, 64, 6, 8, 1, true}, {128, 64, 64, 6, 8, 1}};
     case OpKind::dsd:
-      return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {64, 256, 64, 4, 8, 1, true}}
-                  : std::vector<TileConfig>{{64, 128, 64, 6, 8, 1, true}, {64, 256, 64, 4, 8, 1, true}};
+      return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true},
+                                            {64, 256, 64, 4, 8, 1, true},
+                                            {128, 256, 64, 3, 8, 1, false, 2},
+                                            {128, 128, 64, 5, 8, 1, true, 4}}
+                  : std::vector<TileConfig>{{64, 128, 64, 6, 8, 1, true},
+                                            {64, 256, 64, 4, 8, 1, true},
+                                            {64, 256, 64, 4, 8, 1, true, 2}};
     case OpKind::dds:
       return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {64, 128, 64, 6, 8, 1, true},
                                             {256, 128, 64, 3, 8, 1}}

@@ -8,7 +8,8 @@
                                                      # one variant in this process, e.g. under
                                                      # compute-sanitizer --tool memcheck|racecheck
     python tests/gpu/hopper_smoke.py --schedules-only --no-bench
-                                                     # only the pingpong / sdd-pair / 256-row tiles
+                                                     # only the pingpong / sdd-pair / 256-row /
+                                                     # cluster tiles
     python tests/gpu/hopper_smoke.py --no-bench --workers 12 --match '*pingpong' \
         --match 'sdd_*@256x128x64.s3.w8x1' --match 'sdd_*@128x64x64.s6.w8x1'
                                                      # only these variants (shell patterns)
@@ -23,8 +24,9 @@ Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs a
 shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
 against a float32 torch reference: first with the heuristic's tile, then with each tile of
 the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks, 256-row
-tiles; named like sdd_nt_bf16_b128@256x128x64.s3.w8x1, at a larger dense extent so that
-256-wide tiles fit). sdd variants also run on a topology with a device-side live count
+tiles, dsd thread-block clusters (.c2, .c4); named like sdd_nt_bf16_b128@256x128x64.s3.w8x1,
+at a larger dense extent so that 256-wide tiles fit, and for a cluster tile a tile row
+holds whole clusters: see dense_extent). sdd variants also run on a topology with a device-side live count
 (blocks past it must come out as zeros). Then each variant runs its tile again in a scale
 case (run_scale_case; --no-scale skips it): ~45.5 tiles per thread block of the persistent
 grid (45 or 46 on 132 SMs: odd and even counts, a grid that does not divide the tile count),
@@ -71,8 +73,9 @@ BLOCKS = (128, 64)
 SCHEDULE_TILES = {
     ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1"],
     ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1"],
-    ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
-    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
+                   "128x128x64.s5.w8x1.c4.pingpong"],
+    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "64x256x64.s4.w8x1.c2.pingpong"],
     ("dds", 128): ["128x128x64.s5.w8x1.pingpong", "64x128x64.s6.w8x1.pingpong", "256x128x64.s3.w8x1"],
     ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
 }
@@ -80,8 +83,10 @@ SCHEDULE_TILES = {
 # Bench: the wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
 BENCH_TILES = {
     "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
-    "dsd": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
-    "dsd_t": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong"],
+    "dsd": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
+            "128x256x64.s3.w8x1.c4", "128x128x64.s5.w8x1.c2.pingpong"],
+    "dsd_t": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
+              "128x256x64.s3.w8x1.c4", "128x128x64.s5.w8x1.c2.pingpong"],
 }
 
 
@@ -238,8 +243,9 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
     topo = _topology(torch, Topology, block, gen)
     lines = []
     runtime = moejit.default_runtime()
-    # Dense extents: several tiles, multiples of 64; 768 also of 256 for the wide tiles.
-    size = 768 if tile else 384
+    # Dense extents: several tiles, multiples of 64; 768 also of 256 for the wide tiles
+    # (1024 for cluster tiles: whole clusters per tile row).
+    size = dense_extent(tile, 768) if tile else 384
     kw = dict(family="wgmma", tile=tile)
     start = time.time()
     if op == "sdd":
@@ -334,7 +340,7 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
 # 6000 tiles of up to 128 x 128 (12000 blocks for sdd pairs), well under a second of GPU.
 
 SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and between two counts)
-SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits)
+SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits; see dense_extent)
 SCALE_SDD_K = 512              # sdd reduction: 8 K steps, more than any ring's stages
 SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: a single pair)
 
@@ -342,6 +348,16 @@ SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: 
 def tile_shape(tile: str) -> tuple[int, int]:
     tm, tn = tile.split("x")[:2]
     return int(tm), int(tn)
+
+
+def dense_extent(tile: str, at_least: int) -> int:
+    """A dense extent (dsd's n, dds's m) of at least `at_least` for `tile`: a multiple of 256,
+    so that every tile fits, and of 256 x N for a cluster tile (.cN), so that each tile row
+    holds whole clusters of N tiles (validate: n / tile_n a multiple of the cluster)."""
+    from moejit import TileConfig
+
+    step = 256 * TileConfig.parse(tile).cluster
+    return -(-at_least // step) * step
 
 
 def scale_mask(torch, long: int, short: int, dead: int, gen):
@@ -370,6 +386,7 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
     its tile count for `tile`: about SCALE_TILES_PER_BLOCK * sms tiles, never a multiple of
     sms. Returns (mask, tiles, dead)."""
     tm, tn = tile_shape(tile)
+    dense = dense_extent(tile, SCALE_DENSE)
     target = int(SCALE_TILES_PER_BLOCK * sms)
     short = 8 if block == 128 else 16   # dsd/dds: 5-10 blocks per reduction, 7-20 K steps
     if op == "sdd":
@@ -394,10 +411,10 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
     # dsd: tiles = (rows / tm) x (dense / tn); dds: tiles = (dense / tm) x (cols / tn), where
     # rows / cols is the sparse operand's extent over `long` blocks.
     if op == "dsd":
-        per_block = (block // tm) * (SCALE_DENSE // tn)
+        per_block = (block // tm) * (dense // tn)
         long_is_rows = not trans_a   # A stored M x K (blocks along M) or K x M
     else:
-        per_block = (SCALE_DENSE // tm) * (block // tn)
+        per_block = (dense // tm) * (block // tn)
         long_is_rows = trans_b       # B stored K x N (blocks along N: columns) or N x K
     long = -(-target // per_block)
     for extra in range(sms):   # at most sms / gcd(per_block, sms) steps when per_block < sms
@@ -469,6 +486,7 @@ def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, l
     gen = torch.Generator(device="cuda").manual_seed(hash(name + "/scale") % 1000)
     start = time.time()
     mask, tiles, dead = scale_plan(torch, op, trans_a, trans_b, block, tile, sms, gen)
+    dense = dense_extent(tile, SCALE_DENSE)
     full = Topology.from_mask(mask, block)
     kw = dict(family="wgmma", tile=tile)
     live = full.nnz - dead
@@ -501,19 +519,19 @@ def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, l
         sparse = moejit.BlockSparseMatrix(data, topo)
         if op == "dsd":
             sparse = sparse.t() if trans_a else sparse
-            b = _dense(torch, sparse.shape[1], SCALE_DENSE, trans_b, dtype, gen)
-            out = torch.full((sparse.shape[0], SCALE_DENSE), float("nan"), dtype=dtype, device="cuda")
+            b = _dense(torch, sparse.shape[1], dense, trans_b, dtype, gen)
+            out = torch.full((sparse.shape[0], dense), float("nan"), dtype=dtype, device="cuda")
             ops.dsd(sparse, b, out=out, **kw)
             ref2d = sparse.to_dense().float() @ b.float()
-            spec_args = dict(m=sparse.shape[0], n=SCALE_DENSE, k=sparse.shape[1])
+            spec_args = dict(m=sparse.shape[0], n=dense, k=sparse.shape[1])
             per_tile = mask.sum(dim=0 if trans_a else 1)   # blocks reduced by a tile row
         else:
             sparse = sparse.t() if trans_b else sparse
-            a = _dense(torch, SCALE_DENSE, sparse.shape[0], trans_a, dtype, gen)
-            out = torch.full((SCALE_DENSE, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
+            a = _dense(torch, dense, sparse.shape[0], trans_a, dtype, gen)
+            out = torch.full((dense, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
             ops.dds(a, sparse, out=out, **kw)
             ref2d = a.float() @ sparse.to_dense().float()
-            spec_args = dict(m=SCALE_DENSE, n=sparse.shape[1], k=sparse.shape[0])
+            spec_args = dict(m=dense, n=sparse.shape[1], k=sparse.shape[0])
             per_tile = mask.sum(dim=1 if trans_b else 0)   # blocks reduced by a tile column
         out2d = out
         k = per_tile * (block // 64)
@@ -521,6 +539,9 @@ def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, l
     torch.cuda.synchronize()
     spec = moejit.kernel_spec(op, trans_a=trans_a, trans_b=trans_b, dtype=dtype_name, block_size=block,
                               target=runtime.target_for(0), family="wgmma", tile=tile, **spec_args)
+    # A cluster tile's grid is as many whole clusters as the device runs at once, which can
+    # be fewer than sms blocks (GPCs whose SM count is no multiple of the cluster): for it
+    # the counts per thread block below, and describe_turns' turns, are approximate.
     grid = min(tiles, sms)
     lines.append(f"  scale case: {spec.text()}")
     lines.append(f"    topology {full.block_rows} x {full.block_cols} blocks, nnz {full.nnz}"

@@ -80,6 +80,17 @@ def test_missing_static_extent_names_it():
     (dict(op="sdd", n=256, k=256, tile="256x256x32.s4.w2x2", block_size=128),
      r"tile=256x256x32.s4.w2x2: expected at most 128 accumulators per thread"),
     (dict(op="sdd", n=256, k=256, tile="bogus"), r"tile=bogus: expected MxNxK"),
+    (dict(op="dsd", n=256, k=256, tile="128x128x64.s4.w8x1.c0"),
+     r"tile=128x128x64.s4.w8x1.c0: expected MxNxK.sS.wWMxWN\[.cC\]\[.pingpong\]"),
+    (dict(op="dsd", n=1024, k=256, tile="128x128x64.s4.w8x1.c3", family="wgmma"),
+     r"cluster=3: expected 1, 2 or 4"),
+    (dict(op="sdd", n=256, k=256, tile="128x128x64.s4.w8x1.c2", family="wgmma"),
+     r"cluster=2: expected 1 for op=sdd"),
+    (dict(op="dsd", n=256, k=256, tile="128x128x32.s4.w2x2.c2", family="mma"),
+     r"cluster=2: expected 1 for family=mma"),
+    (dict(op="dsd", n=768, k=256, tile="128x256x64.s3.w8x1.c2", family="wgmma"),
+     r"n=768: expected n / tile_n \(= 3\) a multiple of the cluster \(2\)"),
+    (dict(op="dsd", n=1024, k=256, tile="128x256x64.s3.w8x1.c4", family="wgmma"), None),
 ])
 def test_validation_messages(kwargs, message):
     op = kwargs.pop("op")
@@ -103,8 +114,24 @@ def test_source_instantiates_the_template_with_the_constants():
     hopper = moejit.source("dsd", m=98304, n=2048, trans_a=True, dtype="fp16", block_size=64)
     assert '#include "moejit/bsr_gemm_sm90.cuh"' in hopper
     assert ("template __global__ void moejit::bsr_gemm_sm90<moejit::OpKind::dsd, true, false, moejit::fp16_t, 64, "
-            "98304LL, 2048LL, -1LL, 64, 256, 64, 4, 4, 1, false>(const __grid_constant__ moejit::BsrGemmSm90Params);"
+            "98304LL, 2048LL, -1LL, 64, 256, 64, 4, 4, 1, false, 1>(const __grid_constant__ moejit::BsrGemmSm90Params);"
             in hopper)
+
+
+def test_cluster_tiles_text_and_source():
+    tile = moejit.TileConfig.parse("128x128x64.s5.w8x1.c2.pingpong")
+    assert (tile.tile_m, tile.tile_n, tile.stages, tile.pingpong, tile.cluster) == (128, 128, 5, True, 2)
+    assert tile.text() == "128x128x64.s5.w8x1.c2.pingpong" and repr(tile) == "TileConfig('128x128x64.s5.w8x1.c2.pingpong')"
+    assert moejit.TileConfig(128, 256, 64, 3, 8, 1, cluster=4).text() == "128x256x64.s3.w8x1.c4"
+    assert moejit.TileConfig(128, 256, 64, 3, 8, 1).cluster == 1
+    assert moejit.TileConfig.parse("128x256x64.s3.w8x1").text() == "128x256x64.s3.w8x1"   # never .c1
+    tile.cluster = 4
+    assert tile.text() == "128x128x64.s5.w8x1.c4.pingpong" and tile != moejit.TileConfig.parse("128x128x64.s5.w8x1.c2.pingpong")
+    spec = moejit.kernel_spec("dsd", n=4096, k=114688, tile="128x256x64.s3.w8x1.c2")
+    assert spec.family == _core.KernelFamily.wgmma and spec.tile.cluster == 2
+    assert " tile=128x256x64.s3.w8x1.c2 " in spec.text() and moejit.KernelSpec.parse(spec.text()) == spec
+    src = moejit.source("dsd", spec=spec)
+    assert ", 128, 256, 64, 3, 8, 1, false, 2>(const __grid_constant__ moejit::BsrGemmSm90Params);" in src
 
 
 def test_with_tile_copies():

@@ -60,6 +60,21 @@ def test_search_space_is_pruned_and_starts_with_the_heuristic():
     assert small and all(t.tile_m <= 64 and t.tile_n <= 64 for t in small)
 
 
+def test_search_space_holds_cluster_tiles_for_dsd_only():
+    cluster_tiles = ["128x256x64.s3.w8x1.c2", "128x256x64.s3.w8x1.c4", "128x128x64.s4.w8x1.c2",
+                     "128x128x64.s5.w8x1.c2.pingpong", "128x128x64.s5.w8x1.c4.pingpong",
+                     "64x256x64.s4.w8x1.c2.pingpong"]
+    for problem in (moejit.kernel_spec("dsd", n=4096, k=114688),
+                    moejit.kernel_spec("dsd", m=114688, n=4096, trans_a=True)):
+        texts = [t.text() for t in _core.search_space(problem)]
+        # After every tile without clusters, in this order.
+        assert texts[-len(cluster_tiles):] == cluster_tiles
+        assert not any(t.cluster != 1 for t in _core.search_space(problem)[:-len(cluster_tiles)])
+    for problem in (moejit.kernel_spec(**PROBLEM), moejit.kernel_spec("dds", m=4096, n=114688),
+                    moejit.kernel_spec("dsd", n=4096, k=114688, family="mma")):
+        assert all(t.cluster == 1 for t in _core.search_space(problem))
+
+
 def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime, caplog):
     caplog.set_level("DEBUG", logger="moejit")
     problem = moejit.kernel_spec(**PROBLEM)
