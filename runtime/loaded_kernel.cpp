@@ -98,9 +98,10 @@ void LoadedKernel::launch(std::int64_t grid_x, int cluster, const void* params, 
     try {
       driver_.check(result, call);
     } catch (const std::runtime_error& e) {
-      throw std::runtime_error(fmt::format("{}\nkernel: {}\nspec: {}\nlaunch: grid={} block={} shared={} bytes cluster={}",
-                                           e.what(), compiled_->lowered_name, compiled_->spec.text(), grid_x,
-                                           compiled_->threads, compiled_->dynamic_shared_bytes, cluster));
+      throw std::runtime_error(
+          fmt::format("{}\nkernel: {}\nspec: {}\nlaunch: grid={} block={} shared={} bytes cluster={}", e.what(),
+                      compiled_->lowered_name, compiled_->spec.text(), grid_x, compiled_->threads,
+                      compiled_->dynamic_shared_bytes, cluster));
     }
   }
 }

@@ -121,12 +121,14 @@ def test_source_instantiates_the_template_with_the_constants():
 def test_cluster_tiles_text_and_source():
     tile = moejit.TileConfig.parse("128x128x64.s5.w8x1.c2.pingpong")
     assert (tile.tile_m, tile.tile_n, tile.stages, tile.pingpong, tile.cluster) == (128, 128, 5, True, 2)
-    assert tile.text() == "128x128x64.s5.w8x1.c2.pingpong" and repr(tile) == "TileConfig('128x128x64.s5.w8x1.c2.pingpong')"
+    assert tile.text() == "128x128x64.s5.w8x1.c2.pingpong"
+    assert repr(tile) == "TileConfig('128x128x64.s5.w8x1.c2.pingpong')"
     assert moejit.TileConfig(128, 256, 64, 3, 8, 1, cluster=4).text() == "128x256x64.s3.w8x1.c4"
     assert moejit.TileConfig(128, 256, 64, 3, 8, 1).cluster == 1
     assert moejit.TileConfig.parse("128x256x64.s3.w8x1").text() == "128x256x64.s3.w8x1"   # never .c1
     tile.cluster = 4
-    assert tile.text() == "128x128x64.s5.w8x1.c4.pingpong" and tile != moejit.TileConfig.parse("128x128x64.s5.w8x1.c2.pingpong")
+    assert tile.text() == "128x128x64.s5.w8x1.c4.pingpong"
+    assert tile != moejit.TileConfig.parse("128x128x64.s5.w8x1.c2.pingpong")
     spec = moejit.kernel_spec("dsd", n=4096, k=114688, tile="128x256x64.s3.w8x1.c2")
     assert spec.family == _core.KernelFamily.wgmma and spec.tile.cluster == 2
     assert " tile=128x256x64.s3.w8x1.c2 " in spec.text() and moejit.KernelSpec.parse(spec.text()) == spec
