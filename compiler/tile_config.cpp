@@ -31,7 +31,8 @@ int wgmma_warpgroup_rows(const TileConfig& tile) {
 int wgmma_shared_bytes(const TileConfig& tile, DType dtype) {
   const int stage = (tile.tile_m + tile.tile_n) * tile.tile_k * dtype_bytes(dtype);
   const int c_buffers = tile.pingpong ? wgmma_consumer_warpgroups(tile) : 1;
-  const int c_buffer = tile.tile_m * tile.tile_n * dtype_bytes(dtype);
+  // The epilogue stages C in 64-column chunks, two at a time (Sm90Layout::kCBytes).
+  const int c_buffer = tile.tile_m * std::min(tile.tile_n, 128) * dtype_bytes(dtype);
   return 1024 + tile.stages * stage + c_buffers * c_buffer + 2 * tile.stages * 8;
 }
 

@@ -47,7 +47,8 @@ TileConfig parse_tile_config(std::string_view text);
 // warpgroups' (warps_m / 4 of them, warps_n = 1), and a producer warpgroup issuing TMA
 // comes on top. Each consumer warpgroup owns wgmma_warpgroup_rows of a tile: its share of
 // tile_m when they cooperate on one tile (64 or 128), all of tile_m when they take turns
-// (pingpong). Shared memory: the stages, the C buffer of the epilogue (one per consumer
+// (pingpong). Shared memory: the stages, the C buffer of the epilogue (tile_m rows by at
+// most two 64-column chunks, staged a chunk at a time; one per consumer
 // warpgroup with pingpong), two mbarriers per stage, and 1 KB of slack to align the
 // 128-byte-swizzled tiles to 1024 bytes (Sm90Layout in the template; the generated
 // source asserts that both agree).

@@ -5,8 +5,10 @@
 // operand transpose; the op only changes the tile coordinates (bsr_tile_coords.cuh).
 //
 //   stage s:   [ A tile | B tile ]   128-byte swizzled, 1024-byte aligned, K depth 64
-//   C buffer:  the tile's output, staged for the TMA store (its own memory, so the
-//              producer keeps filling stages for the next tile during the epilogue)
+//   C buffer:  two 64-column chunks of the tile's output, staged for the TMA stores (its
+//              own memory, so the producer keeps filling stages for the next tile
+//              during the epilogue; chunk by chunk, so wide tiles have room for a
+//              fourth stage)
 //   full[s]:   the producer's TMA loads have landed (1 arrival + the stage's bytes)
 //   empty[s]:  every consumer warpgroup that reads the stage is done with it
 //
@@ -44,6 +46,22 @@
 // one block; the second warpgroup of a single-block pair keeps the ring's handshake but
 // neither computes nor stores.
 //
+// Thread-block clusters (TileConfig::cluster, dsd only): kCluster CTAs of one cluster take
+// kCluster neighbouring tiles of one tile row, which reduce over the same sparse block row
+// with the same A tiles and differ only in B's columns. Instead of each CTA copying all of
+// A, each copies 1/kCluster of it (rows for a K-major tile, K rows of each 64-row chunk
+// for an MN-major one) with a TMA multicast into the same stage of every CTA: L2 serves
+// A once per cluster, not once per CTA. The stage ring then spans the cluster: a stage
+// may be refilled only when every CTA's consumers are done with it, so each consumer
+// releases a stage on the empty barriers of all CTAs (which count kCluster times the
+// local releases), and each CTA's full barrier completes when its own B copy and all the
+// A slices have landed. The tile order (block i of the grid takes tiles i, i + grid, ...,
+// with a grid and a tile count that are multiples of kCluster and tiles per row a
+// multiple of kCluster) gives the CTAs of a cluster, ranks 0 .. kCluster - 1 with
+// consecutive block indices, tiles t .. t + kCluster - 1 of one row at every step, so
+// they walk the same stages in lockstep. No CTA may exit while a peer can still arrive
+// on its barriers: the kernel ends with a cluster-wide barrier.
+//
 // The producer waits empty[s], announces the stage's bytes on full[s] and issues the
 // copies; a consumer waits full[s], issues its share of the stage's wgmmas and releases
 // the stage of the previous step once those have completed (one batch stays in flight, so
@@ -61,6 +79,7 @@
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/bsr_gemm_sm90_params.h"
 #include "moejit/bsr_tile_coords.cuh"
+#include "moejit/cluster.cuh"
 #include "moejit/element.cuh"
 #include "moejit/mbarrier.cuh"
 #include "moejit/ptx.cuh"
@@ -81,7 +100,13 @@ struct Sm90Layout {
   static constexpr int kABytes = kTileM * kTileK * 2;
   static constexpr int kBBytes = kTileN * kTileK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kCBytes = kTileM * kTileN * 2;   // one C buffer
+  // One C buffer: the tile's rows by two 64-column chunks (all of a narrower tile). The
+  // epilogue stages and stores a wider tile chunk by chunk, alternating between the two
+  // halves, so the stages keep the shared memory a whole C tile would take: 128x256
+  // tiles get a fourth stage (4 x 48 KB + 32 KB instead of 3 x 48 KB + 64 KB).
+  static constexpr int kCChunks = kTileN / 64;
+  static constexpr int kCChunkBuffers = kCChunks < 2 ? kCChunks : 2;
+  static constexpr int kCBytes = kTileM * 128 * kCChunkBuffers;
   static constexpr int kCBuffers = kPingpong ? kConsumerWarpgroups : 1;
   // The dynamic shared memory base is only 16-byte aligned by contract; the swizzled
   // tiles need 1024, so the kernel rounds up within this slack.
@@ -104,10 +129,6 @@ struct Sm90Layout {
 
 namespace sm90 {
 
-__device__ __forceinline__ void store_shared_u32(unsigned address, unsigned value) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
-}
-
 __device__ __forceinline__ unsigned dynamic_shared_bytes() {
   unsigned bytes;
   asm("mov.u32 %0, %%dynamic_smem_size;\n" : "=r"(bytes));
@@ -126,6 +147,42 @@ __device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& 
   } else {
 #pragma unroll
     for (int chunk = 0; chunk < kRows / 64; ++chunk) tma::load_2d(dst + chunk * 8192, map, at.x + 64 * chunk, at.y, bar);
+  }
+}
+
+// Slice `rank` of kCluster of an operand tile (see load_operand), multicast into every CTA
+// of the cluster: the rows of a K-major tile, or the K rows of each 64-element chunk of an
+// MN-major one, so every slice is a whole number of 8-row (1024-byte) swizzle atoms and
+// lands where load_operand would have put it. The host encodes the smaller boxes
+// (compiler/tma_layout.cpp).
+template <bool kKMajor, int kRows, int kCluster>
+__device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar,
+                                                   int rank) {
+  constexpr unsigned short kAllCtas = (1u << kCluster) - 1;
+  if constexpr (kKMajor) {
+    constexpr int kSliceRows = kRows / kCluster;
+    static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
+    tma::load_2d_multicast(dst + rank * kSliceRows * 128, map, at.x, at.y + rank * kSliceRows, bar, kAllCtas);
+  } else {
+    constexpr int kSliceRows = 64 / kCluster;
+    static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
+#pragma unroll
+    for (int chunk = 0; chunk < kRows / 64; ++chunk) {
+      tma::load_2d_multicast(dst + chunk * 8192 + rank * kSliceRows * 128, map, at.x + 64 * chunk,
+                             at.y + rank * kSliceRows, bar, kAllCtas);
+    }
+  }
+}
+
+// Hands stage barrier `bar` (empty[s]) one release from this CTA's warpgroup, called by
+// the warpgroup's lanes 0 .. 31 of its first warp: lane 0 releases the local barrier, or
+// with a cluster lane i releases the one of CTA i, all in one instruction.
+template <int kCluster>
+__device__ __forceinline__ void release_stage(unsigned bar, int lane) {
+  if constexpr (kCluster == 1) {
+    if (lane == 0) mbarrier::arrive(bar);
+  } else {
+    if (lane < kCluster) cluster::arrive_remote(cluster::map_shared(bar, lane));
   }
 }
 
@@ -162,7 +219,7 @@ struct Select<false, IfTrue, IfFalse> {
 }  // namespace sm90
 
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
-          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong>
+          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster>
 __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
   using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
@@ -185,6 +242,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
                 "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
   static_assert(kStages >= 2, "the pipeline needs at least two stages");
+  static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
+  static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
+                "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");
 
   const BsrGemmParams& p = params.gemm;
 
@@ -202,49 +262,66 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       mbarrier::init(full + 8 * s, 1);
-      mbarrier::init(empty + 8 * s, kPingpong ? 1 : kConsumers);
+      mbarrier::init(empty + 8 * s, (kPingpong ? 1 : kConsumers) * kCluster);
     }
     mbarrier::fence_init();
   }
-  __syncthreads();
+  // With a cluster, the peers' barriers must be initialised before any multicast or
+  // release reaches them.
+  if constexpr (kCluster == 1) {
+    __syncthreads();
+  } else {
+    cluster::sync();
+  }
+  const int cta_rank = kCluster == 1 ? 0 : static_cast<int>(cluster::rank());
 
   if (warpgroup == kConsumers) {
     // Producer warpgroup: one thread issues every copy; the others only give up registers.
     warpgroup::release_registers<Layout::kProducerRegisters>();
-    if (wg_thread != 0) return;
-    tma::prefetch_descriptor(params.a);
-    tma::prefetch_descriptor(params.b);
-    Walk walk(p);
-    int step = 0;
-    for (int t = blockIdx.x; walk.seek(p, t); t += gridDim.x) {
-      const auto tile = walk.at(p, t);
-      // A single-block pair copies one A tile: the stage then expects half of A's bytes.
-      int stage_bytes = Layout::kStageBytes;
-      if constexpr (kPairs) stage_bytes -= (2 - tile.count) * (Layout::kABytes / 2);
-      for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
-        const int s = step % kStages;
-        mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
-        if constexpr (ablate_loads()) {   // timing only (ablation.cuh): the stage is full at once
-          mbarrier::arrive(full + 8 * s);
-          continue;
-        }
-        mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
-        const unsigned stage = smem + s * Layout::kStageBytes;
-        if constexpr (kPairs) {
-#pragma unroll
-          for (int part = 0; part < 2; ++part) {
-            if (part < tile.count) {
-              sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
-                                                         tile.a(kt, part), full + 8 * s);
-            }
+    // The other threads leave at once; with a cluster they must reach the kernel's last
+    // barrier instead, but only after the issuing thread's warp has reconverged: lanes
+    // parked in a cluster barrier wait next to a working lane slow it down.
+    if constexpr (kCluster == 1) {
+      if (wg_thread != 0) return;
+    }
+    if (wg_thread == 0) {
+      tma::prefetch_descriptor(params.a);
+      tma::prefetch_descriptor(params.b);
+      Walk walk(p);
+      int step = 0;
+      for (int t = blockIdx.x; walk.seek(p, t); t += gridDim.x) {
+        const auto tile = walk.at(p, t);
+        // A single-block pair copies one A tile: the stage then expects half of A's bytes.
+        int stage_bytes = Layout::kStageBytes;
+        if constexpr (kPairs) stage_bytes -= (2 - tile.count) * (Layout::kABytes / 2);
+        for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
+          const int s = step % kStages;
+          mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+          if constexpr (ablate_loads()) {   // timing only (ablation.cuh): the stage is full at once
+            mbarrier::arrive(full + 8 * s);
+            continue;
           }
-        } else {
-          sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
+          mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
+          const unsigned stage = smem + s * Layout::kStageBytes;
+          if constexpr (kPairs) {
+#pragma unroll
+            for (int part = 0; part < 2; ++part) {
+              if (part < tile.count) {
+                sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
+                                                           tile.a(kt, part), full + 8 * s);
+              }
+            }
+          } else if constexpr (kCluster > 1) {
+            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, tile.a(kt), full + 8 * s,
+                                                                       cta_rank);
+          } else {
+            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
+          }
+          sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
         }
-        sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt),
-                                                             full + 8 * s);
       }
     }
+    if constexpr (kCluster > 1) cluster::sync();   // the kernel's last barrier (see its end)
     return;
   }
 
@@ -320,7 +397,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       }
       // The previous step's batch is done reading its stage: hand that stage back.
       wgmma::wait_group<1>();
-      if (kt > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
+      if (kt > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
     }
     // Pingpong: every stage of this tile has landed; the next tile (the other's) may start.
     if constexpr (kPingpong) {
@@ -329,54 +406,63 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     wgmma::wait_group<0>();
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-    if (k_tiles > 0 && wg_thread == 0) mbarrier::arrive(empty + 8 * ((step - 1) % kStages));
+    if (k_tiles > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
 
     if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
-      // Epilogue: [tile_n / 64 chunks][tile_m rows][64 elements] in the C buffer, each
-      // 128-byte row swizzled like the operand tiles, so a warp's 4-byte fragment writes
-      // fall in 32 distinct banks. First, the previous tile's store must have read it.
-      if (wg_thread == 0) tma::store_wait_read();
-      warpgroup::named_barrier(barrier_id, 128);
-      if (has_rows) {
+      // Epilogue, one 64-column chunk of C at a time: [tile_m rows][64 elements] in one of
+      // the C buffer's two halves, each 128-byte row swizzled like the operand tiles, then
+      // a TMA store of this warpgroup's rows, which runs while the next chunk is staged in
+      // the other half. A warp writes its 16 rows x 16 columns at a time with one stmatrix
+      // (four 8x8 matrices: column groups j and j + 1, rows 0-7 and 8-15, exactly the
+      // accumulator fragments of wgmma's layout); each matrix's eight 16-byte rows fall in
+      // distinct bank groups thanks to the swizzle. A quarter of the instructions of
+      // 4-byte stores: the tensor cores idle during the epilogue, which counts where tiles
+      // have few K steps.
 #pragma unroll
-        for (int i = 0; i < kMmaM; ++i) {
-          const int row = (group0 + i) * 64 + warp * 16 + lane / 4;   // and row + 8
+      for (int c = 0; c < Layout::kCChunks; ++c) {
+        const unsigned buffer = c_buffer + (c % Layout::kCChunkBuffers) * (kTileM * 128);
+        // The store that last read this half (this warpgroup's, kCChunkBuffers chunks ago,
+        // possibly of the previous tile) must be done reading it.
+        if (wg_thread == 0) tma::store_wait_read<Layout::kCChunkBuffers - 1>();
+        warpgroup::named_barrier(barrier_id, 128);
+        if (has_rows) {
 #pragma unroll
-          for (int j = 0; j < kTileN / 8; ++j) {
-            const unsigned chunk = c_buffer + (j / 8) * (kTileM * 128);
+          for (int i = 0; i < kMmaM; ++i) {
+            // Lane l gives the address of row l % 8 of matrix l / 8.
+            const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-              const int r = row + 8 * half;
-              const unsigned address = chunk + r * 128 + (((j % 8) ^ (r % 8)) * 16) + (lane % 4) * 4;
-              sm90::store_shared_u32(address, ElementOps<Element>::pack2(acc[i][4 * j + 2 * half],
-                                                                         acc[i][4 * j + 2 * half + 1]));
+            for (int j = 8 * c; j < 8 * c + 8; j += 2) {
+              const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
+              ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16),
+                               ElementOps<Element>::pack2(acc[i][4 * j], acc[i][4 * j + 1]),
+                               ElementOps<Element>::pack2(acc[i][4 * j + 2], acc[i][4 * j + 3]),
+                               ElementOps<Element>::pack2(acc[i][4 * j + 4], acc[i][4 * j + 5]),
+                               ElementOps<Element>::pack2(acc[i][4 * j + 6], acc[i][4 * j + 7]));
             }
           }
         }
-      }
-      tma::fence_shared_to_async();
-      warpgroup::named_barrier(barrier_id, 128);
-      if (wg_thread == 0 && has_rows) {
-        // This warpgroup's rows of C: its part of the tile, or its block of a pair.
-        TileCoord out;
-        if constexpr (kPairs) {
-          out = tile.c(warpgroup);
-        } else {
-          out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
-        }
-#pragma unroll
-        for (int c = 0; c < kTileN / 64; ++c) {
+        tma::fence_shared_to_async();
+        warpgroup::named_barrier(barrier_id, 128);
+        if (wg_thread == 0 && has_rows) {
+          // This warpgroup's rows of C: its part of the tile, or its block of a pair.
+          TileCoord out;
+          if constexpr (kPairs) {
+            out = tile.c(warpgroup);
+          } else {
+            out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
+          }
 #pragma unroll
           for (int i = 0; i < kMmaM; ++i) {
-            tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i,
-                          c_buffer + c * (kTileM * 128) + (group0 + i) * 8192);
+            tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i, buffer + (group0 + i) * 8192);
           }
+          tma::store_commit();
         }
-        tma::store_commit();
       }
     }
   }
   // The block's shared memory must outlive the stores reading it.
   if (wg_thread == 0) tma::store_wait_read();
+  // ... and the peers' last releases of its stages, which may still be on their way.
+  if constexpr (kCluster > 1) cluster::sync();
 }
 }  // namespace moejit

@@ -42,5 +42,13 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned sha
                : "memory");
 }
 
+// Four 8x8 b16 matrices to shared memory, the inverse of ldmatrix_x4: lane i supplies
+// the address of row i%8 of matrix i/8, and register j of every lane holds its fragment
+// of matrix j (row lane/4, columns 2 (lane%4) and 2 (lane%4) + 1). sm_90.
+__device__ __forceinline__ void stmatrix_x4(unsigned shared_dst, unsigned r0, unsigned r1, unsigned r2, unsigned r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(shared_dst), "r"(r0),
+               "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
 }  // namespace ptx
 }  // namespace moejit

@@ -28,6 +28,21 @@ __device__ __forceinline__ void load_2d(unsigned dst, const TmaDescriptor& map, 
       : "memory");
 }
 
+// The same box, delivered to shared memory at `dst` and completing the mbarrier at
+// `mbarrier` (offsets in this CTA, the same in each destination) of every CTA of the
+// cluster whose rank has its bit set in `cta_mask`: one read of global memory (L2) feeds
+// several CTAs. A destination's barrier may see these bytes before its own producer
+// announces them (arrive_expect_tx): the transaction count may go negative in between,
+// and the phase still cannot complete before that producer's arrival.
+__device__ __forceinline__ void load_2d_multicast(unsigned dst, const TmaDescriptor& map, int x, int y,
+                                                  unsigned mbarrier, unsigned short cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(descriptor_address(map)), "r"(x), "r"(y), "r"(mbarrier), "h"(cta_mask)
+      : "memory");
+}
+
 // Shared memory at `src` -> the box at column x, row y; elements out of the tensor's
 // bounds are not written.
 __device__ __forceinline__ void store_2d(const TmaDescriptor& map, int x, int y, unsigned src) {
@@ -39,9 +54,13 @@ __device__ __forceinline__ void store_2d(const TmaDescriptor& map, int x, int y,
 
 __device__ __forceinline__ void store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 
-// Waits until the committed stores have read their shared-memory source: the memory may
-// then be reused or released (the CTA must not exit before).
-__device__ __forceinline__ void store_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Waits until all but the `kPending` most recent committed store groups have read their
+// shared-memory source: that memory may then be reused or released (the CTA must not exit
+// before all have).
+template <int kPending = 0>
+__device__ __forceinline__ void store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
 
 // Orders this thread's ordinary shared-memory writes before later TMA (async proxy)
 // accesses of the same memory: needed between staging C and the store that reads it.

@@ -83,11 +83,13 @@ TEST_CASE("the kernel's layout fixes tile_k, tile_m, tile_n and the warp grid") 
   CHECK(contains(thrown.what, "8x1 for family=wgmma with tile_m=128"));
   s = wgmma_spec(OpKind::dsd, false, false, 128, {64, 128, 64, 4, 8, 1});
   CHECK(rejected_field(s) == "warps");
-  // 4 stages of 128x256 (48 KB each) and the 64 KB C buffer exceed 227 KB.
-  s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 4, 8, 1});
-  CHECK(s.shared_bytes() == 1024 + 4 * 49152 + 65536 + 64);
+  // 5 stages of 128x256 (48 KB each) and the C buffer (128 rows x two 64-column chunks,
+  // 32 KB) exceed 227 KB; 4 fit.
+  s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 5, 8, 1});
+  CHECK(s.shared_bytes() == 1024 + 5 * 49152 + 32768 + 80);
   CHECK(rejected_field(s) == "tile");
-  s.tile.stages = 3;
+  s.tile.stages = 4;
+  CHECK(s.shared_bytes() == 1024 + 4 * 49152 + 32768 + 64);
   CHECK(rejected_field(s) == "<nothing thrown>");
   // The block structure still applies: sdd's tile divides the block, or pairs two blocks
   // of a block column (tile_m = 2 x block, tile_n = block).
@@ -116,7 +118,7 @@ TEST_CASE("pingpong: the tile text's suffix, two consumer warpgroups, whole tile
   CHECK(wgmma_warpgroup_rows(s.tile) == 128);
   s.tile = TileConfig{64, 256, 64, 4, 8, 1, true};
   CHECK(rejected_field(s) == "<nothing thrown>");
-  CHECK(s.shared_bytes() == 1024 + 4 * 40960 + 2 * 32768 + 64);
+  CHECK(s.shared_bytes() == 1024 + 4 * 40960 + 2 * 16384 + 64);   // 2 x (64 rows x 2 chunks)
   s.tile = TileConfig{128, 256, 64, 2, 8, 1, true};   // 256 accumulators per thread
   CHECK(rejected_field(s) == "tile");
   s.tile = TileConfig{64, 128, 64, 4, 4, 1, true};    // one consumer warpgroup cannot take turns
@@ -256,9 +258,9 @@ TEST_CASE("heuristic wgmma tiles for the layer's kernels on H200") {
   KernelSpec sdd = moe_spec(OpKind::sdd, false, true, DType::bf16, 128);
   CHECK(with_heuristic_implementation(sdd).tile == TileConfig{128, 128, 64, 5, 8, 1});
   KernelSpec dsd = moe_spec(OpKind::dsd, false, false, DType::bf16, 128);
-  CHECK(with_heuristic_implementation(dsd).tile == TileConfig{128, 256, 64, 3, 8, 1});
+  CHECK(with_heuristic_implementation(dsd).tile == TileConfig{128, 256, 64, 4, 8, 1});
   KernelSpec dsd_t = moe_spec(OpKind::dsd, true, false, DType::fp16, 64);
-  CHECK(with_heuristic_implementation(dsd_t).tile == TileConfig{64, 256, 64, 4, 4, 1});
+  CHECK(with_heuristic_implementation(dsd_t).tile == TileConfig{64, 256, 64, 5, 4, 1});
 }
 
 TEST_CASE("the search space of a wgmma problem holds wgmma tiles only, heuristic first") {
