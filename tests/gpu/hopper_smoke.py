@@ -83,10 +83,10 @@ SCHEDULE_TILES = {
 # Bench: the wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
 BENCH_TILES = {
     "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
-    "dsd": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
-            "128x256x64.s3.w8x1.c4", "128x128x64.s5.w8x1.c2.pingpong"],
-    "dsd_t": ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
-              "128x256x64.s3.w8x1.c4", "128x128x64.s5.w8x1.c2.pingpong"],
+    "dsd": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
+            "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4"],
+    "dsd_t": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
+              "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4"],
 }
 
 
