@@ -47,6 +47,31 @@ def test_rounds_interleave_the_systems_and_report_the_median_round():
     assert "rounds 1.000-3.000 ms" in a.status()
 
 
+def test_peak_memory_counts_what_a_call_adds_to_the_state_it_keeps():
+    # A training step allocates its parameters' gradients on the first call and keeps
+    # them; `after` frees them after each timing (zero_grad). The peak is what one call
+    # adds with the gradients in place: 10, not the first call's 110.
+    state = {"grads": False}
+
+    def step():
+        added = 0 if state["grads"] else 100
+        state["grads"] = True
+        return added + 10
+
+    class AllocationMeasurer:
+        def time_ms(self, fn):
+            fn()
+            return 1.0
+
+        def peak_bytes(self, fn):
+            return fn()
+
+    (result,) = measure_systems([Trial("a", step, after=lambda: state.update(grads=False))], 10**12,
+                                AllocationMeasurer())
+    assert result.peak_memory_bytes == 10
+    assert state["grads"] is False   # and `after` still runs after the peak-memory call
+
+
 def test_one_round_times_each_system_once_and_keeps_no_rounds():
     measurer = ScriptedMeasurer({"a": [2.0], "b": [5.0]})
     a, b = measure_systems([Trial("a", _run("a")), Trial("b", _run("b"))], 10**12, measurer)
