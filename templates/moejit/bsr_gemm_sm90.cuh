@@ -242,6 +242,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
                 "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
   static_assert(kStages >= 2, "the pipeline needs at least two stages");
+  // The epilogue alternates between two C halves and waits for all stores but the last
+  // before writing one: with an odd number of chunks above one, a tile's first chunk
+  // would overwrite the half the previous tile's last store may still be reading.
+  static_assert(Layout::kCChunks == 1 || Layout::kCChunks % 2 == 0, "C tiles of 64, 128 or 256 columns");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
   static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
                 "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");

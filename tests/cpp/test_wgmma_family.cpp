@@ -269,7 +269,7 @@ TEST_CASE("the search space of a wgmma problem holds wgmma tiles only, heuristic
   REQUIRE(!space.empty());
   CHECK(space.front() == problem.tile);
   CHECK(space.size() >= 15);
-  CHECK(space.size() <= 46);   // cooperative, pingpong and (dsd) six cluster tiles
+  CHECK(space.size() <= 46);   // cooperative, pingpong and (dsd) two cluster tiles
   KernelSpec candidate = problem;
   for (const TileConfig& t : space) {
     CAPTURE(t);

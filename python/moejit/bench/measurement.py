@@ -32,8 +32,10 @@ class CudaMeasurer:
 
     Peak memory is a delta: torch.cuda.max_memory_allocated() during one call, after
     resetting the peak, minus torch.cuda.memory_allocated() before it. It counts what the
-    call allocates (outputs, workspaces, activations kept for backward, gradients) and not
-    its inputs or parameters, which every system holds alike."""
+    call allocates (outputs, workspaces, activations kept for backward) and not its inputs,
+    parameters or the parameters' gradients, which every system holds alike
+    (measure_systems makes one untimed call first, as a training loop's earlier steps
+    would have)."""
 
     warmup: int = 5
     reps: int = 30
