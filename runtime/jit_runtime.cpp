@@ -241,8 +241,7 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
   if (geometry.grid_x == 0) return;   // no tile: nothing to encode either
   const DriverApi& d = driver();
   const int cluster = spec.tile.cluster;
-  const std::int64_t grid = cluster == 1 ? std::min<std::int64_t>(geometry.grid_x, multiprocessors(device))
-                                         : cluster_grid(spec, geometry.grid_x, device);
+  const std::int64_t grid = persistent_grid(spec, geometry.grid_x, device);
   const TmaLayout layout = tma_layout(spec, sparse, params.lda, params.ldb, params.ldc);
   // An empty sparse operand has no data to point at; its map is never read (see
   // tma_layout), so any valid address stands in.
@@ -253,6 +252,12 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
   sm90.c = encode_tensor_map(d, "c", params.c, layout.c, spec.dtype);
   sm90.gemm = params;
   launch(spec, grid, cluster, &sm90, device, stream);
+}
+
+std::int64_t JitRuntime::persistent_grid(const KernelSpec& spec, std::int64_t tiles, int device) {
+  if (spec.family != KernelFamily::wgmma || tiles == 0) return tiles;
+  if (spec.tile.cluster == 1) return std::min<std::int64_t>(tiles, multiprocessors(device));
+  return cluster_grid(spec, tiles, device);
 }
 
 std::int64_t JitRuntime::cluster_grid(const KernelSpec& spec, std::int64_t tiles, int device) {

@@ -112,6 +112,12 @@ class JitRuntime {
   // Launches an expert activation kernel over `params.capacity_blocks` blocks.
   void launch_activation(const KernelSpec& spec, const ActivationParams& params, int device, CUstream stream);
 
+  // The thread blocks launch_bsr_gemm starts for `tiles` C tiles (launch_geometry's
+  // grid_x) on `device`: every tile for the mma family; for the persistent wgmma family
+  // one per SM at most, or with a cluster tile as many whole clusters as the device runs
+  // at once (loads the kernel to ask the driver).
+  std::int64_t persistent_grid(const KernelSpec& spec, std::int64_t tiles, int device);
+
  private:
   PrimaryContext& context(int device);   // caller holds mutex_
   // grid_x thread blocks, in clusters of `cluster` along x (the spec's, 1 for all but the

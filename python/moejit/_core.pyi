@@ -763,6 +763,10 @@ class JitRuntime:
         ...
     def launch_routing(self, spec: KernelSpec, layout: RoutingLayout, plan: typing.SupportsInt | typing.SupportsIndex, expert_indices: typing.SupportsInt | typing.SupportsIndex = 0, input: typing.SupportsInt | typing.SupportsIndex = 0, output: typing.SupportsInt | typing.SupportsIndex = 0, weights: typing.SupportsInt | typing.SupportsIndex = 0, weight_grad: typing.SupportsInt | typing.SupportsIndex = 0, rows_forward: typing.SupportsInt | typing.SupportsIndex = 0, tokens: typing.SupportsInt | typing.SupportsIndex = 0, device: typing.SupportsInt | typing.SupportsIndex = 0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
+    def persistent_grid(self, spec: KernelSpec, tiles: typing.SupportsInt | typing.SupportsIndex, device: typing.SupportsInt | typing.SupportsIndex) -> int:
+        """
+        Thread blocks launched for `tiles` C tiles: all of them (mma), one per SM at most (wgmma), or as many whole clusters as the device runs at once (a cluster tile).
+        """
     def prepare(self, spec: KernelSpec, device: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
         Compile or fetch the kernel and load it into the device.

@@ -453,6 +453,15 @@ PYBIND11_MODULE(_core, m) {
            py::arg("spec"), py::arg("device"), "Compile or fetch the kernel and load it into the device.")
       .def("check_loads", &JitRuntime::check_loads, py::arg("kernel"), py::arg("device"),
            "Load a compiled kernel into the device and unload it: raises if the driver rejects it.")
+      .def(
+          "persistent_grid",
+          [](JitRuntime& r, const KernelSpec& s, std::int64_t tiles, int device) {
+            py::gil_scoped_release release;
+            return r.persistent_grid(s, tiles, device);
+          },
+          py::arg("spec"), py::arg("tiles"), py::arg("device"),
+          "Thread blocks launched for `tiles` C tiles: all of them (mma), one per SM at most (wgmma), or as many "
+          "whole clusters as the device runs at once (a cluster tile).")
       .def("device_count", &JitRuntime::device_count)
       .def("device_info", &JitRuntime::device_info, py::arg("device"))
       .def("launch_bsr_gemm", &launch_bsr_gemm, py::arg("spec"), py::arg("a"), py::arg("b"), py::arg("c"),

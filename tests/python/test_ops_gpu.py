@@ -313,3 +313,20 @@ def test_wgmma_many_tiles_per_sm(block, trans_a, trans_b):
         ad = _dense(1024, view.shape[0], trans_a, dt, gen)
         z = ops.dds(ad, view, family="wgmma")
         assert relative_error(z, ad.float() @ view.to_dense().float()) < 1e-2, f"dds trans_b={transposed}"
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")
+def test_persistent_grid_of_the_wgmma_family():
+    runtime = moejit.default_runtime()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    target = runtime.target_for(0)
+    alone = moejit.kernel_spec("dsd", n=4096, k=114688, target=target, family="wgmma", tile="128x256x64.s4.w8x1")
+    assert runtime.core.persistent_grid(alone, 10**6, 0) == sms   # one thread block per SM
+    assert runtime.core.persistent_grid(alone, 7, 0) == 7         # at most one per tile
+    for cluster in (2, 4):
+        spec = moejit.kernel_spec("dsd", n=4096, k=114688, target=target, family="wgmma",
+                                  tile=f"128x256x64.s4.w8x1.c{cluster}")
+        grid = runtime.core.persistent_grid(spec, 10**6, 0)
+        # Whole clusters, as many as run at once: never more blocks than SMs.
+        assert 0 < grid <= sms and grid % cluster == 0
+        assert runtime.core.persistent_grid(spec, 2 * cluster, 0) == 2 * cluster

@@ -199,3 +199,13 @@ def test_every_template_header_is_installed():
     if os.path.realpath(source) == os.path.realpath(installed):
         pytest.skip("running on the source tree's templates")
     assert sorted(os.listdir(source)) == sorted(n for n in os.listdir(installed) if not n.startswith("."))
+
+
+def test_persistent_grid_without_a_gpu():
+    # The mma family launches one thread block per tile, and nothing is launched for no
+    # tile: neither needs the driver (the wgmma family's grid depends on the device).
+    runtime = moejit.Runtime(database=None)
+    mma = moejit.kernel_spec("dsd", n=4096, k=114688, target="sm_90a", family="mma")
+    assert runtime.core.persistent_grid(mma, 1234, 0) == 1234
+    wgmma = moejit.kernel_spec("dsd", n=4096, k=114688, target="sm_90a", family="wgmma", tile="128x256x64.s4.w8x1.c2")
+    assert runtime.core.persistent_grid(wgmma, 0, 0) == 0
