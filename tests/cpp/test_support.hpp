@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ inline KernelSpec moe_spec(OpKind op, bool trans_a, bool trans_b, DType dtype, i
       if (trans_b) s.m = hidden, s.n = kDynamic, s.k = ffn_total;
       else s.m = hidden, s.n = ffn_total, s.k = kDynamic;
       break;
+    default:   // the routing, permutation and activation ops have no M x N x K
+      throw std::invalid_argument("moe_spec: a block-sparse product (sdd, dsd or dds)");
   }
   // A tile that fits every op at this block size: 128x128 for 128 blocks, 64x64 for 64.
   s.tile = TileConfig{block, block, 32, 4, 2, 2};
