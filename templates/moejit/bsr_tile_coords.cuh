@@ -68,7 +68,6 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   }
   __device__ static int num_tiles(const BsrGemmParams& p) { return p.nnz * kSubM * kSubN; }
   __device__ BsrTileCoords(const BsrGemmParams& p, int tile) {
-    const int j = tile / (kSubM * kSubN);
     const int sub = tile % (kSubM * kSubN);
     // In column order the sub-tiles of a block go down its rows first (sub_m fastest), so
     // neighbours share the B sub-tile too.
