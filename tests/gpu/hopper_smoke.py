@@ -108,6 +108,36 @@ def _dense(torch, rows, cols, transposed, dtype, gen):
     return torch.randn(rows, cols, device="cuda", generator=gen).to(dtype)
 
 
+def _run_dense_output(torch, op, topo, block, dense, trans_a, trans_b, dtype, gen, kw):
+    """dsd (C = op(S) @ B) or dds (C = A @ op(S)) on random blocks over `topo` and a random
+    dense operand with `dense` columns (dsd) or rows (dds), into a NaN-poisoned C.
+    Returns (C, its float32 reference, the spec's m/n/k, the same call into another C)."""
+    import moejit
+    from moejit import ops
+
+    data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+    sparse = moejit.BlockSparseMatrix(data, topo)
+    if op == "dsd":
+        sparse = sparse.t() if trans_a else sparse
+        b = _dense(torch, sparse.shape[1], dense, trans_b, dtype, gen)
+        out = torch.full((sparse.shape[0], dense), float("nan"), dtype=dtype, device="cuda")
+
+        def call(c):
+            return ops.dsd(sparse, b, out=c, **kw)
+
+        call(out)
+        return out, sparse.to_dense().float() @ b.float(), dict(m=sparse.shape[0], n=dense, k=sparse.shape[1]), call
+    sparse = sparse.t() if trans_b else sparse
+    a = _dense(torch, dense, sparse.shape[0], trans_a, dtype, gen)
+    out = torch.full((dense, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
+
+    def call(c):
+        return ops.dds(a, sparse, out=c, **kw)
+
+    call(out)
+    return out, a.float() @ sparse.to_dense().float(), dict(m=dense, n=sparse.shape[1], k=sparse.shape[0]), call
+
+
 def _topology(torch, Topology, block, gen):
     """6 x 5 blocks, irregular: an empty block row, an empty block column, a full row."""
     mask = torch.rand(6, 5, device="cuda", generator=gen) < 0.5
@@ -261,22 +291,8 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
         out2d, ref2d = out.reshape(-1, block), ref.reshape(-1, block)
         label = f"sdd blocks stacked [nnz*{block}, {block}] (row = block*{block} + row in block)"
     else:
-        data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
-        sparse = moejit.BlockSparseMatrix(data, topo)
-        if op == "dsd":
-            sparse = sparse.t() if trans_a else sparse
-            b = _dense(torch, sparse.shape[1], size, trans_b, dtype, gen)
-            out = torch.full((sparse.shape[0], size), float("nan"), dtype=dtype, device="cuda")
-            ops.dsd(sparse, b, out=out, **kw)
-            ref2d = sparse.to_dense().float() @ b.float()
-            spec_args = dict(m=sparse.shape[0], n=size, k=sparse.shape[1])
-        else:
-            sparse = sparse.t() if trans_b else sparse
-            a = _dense(torch, size, sparse.shape[0], trans_a, dtype, gen)
-            out = torch.full((size, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
-            ops.dds(a, sparse, out=out, **kw)
-            ref2d = a.float() @ sparse.to_dense().float()
-            spec_args = dict(m=size, n=sparse.shape[1], k=sparse.shape[0])
+        out, ref2d, spec_args, rerun = _run_dense_output(torch, op, topo, block, size, trans_a, trans_b, dtype, gen,
+                                                         kw)
         torch.cuda.synchronize()
         out2d = out
         label = f"{op} C"
@@ -293,11 +309,8 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
         if op == "sdd":
             ops.sdd(a, b, topo, out=again, **kw)
             again2d = again.reshape(-1, block)
-        elif op == "dsd":
-            ops.dsd(sparse, b, out=again, **kw)
-            again2d = again
         else:
-            ops.dds(a, sparse, out=again, **kw)
+            rerun(again)
             again2d = again
         torch.cuda.synchronize()
         if not torch.equal(again2d.nan_to_num(123.0), out2d.nan_to_num(123.0)):
@@ -515,24 +528,10 @@ def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, l
         steps = f"{SCALE_SDD_K // 64} K steps per live tile"
     else:
         topo = full
-        data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
-        sparse = moejit.BlockSparseMatrix(data, topo)
-        if op == "dsd":
-            sparse = sparse.t() if trans_a else sparse
-            b = _dense(torch, sparse.shape[1], dense, trans_b, dtype, gen)
-            out = torch.full((sparse.shape[0], dense), float("nan"), dtype=dtype, device="cuda")
-            ops.dsd(sparse, b, out=out, **kw)
-            ref2d = sparse.to_dense().float() @ b.float()
-            spec_args = dict(m=sparse.shape[0], n=dense, k=sparse.shape[1])
-            per_tile = mask.sum(dim=0 if trans_a else 1)   # blocks reduced by a tile row
-        else:
-            sparse = sparse.t() if trans_b else sparse
-            a = _dense(torch, dense, sparse.shape[0], trans_a, dtype, gen)
-            out = torch.full((dense, sparse.shape[1]), float("nan"), dtype=dtype, device="cuda")
-            ops.dds(a, sparse, out=out, **kw)
-            ref2d = a.float() @ sparse.to_dense().float()
-            spec_args = dict(m=dense, n=sparse.shape[1], k=sparse.shape[0])
-            per_tile = mask.sum(dim=1 if trans_b else 0)   # blocks reduced by a tile column
+        out, ref2d, spec_args, _ = _run_dense_output(torch, op, topo, block, dense, trans_a, trans_b, dtype, gen,
+                                                     kw)
+        # Blocks reduced by a tile row (dsd) or a tile column (dds).
+        per_tile = mask.sum(dim=(0 if trans_a else 1) if op == "dsd" else (1 if trans_b else 0))
         out2d = out
         k = per_tile * (block // 64)
         steps = f"K steps per tile {int(k.min())}..{int(k.max())} (median {int(k.float().median())})"
