@@ -194,9 +194,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             result = tune_problem(kernel.spec, RoleWorkload(data, role), bucket=data.bucket, gpu_name=gpu,
                                   runtime=runtime, timer=timer, max_candidates=args.max_candidates,
                                   progress=progress)
-            best = tflops(data.useful_flops, result.best.ms)
-            untuned = tflops(data.useful_flops, result.heuristic.ms) if result.heuristic.usable else float("nan")
-            rows.append([kernel.spec.short_name(), data.bucket, result.best.tile, f"{result.best.ms:.3f}",
+            best = tflops(data.useful_flops, result.best.best_ms)
+            untuned = tflops(data.useful_flops, result.heuristic.best_ms) if result.heuristic.usable else float("nan")
+            rows.append([kernel.spec.short_name(), data.bucket, result.best.tile, f"{result.best.best_ms:.3f}",
                          f"{best:.0f}", f"{untuned:.0f}", f"{result.speedup:.2f}", f"{dense:.0f}",
                          f"{best / dense:.2f}"])
         del data

@@ -2,6 +2,15 @@
 check each against the reference before it may win, and record all timings in the kernel
 database, where the ops find the winner for the nearest token bucket.
 
+Two passes. The screen times each candidate once, one after the other. A GPU under a long
+run of GEMMs clocks down as it heats (on the H200 the same dense product measured up to
+25% slower late in a process than early), so the screen favours whoever ran first, and
+the best few tiles are often within a few percent of each other. The final therefore
+re-times the untuned default and the fastest screened candidates together, interleaved
+over rounds in rotating order (each finalist takes every position equally often), and
+ranks them by their time relative to each round's median: clock drift between rounds
+cancels, and the winner and its speedup over the default are measured side by side.
+
 The search space and its static pruning are C++ (autotune/search_space.cpp, shared with
 C++ users); this module drives compilation (a thread pool over NVRTC), the checks and the
 timing. A `Workload` supplies the data: `moejit.layer_workloads` builds the MoE layer's
@@ -10,9 +19,11 @@ on a GPU; tests inject their own workload and timer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +37,11 @@ _logger = logging.getLogger("moejit")
 
 # bf16/fp16 results checked against a float32 reference (relative Frobenius error).
 CHECK_TOLERANCE = 2e-2
+
+# The final (see the top of this module): at most this many finalists, the untuned default
+# among them; screened candidates within this fraction of the fastest screen time qualify.
+FINALISTS = 4
+FINAL_MARGIN = 0.15
 
 
 class Workload(Protocol):
@@ -47,10 +63,23 @@ class Candidate:
     ms: Optional[float] = None       # None: unusable
     failure: str = ""                # why it is unusable: compile, spills, launch, check
     registers: int = 0
+    # Finalists only: the median of the final's interleaved timings, and the median over
+    # its rounds of this candidate's time over the round's median time (lower wins).
+    final_ms: Optional[float] = None
+    final_score: Optional[float] = None
 
     @property
     def usable(self) -> bool:
         return self.ms is not None
+
+    @property
+    def finalist(self) -> bool:
+        return self.final_ms is not None
+
+    @property
+    def best_ms(self) -> Optional[float]:
+        """The time to report: the final's where it ran in the final, else the screen's."""
+        return self.final_ms if self.final_ms is not None else self.ms
 
 
 @dataclass(frozen=True)
@@ -64,10 +93,11 @@ class TuningResult:
 
     @property
     def speedup(self) -> float:
-        """Tuned over untuned speed (1.0 when the heuristic won or could not run)."""
-        if self.heuristic.ms is None or self.best.ms is None:
+        """Tuned over untuned speed, both timed in the final (1.0 when the heuristic won or
+        could not run)."""
+        if self.heuristic.best_ms is None or self.best.best_ms is None:
             return 1.0
-        return self.heuristic.ms / self.best.ms
+        return self.heuristic.best_ms / self.best.best_ms
 
 
 class Progress:
@@ -91,6 +121,15 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def note(self, what: str, last: bool = False) -> None:
+        """A status after the counted steps (the tuner's final); piped, only the last."""
+        line = f"{self.label} {what}"
+        if self.tty:
+            self.stream.write("\r" + line[:120].ljust(120) + ("\n" if last else ""))
+        elif last:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
 
 def tune_problem(
     problem: _core.KernelSpec,
@@ -104,13 +143,20 @@ def tune_problem(
     compile_workers: Optional[int] = None,
     record: bool = True,
     progress: Optional[Progress] = None,
+    finalists: int = FINALISTS,
+    final_rounds: Optional[int] = None,
 ) -> TuningResult:
     """Tunes one problem (a spec whose tile is ignored) and records the result.
 
     Candidates that fail to compile, spill registers, fail to launch or disagree with the
     reference are scored unusable, never raised. Raises RuntimeError only when no
-    candidate is usable.
+    candidate is usable. `finalists` (at least 1; 1 skips the final) and `final_rounds`
+    (default: twice the finalists) shape the final.
     """
+    if finalists < 1:
+        raise ValueError(f"finalists={finalists}: expected at least 1")
+    if final_rounds is not None and final_rounds < 1:
+        raise ValueError(f"final_rounds={final_rounds}: expected at least 1")
     start = time.perf_counter()
     tiles = _core.search_space(problem)
     if max_candidates is not None:
@@ -150,12 +196,21 @@ def tune_problem(
     if not usable:
         reasons = "; ".join(f"{c.tile}: {c.failure}" for c in candidates[:5])
         raise RuntimeError(f"no usable candidate for {problem.problem_text()}: {reasons}")
-    best = min(usable, key=lambda c: c.ms)
+    chosen = _finalists(candidates, finalists)
+    if len(chosen) > 1:
+        rounds = final_rounds or 2 * len(chosen)
+        final = _final({i: specs[i] for i in chosen}, workload, timer, rounds, progress)
+        for i, (ms, score) in final.items():
+            candidates[i] = dataclasses.replace(candidates[i], final_ms=ms, final_score=score)
+        best = min((candidates[i] for i in chosen), key=lambda c: c.final_score)
+    else:
+        best = min(usable, key=lambda c: c.ms)
     result = TuningResult(problem, bucket, best, candidates[0], candidates, time.perf_counter() - start)
-    _logger.info("tuned %s at token bucket %d on %s: %s %.3f ms (untuned %s), %d of %d candidates usable, %.1f s",
-                 problem.short_name(), bucket, gpu_name, best.tile, best.ms,
-                 "%.3f ms" % result.heuristic.ms if result.heuristic.usable else result.heuristic.failure,
-                 len(usable), len(candidates), result.seconds)
+    _logger.info("tuned %s at token bucket %d on %s: %s %.3f ms (untuned %s), %d of %d candidates usable, "
+                 "%d in the final, %.1f s",
+                 problem.short_name(), bucket, gpu_name, best.tile, best.best_ms,
+                 "%.3f ms" % result.heuristic.best_ms if result.heuristic.usable else result.heuristic.failure,
+                 len(usable), len(candidates), len(chosen) if len(chosen) > 1 else 0, result.seconds)
     if record:
         entry = _core.TuningEntry()
         entry.problem = problem.problem_text()
@@ -163,9 +218,8 @@ def tune_problem(
         entry.gpu_name = gpu_name
         entry.token_bucket = bucket
         entry.best_tile = best.tile
-        entry.best_ms = best.ms
-        entry.candidates_json = json.dumps(
-            [{"tile": c.tile, "ms": c.ms, "failure": c.failure, "registers": c.registers} for c in candidates])
+        entry.best_ms = best.best_ms
+        entry.candidates_json = json.dumps([_candidate_record(c) for c in candidates])
         entry.tuned_at = time.time()
         runtime.record_tuning(entry)
     return result
@@ -186,6 +240,54 @@ def _measure(spec: _core.KernelSpec, workload: Workload, timer: Timer, registers
     return Candidate(tile, ms=ms, registers=registers)
 
 
+def _candidate_record(c: Candidate) -> dict:
+    record = {"tile": c.tile, "ms": c.ms, "failure": c.failure, "registers": c.registers}
+    if c.finalist:
+        record.update(final_ms=c.final_ms, final_score=c.final_score)
+    return record
+
+
+def _finalists(candidates: Sequence[Candidate], count: int) -> list[int]:
+    """Indices of the final's candidates: the untuned default (index 0) where usable, then
+    the fastest screened ones within FINAL_MARGIN of the fastest, `count` in all."""
+    usable = sorted((i for i, c in enumerate(candidates) if c.usable), key=lambda i: candidates[i].ms)
+    if not usable:
+        return []
+    limit = candidates[usable[0]].ms * (1 + FINAL_MARGIN)
+    chosen = [0] if candidates[0].usable else []
+    for i in usable:
+        if len(chosen) >= count:
+            break
+        if i not in chosen and candidates[i].ms <= limit:
+            chosen.append(i)
+    return chosen
+
+
+def _final(specs: dict[int, _core.KernelSpec], workload: Workload, timer: Timer, rounds: int,
+           progress: Optional[Progress]) -> dict[int, tuple[float, float]]:
+    """Times the finalists interleaved: round r runs them in the order rotated by r. Returns
+    each finalist's median time and its score: the median over rounds of its time over
+    the round's median time."""
+    order = list(specs)
+    times: dict[int, list[float]] = {i: [] for i in order}
+    relative: dict[int, list[float]] = {i: [] for i in order}
+    for r in range(rounds):
+        shift = r % len(order)
+        this_round = {}
+        for i in order[shift:] + order[:shift]:
+            this_round[i] = timer(lambda spec=specs[i]: workload.run(spec))
+        middle = statistics.median(this_round.values())
+        for i, ms in this_round.items():
+            times[i].append(ms)
+            relative[i].append(ms / middle)
+        if progress is not None:
+            progress.note(f"final: round {r + 1}/{rounds} of {len(order)} finalists", last=r + 1 == rounds)
+    return {i: (statistics.median(times[i]), statistics.median(relative[i])) for i in order}
+
+
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Usable candidates fastest first, then the unusable ones."""
-    return sorted(candidates, key=lambda c: (not c.usable, c.ms if c.usable else 0.0))
+    """The final's candidates by their score (the winner first), then the other usable ones
+    by their screen time, then the unusable ones. The final outranks the screen: only its
+    timings were taken side by side."""
+    return sorted(candidates, key=lambda c: (not c.usable, not c.finalist,
+                                             (c.final_score if c.finalist else c.ms) if c.usable else 0.0))

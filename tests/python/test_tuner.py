@@ -83,7 +83,8 @@ def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime
                           max_candidates=6, compile_workers=2)
     assert result.best.tile == space[3] and result.best.ms == 0.5
     assert result.heuristic.tile == space[0] and result.speedup == pytest.approx(4.0)
-    assert [c.tile for c in rank(result.candidates)][:2] == [space[3], space[4]]
+    # The final (the winner and the heuristic) ranks ahead of the screen.
+    assert [c.tile for c in rank(result.candidates)][:3] == [space[3], space[0], space[4]]
     assert all(c.registers > 0 for c in result.candidates)
     db = _core.KernelDb(runtime.core.database_paths[0])
     (entry,) = db.tunings()
@@ -96,6 +97,58 @@ def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime
     assert any(m.startswith(f"tuned sdd_nt_bf16_b128_n512_k256 at token bucket 512 on FakeGPU: {space[3]} 0.500 ms")
                for m in messages)
     assert sum(m.startswith("candidate ") for m in messages) == 6
+
+
+class DriftingTimer:
+    """A GPU clocking down as it heats: every call takes `drift` longer than the one before,
+    so timing candidates one after the other favours the first."""
+
+    def __init__(self, workload, true_ms, default=1.3, drift=0.03):
+        self.workload, self.true_ms, self.default, self.drift, self.calls = workload, true_ms, default, drift, 0
+
+    def __call__(self, fn):
+        fn()
+        ms = self.true_ms.get(self.workload.runs[-1], self.default) * (1 + self.drift * self.calls)
+        self.calls += 1
+        return ms
+
+
+def test_the_final_reorders_what_clock_drift_misranked(runtime, capsys):
+    import sys
+
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:6]]
+    true_ms = {space[0]: 1.0, space[2]: 0.97, space[3]: 0.95}
+
+    # Without the final the screen's drift crowns the heuristic, timed first.
+    workload = FakeWorkload()
+    screen_only = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime,
+                               timer=DriftingTimer(workload, true_ms), max_candidates=6, record=False, finalists=1)
+    assert screen_only.best.tile == space[0] and not any(c.finalist for c in screen_only.candidates)
+
+    workload = FakeWorkload()
+    timer = DriftingTimer(workload, true_ms)
+    progress = Progress("sdd", 6, stream=sys.stdout)
+    result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=6, progress=progress)
+    # The finalists: the heuristic and the two screened within 15% of the fastest.
+    finalists = [c.tile for c in result.candidates if c.finalist]
+    assert finalists == [space[0], space[2], space[3]]
+    assert timer.calls == 6 + 3 * 6   # the screen, then 6 rounds of 3
+    assert result.best.tile == space[3]
+    assert [c.tile for c in rank(result.candidates)][:3] == [space[3], space[2], space[0]]
+    # The speedup compares the final's times, measured side by side.
+    assert result.speedup == pytest.approx(1.0 / 0.95, rel=0.02)
+    assert result.best.best_ms == result.best.final_ms != result.best.ms
+    (entry,) = _core.KernelDb(runtime.core.database_paths[0]).tunings()
+    assert entry.best_tile == space[3] and entry.best_ms == result.best.final_ms
+    records = {r["tile"]: r for r in json.loads(entry.candidates_json)}
+    assert records[space[3]]["final_ms"] == result.best.final_ms and "final_ms" not in records[space[1]]
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "sdd final: round 6/6 of 3 finalists"
+
+    with pytest.raises(ValueError, match="finalists=0: expected at least 1"):
+        tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer, finalists=0)
 
 
 def test_failing_and_wrong_candidates_are_scored_unusable(runtime):
