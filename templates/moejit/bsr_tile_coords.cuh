@@ -66,6 +66,8 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   __device__ static bool live(const BsrGemmParams& p, int tile) {
     return p.live_nnz == nullptr || stored_block(p, tile) < *p.live_nnz;
   }
+  // Unset: the persistent kernels' placeholder for a next tile that does not exist.
+  BsrTileCoords() = default;
   __device__ static int num_tiles(const BsrGemmParams& p) { return p.nnz * kSubM * kSubN; }
   __device__ BsrTileCoords(const BsrGemmParams& p, int tile) {
     const int sub = tile % (kSubM * kSubN);
@@ -103,6 +105,8 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   long long n0;
   TileCoord c;
 
+  // Unset: the persistent kernels' placeholder for a next tile that does not exist.
+  BsrTileCoords() = default;
   __device__ static int num_tiles(const BsrGemmParams& p) {
     const long long rows = kTransA ? kM : static_cast<long long>(p.block_rows) * kBlock;
     return static_cast<int>(rows / kTileM * (kN / kTileN));
@@ -156,6 +160,8 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   long long m0;
   TileCoord c;
 
+  // Unset: the persistent kernels' placeholder for a next tile that does not exist.
+  BsrTileCoords() = default;
   __device__ static int num_tiles(const BsrGemmParams& p) {
     const long long cols = kTransB ? static_cast<long long>(p.block_rows) * kBlock : kN;
     return static_cast<int>(kM / kTileM * (cols / kTileN));
