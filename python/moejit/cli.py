@@ -254,8 +254,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(bold("\n== tuning results"))
         for t in info.tunings:
             print(f"{t['gpu_name']}, token bucket {t['token_bucket']}: best {t['best_tile']} {t['best_ms']:.3f} ms")
-            for c in sorted(t["candidates"], key=lambda c: (c["ms"] is None, c["ms"] or 0)):
-                print(f"    {c['tile']:22s} {'%.3f ms' % c['ms'] if c['ms'] is not None else c['failure']}")
+            # The tuner's final first (by its score), then the screen (tuner.rank's order).
+            def order(c):
+                final = c.get("final_score")
+                return (c["ms"] is None, final is None, final if final is not None else (c["ms"] or 0))
+
+            for c in sorted(t["candidates"], key=order):
+                if c["ms"] is None:
+                    timing = c["failure"]
+                elif c.get("final_ms") is not None:
+                    timing = f"{c['final_ms']:.3f} ms in the final (screen {c['ms']:.3f} ms)"
+                else:
+                    timing = f"{c['ms']:.3f} ms"
+                print(f"    {c['tile']:22s} {timing}")
     sections = ["source", "ptx", "sass", "log"] if args.section == "all" else [args.section]
     for section in sections:
         text = getattr(info, section)

@@ -7,9 +7,11 @@ run of GEMMs clocks down as it heats (on the H200 the same dense product measure
 25% slower late in a process than early), so the screen favours whoever ran first, and
 the best few tiles are often within a few percent of each other. The final therefore
 re-times the untuned default and the fastest screened candidates together, interleaved
-over rounds in rotating order (each finalist takes every position equally often), and
-ranks them by their time relative to each round's median: clock drift between rounds
-cancels, and the winner and its speedup over the default are measured side by side.
+over rounds in rotating order (by default twice as many rounds as finalists, so each
+takes every position equally often), and ranks them by the median over rounds of their
+time relative to the round's median: clock drift between rounds cancels, and the winner
+and its speedup over the default are measured side by side. A finalist that fails in the
+final is scored unusable like any other.
 
 The search space and its static pruning are C++ (autotune/search_space.cpp, shared with
 C++ users); this module drives compilation (a thread pool over NVRTC), the checks and the
@@ -39,9 +41,10 @@ _logger = logging.getLogger("moejit")
 CHECK_TOLERANCE = 2e-2
 
 # The final (see the top of this module): at most this many finalists, the untuned default
-# among them; screened candidates within this fraction of the fastest screen time qualify.
+# among them; screened candidates within this fraction of the fastest screen time qualify
+# (as wide as the drift over one screen, so a fast candidate timed late still gets in).
 FINALISTS = 4
-FINAL_MARGIN = 0.15
+FINAL_MARGIN = 0.25
 
 
 class Workload(Protocol):
@@ -63,8 +66,9 @@ class Candidate:
     ms: Optional[float] = None       # None: unusable
     failure: str = ""                # why it is unusable: compile, spills, launch, check
     registers: int = 0
-    # Finalists only: the median of the final's interleaved timings, and the median over
-    # its rounds of this candidate's time over the round's median time (lower wins).
+    # Finalists only: the final's timings, one per round, their median, and the median over
+    # the rounds of this candidate's time over the round's median time (lower wins).
+    final_times: tuple[float, ...] = ()
     final_ms: Optional[float] = None
     final_score: Optional[float] = None
 
@@ -93,11 +97,14 @@ class TuningResult:
 
     @property
     def speedup(self) -> float:
-        """Tuned over untuned speed, both timed in the final (1.0 when the heuristic won or
-        could not run)."""
-        if self.heuristic.best_ms is None or self.best.best_ms is None:
+        """Tuned over untuned speed (1.0 when the heuristic won or could not run): where both
+        ran in the final, the median over its rounds of their time ratio within the round."""
+        h, b = self.heuristic, self.best
+        if h.finalist and b.finalist:
+            return statistics.median(x / y for x, y in zip(h.final_times, b.final_times))
+        if h.best_ms is None or b.best_ms is None:
             return 1.0
-        return self.heuristic.best_ms / self.best.best_ms
+        return h.best_ms / b.best_ms
 
 
 class Progress:
@@ -199,10 +206,18 @@ def tune_problem(
     chosen = _finalists(candidates, finalists)
     if len(chosen) > 1:
         rounds = final_rounds or 2 * len(chosen)
-        final = _final({i: specs[i] for i in chosen}, workload, timer, rounds, progress)
-        for i, (ms, score) in final.items():
-            candidates[i] = dataclasses.replace(candidates[i], final_ms=ms, final_score=score)
-        best = min((candidates[i] for i in chosen), key=lambda c: c.final_score)
+        final, failures = _final({i: specs[i] for i in chosen}, workload, timer, rounds, progress)
+        for i, (times, score) in final.items():
+            candidates[i] = dataclasses.replace(candidates[i], final_times=tuple(times),
+                                                final_ms=statistics.median(times), final_score=score)
+        for i, failure in failures.items():
+            candidates[i] = Candidate(candidates[i].tile, failure=failure, registers=candidates[i].registers)
+        usable = [c for c in candidates if c.usable]
+        if not usable:
+            reasons = "; ".join(f"{c.tile}: {c.failure}" for c in candidates[:5])
+            raise RuntimeError(f"no usable candidate for {problem.problem_text()}: {reasons}")
+        finished = [candidates[i] for i in final]
+        best = min(finished, key=lambda c: c.final_score) if finished else min(usable, key=lambda c: c.ms)
     else:
         best = min(usable, key=lambda c: c.ms)
     result = TuningResult(problem, bucket, best, candidates[0], candidates, time.perf_counter() - start)
@@ -243,7 +258,7 @@ def _measure(spec: _core.KernelSpec, workload: Workload, timer: Timer, registers
 def _candidate_record(c: Candidate) -> dict:
     record = {"tile": c.tile, "ms": c.ms, "failure": c.failure, "registers": c.registers}
     if c.finalist:
-        record.update(final_ms=c.final_ms, final_score=c.final_score)
+        record.update(final_ms=c.final_ms, final_score=c.final_score, final_times=list(c.final_times))
     return record
 
 
@@ -264,25 +279,34 @@ def _finalists(candidates: Sequence[Candidate], count: int) -> list[int]:
 
 
 def _final(specs: dict[int, _core.KernelSpec], workload: Workload, timer: Timer, rounds: int,
-           progress: Optional[Progress]) -> dict[int, tuple[float, float]]:
+           progress: Optional[Progress]) -> tuple[dict[int, tuple[list[float], float]], dict[int, str]]:
     """Times the finalists interleaved: round r runs them in the order rotated by r. Returns
-    each finalist's median time and its score: the median over rounds of its time over
-    the round's median time."""
+    each finalist's times, one per round, and its score (the median over rounds of its time
+    over the round's median time), and the failure of each finalist whose launch failed,
+    which then drops out."""
     order = list(specs)
     times: dict[int, list[float]] = {i: [] for i in order}
     relative: dict[int, list[float]] = {i: [] for i in order}
+    failures: dict[int, str] = {}
     for r in range(rounds):
-        shift = r % len(order)
+        running = [i for i in order if i not in failures]
+        shift = r % max(len(running), 1)
         this_round = {}
-        for i in order[shift:] + order[:shift]:
-            this_round[i] = timer(lambda spec=specs[i]: workload.run(spec))
-        middle = statistics.median(this_round.values())
-        for i, ms in this_round.items():
-            times[i].append(ms)
-            relative[i].append(ms / middle)
+        for i in running[shift:] + running[:shift]:
+            try:
+                this_round[i] = timer(lambda spec=specs[i]: workload.run(spec))
+            except (RuntimeError, ValueError) as e:
+                failures[i] = f"final: {str(e).splitlines()[0]}"
+                _logger.warning("finalist %s failed: %s", specs[i].tile.text(), failures[i])
+        if this_round:
+            middle = statistics.median(this_round.values())
+            for i, ms in this_round.items():
+                times[i].append(ms)
+                relative[i].append(ms / middle)
         if progress is not None:
             progress.note(f"final: round {r + 1}/{rounds} of {len(order)} finalists", last=r + 1 == rounds)
-    return {i: (statistics.median(times[i]), statistics.median(relative[i])) for i in order}
+    finished = {i: (times[i], statistics.median(relative[i])) for i in order if i not in failures and times[i]}
+    return finished, failures
 
 
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:

@@ -66,7 +66,7 @@
 // one tile ahead: the producer once the ring is full of the current tile's steps, the
 // consumers once its last wgmmas are issued, so the loads run while those complete and
 // the epilogue stores the tile. Found at the top of each tile, their latency came out of
-// the ring's lead and held up the tile's first wgmmas: the H200 ran dsd with A = S^T 3-5%
+// the ring's lead and held up the tile's first wgmmas: the H200 ran dsd with A = S^T 2-5%
 // faster at the mixtral-8x7b and qwen3-30b-a3b shapes (2026-11-29) with them found ahead.
 //
 // The producer waits empty[s], announces the stage's bytes on full[s] and issues the
@@ -306,8 +306,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       if (more) tile = walk.at(p, t);
       while (more) {
         // The next tile, found (see the top of this file) once the ring is full of this
-        // tile's steps, when the producer would wait anyway, or at once for a tile of
-        // fewer steps than stages.
+        // tile's steps, when the producer would wait anyway: after the last step of a tile
+        // of fewer steps than stages, at once for a tile without steps.
         const int t_next = t + static_cast<int>(gridDim.x);
         bool more_next = false;
         Tile next{};

@@ -4,15 +4,20 @@ Not a test: run it on a GPU machine to decide whether a kernel change pays.
     python tests/gpu/tile_ab.py --variant dsd_t=128x256x64.s4.w8x1 \\
         --variant dsd_t=128x256x64.s4.w8x1@/path/to/old/templates [--models qwen3-30b-a3b] [--rounds 7]
 
-A variant is ROLE=TILE[@TEMPLATES]: a product of the layer (sdd, dsd, dsd_t, dds_t, see
+A variant is ROLE=TILE[@TEMPLATES]: a product of the layer (sdd, dsd or dsd_t, see
 moejit.measure_layer.LayerData), a tile, and optionally another template tree (a copy of
 templates/ from another commit; its kernels must keep this runtime's parameter layout
-and shared-memory count, which the generated source checks). Every variant is first
-checked against the float32 reference. Then each round times dense cuBLAS (the same
-M x N x K) and every variant of a role once, in an order rotated by one each round, and
-the report gives each variant's median time and its median ratio to the same round's
-dense time: on an H200 the clock drifts by up to 10% within a minute, so only ratios
-taken side by side compare.
+and shared-memory count, which the generated source checks). Without @TEMPLATES a
+variant uses the installed package's templates (or $MOEJIT_TEMPLATES_DIR), not this
+checkout's. Every variant is first checked against the float32 reference. Then each
+round times dense cuBLAS and every variant of a role once, in an order rotated by one
+each round, and the report gives each variant's median time and its median ratio to the
+same round's dense time: on an H200 the clock drifts by up to 10% within a minute, so
+only ratios taken side by side compare.
+
+The dense product has the products' M x N x K over the padded rows, the work the kernels
+do; `moejit bench` counts only the routed tokens' FLOPs, so its ratios to dense are lower
+by the padding (about 6% at qwen3-30b-a3b).
 """
 
 import argparse
@@ -26,12 +31,14 @@ from moejit.measure_layer import LayerData
 from moejit.timing import median_ms, tflops
 
 
+ROLES = ("sdd", "dsd", "dsd_t")   # the layer's products (moejit.bench.flops.kernel_extents)
+
+
 def parse_variant(text: str) -> tuple[str, str, str | None]:
     role, sep, spec = text.partition("=")
     tile, _, templates = spec.partition("@")
-    if not sep or role not in LayerData.ROLES or not tile:
-        raise SystemExit(f"--variant {text!r}: expected ROLE=TILE[@TEMPLATES] with ROLE one of "
-                         f"{', '.join(LayerData.ROLES)}")
+    if not sep or role not in ROLES or not tile:
+        raise SystemExit(f"--variant {text!r}: expected ROLE=TILE[@TEMPLATES] with ROLE one of {', '.join(ROLES)}")
     return role, tile, templates or None
 
 
@@ -59,7 +66,9 @@ def main() -> None:
             for r, tile, templates in variants:
                 if r != role:
                     continue
-                label = tile + (f"@{templates.rstrip('/').rsplit('/', 1)[-1]}" if templates else "")
+                label = tile + (f"@{templates}" if templates else "")
+                if label in calls:
+                    raise SystemExit(f"--variant {role}={label} is given twice")
 
                 def call(data=data, role=role, tile=tile, runtime=runtimes[templates]):
                     data.runtime = runtime

@@ -76,6 +76,36 @@ def test_inspect_shows_tuning_results(cache):
     assert [c["tile"] for c in tuning["candidates"]] == ["128x128x64.s3.w2x2", "64x64x32.s3.w2x2"]
 
 
+def test_show_lists_the_tuners_final_first(cache, capsys, monkeypatch):
+    import torch
+
+    import moejit.runtime
+
+    # `moejit show` lists the tunings of this machine's GPU: pretend to be one.
+    monkeypatch.setattr(moejit.runtime, "gpu_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "FakeGPU")
+    runtime = moejit.Runtime()
+    spec = _core.KernelSpec.parse(SPEC)
+    entry = _core.TuningEntry()
+    entry.problem, entry.target, entry.gpu_name, entry.token_bucket = spec.problem_text(), "sm_90a", "FakeGPU", 512
+    entry.best_tile, entry.best_ms = "128x64x32.s4.w2x2", 0.52
+    entry.candidates_json = json.dumps([
+        {"tile": "128x128x64.s3.w2x2", "ms": 0.5, "failure": "", "registers": 242, "final_ms": 0.55,
+         "final_score": 1.02, "final_times": [0.55]},
+        {"tile": "64x64x32.s3.w2x2", "ms": 0.49, "failure": "", "registers": 128},
+        {"tile": "128x64x32.s4.w2x2", "ms": 0.51, "failure": "", "registers": 200, "final_ms": 0.52,
+         "final_score": 0.98, "final_times": [0.52]},
+        {"tile": "64x128x32.s3.w2x2", "ms": None, "failure": "spills (8 bytes)", "registers": 255}])
+    assert runtime.record_tuning(entry)
+    assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
+    out = capsys.readouterr().out
+    rows = out.split("== tuning results")[1].split("== source")[0].strip().splitlines()[1:]
+    assert [r.split()[0] for r in rows] == ["128x64x32.s4.w2x2", "128x128x64.s3.w2x2", "64x64x32.s3.w2x2",
+                                            "64x128x32.s3.w2x2"]
+    assert rows[0].split(None, 1)[1] == "0.520 ms in the final (screen 0.510 ms)"
+    assert rows[2].split(None, 1)[1] == "0.490 ms" and rows[3].split(None, 1)[1] == "spills (8 bytes)"
+
+
 def test_show_prints_plain_text_when_piped_and_json(cache, capsys):
     assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
     out = capsys.readouterr().out

@@ -151,6 +151,77 @@ def test_the_final_reorders_what_clock_drift_misranked(runtime, capsys):
         tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer, finalists=0)
 
 
+class SequenceTimer:
+    """The screen's time of each tile, then its final timings in the order they are taken."""
+
+    def __init__(self, workload, screen, final):
+        self.workload, self.screen, self.final = workload, dict(screen), {t: list(v) for t, v in final.items()}
+        self.screened = set()
+
+    def __call__(self, fn):
+        fn()
+        tile = self.workload.runs[-1]
+        if tile not in self.screened:
+            self.screened.add(tile)
+            return self.screen[tile]
+        return self.final[tile].pop(0)
+
+
+def test_the_final_ranks_by_time_relative_to_each_round(runtime):
+    """A clock step between rounds moves both finalists: by absolute medians the default
+    (A) would win, but B is faster in three rounds of four."""
+    problem = moejit.kernel_spec(**PROBLEM)
+    a, b = [t.text() for t in _core.search_space(problem)[:2]]
+    workload = FakeWorkload()
+    # Rounds alternate the order: A B, B A, A B, B A.
+    timer = SequenceTimer(workload, {a: 1.0, b: 0.95}, {a: [1.0, 1.2, 1.4, 1.1], b: [0.9, 1.1, 1.3, 1.5]})
+    result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=2, record=False)
+    assert result.best.tile == b and result.heuristic.tile == a
+    assert result.best.final_score == pytest.approx(0.96, abs=0.005)
+    assert result.heuristic.final_score == pytest.approx(1.04, abs=0.005)
+    # The speedup is the median of the rounds' time ratios, 1.08, consistent with the
+    # choice (the absolute medians, 1.15 against 1.2 ms, point the other way).
+    assert result.speedup == pytest.approx(1.084, abs=0.001)
+    assert all(not v for v in timer.final.values())   # every final timing was taken
+
+
+class FailingInFinal(FakeWorkload):
+    """Launches of `tile` fail from its `after`-th run on (the screen runs each tile twice)."""
+
+    def __init__(self, tile, after):
+        super().__init__()
+        self.tile, self.after = tile, after
+
+    def run(self, spec):
+        super().run(spec)
+        if spec.tile.text() == self.tile and self.runs.count(self.tile) > self.after:
+            raise RuntimeError("cuLaunchKernel failed: CUDA_ERROR_ILLEGAL_ADDRESS")
+
+
+def test_a_finalist_failing_in_the_final_is_scored_unusable(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:4]]
+    workload = FailingInFinal(space[2], after=2)
+    timer = ScriptedTimer(workload, {space[0]: 1.0, space[1]: 1.1, space[2]: 0.9, space[3]: 1.05})
+    result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=4, record=False)
+    failed = {c.tile: c for c in result.candidates}[space[2]]
+    assert not failed.usable and failed.failure == "final: cuLaunchKernel failed: CUDA_ERROR_ILLEGAL_ADDRESS"
+    assert result.best.tile == space[0] and result.best.finalist
+
+
+def test_without_a_usable_heuristic_the_final_runs_among_the_others(runtime):
+    problem = moejit.kernel_spec(**PROBLEM)
+    space = [t.text() for t in _core.search_space(problem)[:4]]
+    workload = FakeWorkload(failing={space[0]})
+    timer = ScriptedTimer(workload, {space[1]: 1.0, space[2]: 0.8, space[3]: 2.0})
+    result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                          max_candidates=4, record=False)
+    assert [c.tile for c in result.candidates if c.finalist] == [space[1], space[2]]   # 2.0 is past 25%
+    assert result.best.tile == space[2] and not result.heuristic.usable and result.speedup == 1.0
+
+
 def test_failing_and_wrong_candidates_are_scored_unusable(runtime):
     problem = moejit.kernel_spec(**PROBLEM)
     space = [t.text() for t in _core.search_space(problem)[:5]]
