@@ -24,8 +24,10 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     // is fixed at 64 by the 128-byte swizzle): about 25 candidates.
     // Then the schedule that hides the epilogue (bsr_gemm_sm90.cuh): pingpong tiles (each
     // consumer warpgroup a whole tile, at most 128 accumulators) with 3 to 6 stages, about
-    // 10 more. Not the sdd tiles that pair two blocks of a block column (tile_m = 2 x
-    // block): on the H200 they ran 12-14% slower than the default at the mixtral-8x7b and
+    // 10 more. For sdd the 2 x block wide tiles are pairs of blocks of one block row, the
+    // rule of thumb at blocks of 128 (tile_heuristics.cpp). Not the sdd tiles that pair two
+    // blocks of a block column (tile_m = 2 x block): on the H200 they ran 12-14% slower
+    // than the (then 128x128) default at the mixtral-8x7b and
     // qwen3-30b-a3b shapes (2026-11-29), and they count a block as live by its position in
     // the column-major order, which only a routing plan's topology guarantees to agree with
     // the stored index (Topology's live_nnz); they stay available as an explicit tile.

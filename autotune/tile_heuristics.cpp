@@ -42,13 +42,18 @@ int largest_dividing_tile(std::int64_t extent, int cap) {
 // sparse dimensions. Then the deepest ring of at most 5 stages that fits 227 KB next to
 // the C buffer (two 64-column chunks of C): 128x128 gets 5 stages (32 KB each), 128x256 4
 // (48 KB each; on the H200 1-2% faster than the 3 that fit next to a whole C tile).
+// sdd with blocks of 128 takes two blocks of one block row (128x256, a row pair): on the
+// H200 (2026-11-29, interleaved against dense) 1.01 and 1.05 of dense at the mixtral-8x7b
+// and qwen3-30b-a3b shapes, where one block's 128x128 tile reached 0.90 and 0.98 (0.96
+// and 0.98 with the pingpong schedule). Blocks of 64 keep one block per tile (their row
+// pairs, 64x128 with one consumer warpgroup, were not measured).
 TileConfig heuristic_wgmma_tile(const KernelSpec& spec) {
   const int b = spec.block_size;
   int tile_m = 128, tile_n = 128;
   switch (spec.op) {
     case OpKind::sdd:
       tile_m = std::min(128, b);
-      tile_n = std::min(128, b);
+      tile_n = b == 128 ? 256 : b;
       break;
     case OpKind::dsd:
       tile_m = std::min(128, b);

@@ -41,6 +41,12 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
         // from the column offsets and the live count): at most one odd block per nonempty
         // column, and the unused blocks past the live count in pairs of their own.
         tiles = sparse.nnz == 0 ? 0 : (sparse.nnz + std::min(sparse.block_cols, sparse.nnz) + 1) / 2;
+      } else if (sdd_row_pairs(s)) {
+        // Pairs of blocks within each block row: at most one odd block per nonempty row,
+        // and the unused blocks past the live count in pairs of their own. The kernel
+        // also walks empty slots (rows with fewer pairs than the most of any row), which
+        // cost it no work: this counts the tiles that do, which sizes the persistent grid.
+        tiles = sparse.nnz == 0 ? 0 : (sparse.nnz + std::min(sparse.block_rows, sparse.nnz) + 1) / 2;
       } else {
         tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);
       }

@@ -62,12 +62,14 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       throw SpecError("op", std::string(op_name(s.op)), "a block-sparse product (routing kernels use no TMA)");
     case OpKind::sdd: {
       const std::int64_t m = dyn_rows, n = s.n, k = s.k;
-      // A pair of blocks loads each block's A rows with a box of its own.
+      // A pair of blocks of one block column loads each block's A rows with a box of its
+      // own; a pair of one block row each block's B columns.
       const int a_rows = sdd_block_pairs(s) ? b : t.tile_m;
+      const int b_cols = sdd_row_pairs(s) ? b : t.tile_n;
       out.a = s.trans_a ? operand("a", k, m, lda, e, box_rows(false, a_rows))
                         : operand("a", m, k, lda, e, box_rows(true, a_rows));
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n))
-                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n));
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, b_cols))
+                        : operand("b", k, n, ldb, e, box_rows(false, b_cols));
       out.c = output(sparse_rows, b, b, e);
       break;
     }

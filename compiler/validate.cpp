@@ -142,6 +142,20 @@ void validate_dsd_cluster(const KernelSpec& s) {
   }
 }
 
+// An sdd tile of two blocks: `doubled` (tile_m or tile_n) is twice the block, which takes
+// the cooperative schedule, and `other` is the block, so the pair is two whole blocks of
+// one block `line` (column or row).
+void validate_sdd_pair(const KernelSpec& s, const char* doubled, int doubled_value, const char* other,
+                       int other_value, const char* line) {
+  const int b = s.block_size;
+  require(!s.tile.pingpong, doubled, doubled_value,
+          fmt::format("a divisor of block ({}); twice the block pairs two blocks of a block {}, which takes the "
+                      "cooperative schedule (no .pingpong)",
+                      b, line));
+  require(other_value == b, other, other_value,
+          fmt::format("the block ({}) when {} = 2 x block pairs two blocks of a block {}", b, doubled, line));
+}
+
 // The tile must fit the block structure: a thread block never straddles two sparse blocks
 // along a sparse dimension, so its tile there must divide the block size.
 void validate_op_fit(const KernelSpec& s) {
@@ -151,16 +165,15 @@ void validate_op_fit(const KernelSpec& s) {
     case OpKind::sdd:
       if (sdd_block_pairs(s)) {
         // Two blocks of one block column share the B tile (bsr_tile_coords.cuh).
-        require(!t.pingpong, "tile_m", t.tile_m,
-                fmt::format("a divisor of block ({}); twice the block pairs two blocks, which takes the "
-                            "cooperative schedule (no .pingpong)",
-                            b));
-        require(t.tile_n == b, "tile_n", t.tile_n,
-                fmt::format("the block ({}) when tile_m = 2 x block pairs two blocks of a block column", b));
+        validate_sdd_pair(s, "tile_m", t.tile_m, "tile_n", t.tile_n, "column");
+      } else if (sdd_row_pairs(s)) {
+        // Two blocks of one block row share the A tile (bsr_tile_coords.cuh).
+        validate_sdd_pair(s, "tile_n", t.tile_n, "tile_m", t.tile_m, "row");
       } else {
         require(b % t.tile_m == 0, "tile_m", t.tile_m,
                 fmt::format("a divisor of block ({}), or twice it with family=wgmma (a pair of blocks)", b));
-        require(b % t.tile_n == 0, "tile_n", t.tile_n, fmt::format("a divisor of block ({})", b));
+        require(b % t.tile_n == 0, "tile_n", t.tile_n,
+                fmt::format("a divisor of block ({}), or twice it with family=wgmma (a pair of blocks)", b));
       }
       require_multiple("k", s.k, t.tile_k, "tile_k");
       require_multiple("n", s.n, b, "block");
@@ -191,6 +204,10 @@ void validate_op_fit(const KernelSpec& s) {
 
 bool sdd_block_pairs(const KernelSpec& s) {
   return s.op == OpKind::sdd && s.family == KernelFamily::wgmma && s.tile.tile_m == 2 * s.block_size;
+}
+
+bool sdd_row_pairs(const KernelSpec& s) {
+  return s.op == OpKind::sdd && s.family == KernelFamily::wgmma && s.tile.tile_n == 2 * s.block_size;
 }
 
 void validate(const KernelSpec& s) {

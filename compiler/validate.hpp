@@ -13,4 +13,9 @@ void validate(const KernelSpec& spec);
 // share the B tile, which halves B's shared-memory and L2 traffic per block.
 bool sdd_block_pairs(const KernelSpec& spec);
 
+// Whether an sdd spec's thread blocks each compute two blocks of one block row (a wgmma
+// tile of 2 x block columns, templates/moejit/bsr_tile_coords.cuh): the two blocks share
+// the A tile, and the consumers multiply one tile twice the block wide.
+bool sdd_row_pairs(const KernelSpec& spec);
+
 }  // namespace moejit

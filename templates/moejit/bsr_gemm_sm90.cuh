@@ -44,7 +44,11 @@
 // sdd with tile_m = 2 x block pairs two blocks of one block column (SddPairCursor in
 // bsr_tile_coords.cuh): one B tile, two A copies into the stage, each consumer warpgroup
 // one block; the second warpgroup of a single-block pair keeps the ring's handshake but
-// neither computes nor stores.
+// neither computes nor stores. sdd with tile_n = 2 x block pairs two blocks of one block
+// row (SddRowPairWalk): one A tile, two B copies side by side, which the warpgroups
+// multiply as one tile twice the block wide and store as two blocks; a single-block pair
+// copies one B and stores one block (the other half of its product is never read), and
+// the walk's empty slots are skipped by both sides without a step.
 //
 // Thread-block clusters (TileConfig::cluster, dsd only): kCluster CTAs of one cluster take
 // kCluster neighbouring tiles of one tile row, which reduce over the same sparse block row
@@ -73,9 +77,12 @@
 // copies; a consumer waits full[s], issues its share of the stage's wgmmas and releases
 // the stage of the previous step once those have completed (one batch stays in flight, so
 // the tensor cores never wait for the release handshake). The epilogue rounds the
-// accumulators to 16 bits, stages them in the C buffer in the 128-byte swizzled layout
-// (conflict-free fragment writes) and stores them with TMA, which runs while the
-// warpgroup starts its next tile.
+// accumulators to 16 bits into registers, stages them in the C buffer in the 128-byte
+// swizzled layout (conflict-free fragment writes) and stores them with TMA, which runs
+// while the warpgroup starts its next tile. With 256-column cooperative tiles the staging
+// itself waits for the next tile: one 64-column chunk after each of its first steps, while
+// the tensor cores run that step's wgmmas (the rounded tile takes half the accumulators'
+// registers, which the consumers' 232 hold beside them).
 //
 // The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
 // with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
@@ -203,13 +210,14 @@ __device__ __forceinline__ unsigned long long operand_descriptor(unsigned base, 
 }
 
 // Tiles numbered 0 .. num_tiles - 1, each of which the traversal computes on its own; the
-// walk interface of SddPairCursor (bsr_tile_coords.cuh), whose tiles only a forward walk
-// finds.
+// walk interface of SddPairCursor and SddRowPairWalk (bsr_tile_coords.cuh), whose tiles
+// are counted on the device. Every walk is made from the parameters and the most pairs of
+// any block row (max_row_pairs; only SddRowPairWalk uses it).
 template <class Coords>
 struct IndexedTiles {
   using Tile = Coords;
   int count;
-  __device__ explicit IndexedTiles(const BsrGemmParams& p) : count(Coords::num_tiles(p)) {}
+  __device__ IndexedTiles(const BsrGemmParams& p, int) : count(Coords::num_tiles(p)) {}
   __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
   __device__ Coords at(const BsrGemmParams& p, int t) const { return Coords(p, t); }
 };
@@ -230,11 +238,15 @@ template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, lon
 __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
   using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
-  // sdd with a tile of two blocks: pairs of one block column (see the top of this file).
+  // sdd with a tile of two blocks: pairs of one block column, or of one block row (see the
+  // top of this file).
   constexpr bool kPairs = kOp == OpKind::sdd && kTileM == 2 * kBlock;
+  constexpr bool kRowPairs = kOp == OpKind::sdd && kTileN == 2 * kBlock;
   using Walk = typename sm90::Select<
       kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
-      sm90::IndexedTiles<BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>>>::type;
+      typename sm90::Select<kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
+                            sm90::IndexedTiles<BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM,
+                                                             kTileN, kTileK>>>::type>::type;
   using Tile = typename Walk::Tile;
   using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
   constexpr int kConsumers = Layout::kConsumerWarpgroups;
@@ -248,6 +260,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   static_assert(kTileN % 64 == 0 && kTileN <= 256, "wgmma n up to 256, in 64-element swizzle chunks");
   static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
                 "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
+  static_assert(!kRowPairs || (kTileM == kBlock && !kPingpong && kCluster == 1),
+                "a row pair of sdd blocks: the whole block's rows, cooperative warpgroups, no cluster");
   static_assert(kStages >= 2, "the pipeline needs at least two stages");
   // The epilogue alternates between two C halves and waits for all stores but the last
   // before writing one: with an odd number of chunks above one, a tile's first chunk
@@ -285,6 +299,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     cluster::sync();
   }
   const int cta_rank = kCluster == 1 ? 0 : static_cast<int>(cluster::rank());
+  // Row pairs: the most pairs of any block row, found by the whole block, with the C
+  // buffer's first word as scratch (no epilogue writes it before the last read).
+  int max_pairs = 0;
+  if constexpr (kRowPairs) max_pairs = max_row_pairs(p, smem + Layout::kCOffset);
 
   if (warpgroup == kConsumers) {
     // Producer warpgroup: one thread issues every copy; the others only give up registers.
@@ -298,7 +316,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if (wg_thread == 0) {
       tma::prefetch_descriptor(params.a);
       tma::prefetch_descriptor(params.b);
-      Walk walk(p);
+      Walk walk(p, max_pairs);
       int step = 0;
       int t = blockIdx.x;
       bool more = walk.seek(p, t);
@@ -315,12 +333,16 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           more_next = walk.seek(p, t_next);
           if (more_next) next = walk.at(p, t_next);
         };
-        const int find_next_after = min(kStages, tile.num_k_tiles) - 1;
+        const bool skip = empty_tile(tile);   // the consumers skip it too
+        const int find_next_after = skip ? -1 : min(kStages, tile.num_k_tiles) - 1;
         if (find_next_after < 0) find_next();
-        // A single-block pair copies one A tile: the stage then expects half of A's bytes.
+        // A single-block pair copies one A tile (one B tile for a row pair): the stage then
+        // expects half of A's (B's) bytes.
         int stage_bytes = Layout::kStageBytes;
         if constexpr (kPairs) stage_bytes -= (2 - tile.count) * (Layout::kABytes / 2);
-        for (int kt = 0; kt < tile.num_k_tiles; ++kt, ++step) {
+        if constexpr (kRowPairs) stage_bytes -= (2 - tile.count) * (Layout::kBBytes / 2);
+        const int k_tiles = skip ? 0 : tile.num_k_tiles;
+        for (int kt = 0; kt < k_tiles; ++kt, ++step) {
           const int s = step % kStages;
           mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
           if constexpr (ablate_loads()) {   // timing only (ablation.cuh): the stage is full at once
@@ -344,7 +366,17 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           } else {
             sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
           }
-          sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
+          if constexpr (kRowPairs) {
+#pragma unroll
+            for (int part = 0; part < 2; ++part) {
+              if (part < tile.count) {
+                sm90::load_operand<Tile::kBKMajor, kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2),
+                                                           params.b, tile.b(kt, part), full + 8 * s);
+              }
+            }
+          } else {
+            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
+          }
           if (kt == find_next_after) find_next();
         }
         tile = next;
@@ -371,13 +403,77 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
   const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
   float acc[kMmaM][kTileN / 2];
-  Walk walk(p);
+  // A tile's outputs, rounded to 16 bits two to a register as soon as its last wgmmas are
+  // done, wait here to be stored (see the epilogue notes at the top of this file). The
+  // cooperative schedule with 256-column tiles defers the stores into the next tile: the
+  // warpgroup stores one chunk per step while that tile's first batches run on the tensor
+  // cores, which otherwise idle while both warpgroups store (about a fifth of a product's
+  // time at the qwen3-30b-a3b shape, whose tiles reduce over 12-17 steps). On the H200
+  // (2026-11-29, interleaved against dense) that made dsd 4-10% and dsd_t 3-5% faster at
+  // the mixtral-8x7b and qwen3-30b-a3b shapes, but sdd's 128x128 tiles, whose steps are
+  // half as long, 1-3% slower: narrower tiles store at once. So does pingpong, where the
+  // other warpgroup's mainloop hides the stores already.
+  constexpr bool kDeferStores = !kPingpong && kTileN == 256;
+  unsigned out16[kMmaM][kTileN / 4];
+  // Where this warpgroup's rows of out16 go: one place, or one per block of a row pair
+  // (its left and right halves), of which out_parts exist.
+  TileCoord out_at[2] = {};
+  int out_parts = 0;
+  bool out_rows = false;      // whether it has rows (not the missing block of a column pair)
+  bool out_pending = false;   // whether out16 still has to be stored
+  Walk walk(p, max_pairs);
   int step = 0;
   int turn = 0;
   int t = blockIdx.x;
   bool more = walk.seek(p, t);
   Tile tile{};
   if (more) tile = walk.at(p, t);
+
+  // Epilogue of one 64-column chunk of out16: [tile_m rows][64 elements] in one of the C
+  // buffer's two halves, each 128-byte row swizzled like the operand tiles, then a TMA
+  // store of this warpgroup's rows, which runs while the next chunk is staged in the
+  // other half. A warp writes its 16 rows x 16 columns at a time with one stmatrix (four
+  // 8x8 matrices: column groups j and j + 1, rows 0-7 and 8-15, exactly the accumulator
+  // fragments of wgmma's layout); each matrix's eight 16-byte rows fall in distinct bank
+  // groups thanks to the swizzle. A quarter of the instructions of 4-byte stores.
+  // Called with a compile-time `c` (unrolled loops), so out16 stays in registers.
+  const auto store_chunk = [&](int c) {
+    if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
+      const unsigned buffer = c_buffer + (c % Layout::kCChunkBuffers) * (kTileM * 128);
+      // A row pair's chunks: the first half of them the left block's, the rest the right's.
+      constexpr int kChunksPerPart = kRowPairs ? Layout::kCChunks / 2 : Layout::kCChunks;
+      const int part = c / kChunksPerPart;
+      const bool stored = out_rows && part < out_parts;
+      // The store that last read this half (this warpgroup's, kCChunkBuffers chunks ago,
+      // possibly of the previous tile) must be done reading it.
+      if (wg_thread == 0) tma::store_wait_read<Layout::kCChunkBuffers - 1>();
+      warpgroup::named_barrier(barrier_id, 128);
+      if (stored) {
+#pragma unroll
+        for (int i = 0; i < kMmaM; ++i) {
+          // Lane l gives the address of row l % 8 of matrix l / 8.
+          const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
+#pragma unroll
+          for (int j = 8 * c; j < 8 * c + 8; j += 2) {
+            const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
+            ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16), out16[i][2 * j], out16[i][2 * j + 1],
+                             out16[i][2 * j + 2], out16[i][2 * j + 3]);
+          }
+        }
+      }
+      tma::fence_shared_to_async();
+      warpgroup::named_barrier(barrier_id, 128);
+      if (wg_thread == 0 && stored) {
+        const TileCoord at = part == 0 ? out_at[0] : out_at[1];
+#pragma unroll
+        for (int i = 0; i < kMmaM; ++i) {
+          tma::store_2d(params.c, at.x + 64 * (c % kChunksPerPart), at.y + 64 * i, buffer + (group0 + i) * 8192);
+        }
+        tma::store_commit();
+      }
+    }
+  };
+
   if constexpr (kPingpong) {
     // The first tile is the first warpgroup's: the second hands it the first turn. Every
     // signal below has exactly one matching wait (none for a tile that does not exist).
@@ -396,6 +492,15 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       more_next = walk.seek(p, t_next);
       if (more_next) next = walk.at(p, t_next);
     };
+    // An empty slot of the row pairs: nothing to compute, nothing to store (the producer
+    // copies nothing for it either).
+    if (empty_tile(tile)) {
+      find_next();
+      tile = next;
+      t = t_next;
+      more = more_next;
+      continue;
+    }
     if constexpr (kPingpong) {
       // The other warpgroup's turn: count its steps to stay in phase with the ring.
       if ((turn++ & 1) != warpgroup) {
@@ -419,10 +524,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // Pingpong: wait until the other warpgroup has waited for every stage of its tile
     // (see the top of this file: the parity waits below are only exact from then on).
     if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
-    // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
-    // H200); the larger loop body of the schedules below made it stop doing so unasked.
-#pragma unroll 2
-    for (int kt = 0; kt < k_tiles; ++kt, ++step) {
+    // One step of the reduction in two halves: wait for its stage and issue its batch of
+    // wgmmas; then, once the previous batch is done reading its stage, hand that stage
+    // back (one batch stays in flight, so the tensor cores never wait for the release).
+    const auto issue_step = [&]() {
       const int s = step % kStages;
       mbarrier::wait(full + 8 * s, (step / kStages) & 1);
       const unsigned stage = smem + s * Layout::kStageBytes;
@@ -442,9 +547,28 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
         for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
       }
-      // The previous step's batch is done reading its stage: hand that stage back.
+    };
+    const auto retire_step = [&](int kt) {
       wgmma::wait_group<1>();
       if (kt > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
+      ++step;
+    };
+    // The first steps store the previous tile's chunks, one each: chunk c once step c + 1
+    // is issued, so the tensor cores have two batches to run while the warpgroup stores.
+    constexpr int kStoreSteps = kDeferStores ? Layout::kCChunks + 1 : 0;
+#pragma unroll
+    for (int c = 0; c < kStoreSteps; ++c) {
+      if (c < k_tiles) issue_step();
+      if (c > 0 && out_pending) store_chunk(c - 1);
+      if (c < k_tiles) retire_step(c);
+    }
+    out_pending = false;
+    // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
+    // H200); the larger loop body of the schedules below made it stop doing so unasked.
+#pragma unroll 2
+    for (int kt = kStoreSteps; kt < k_tiles; ++kt) {
+      issue_step();
+      retire_step(kt);
     }
     find_next();
     // Pingpong: every stage of this tile has landed; the next tile (the other's) may start.
@@ -455,61 +579,40 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
     if (k_tiles > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
-
-    if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
-      // Epilogue, one 64-column chunk of C at a time: [tile_m rows][64 elements] in one of
-      // the C buffer's two halves, each 128-byte row swizzled like the operand tiles, then
-      // a TMA store of this warpgroup's rows, which runs while the next chunk is staged in
-      // the other half. A warp writes its 16 rows x 16 columns at a time with one stmatrix
-      // (four 8x8 matrices: column groups j and j + 1, rows 0-7 and 8-15, exactly the
-      // accumulator fragments of wgmma's layout); each matrix's eight 16-byte rows fall in
-      // distinct bank groups thanks to the swizzle. A quarter of the instructions of
-      // 4-byte stores: the tensor cores idle during the epilogue, which counts where tiles
-      // have few K steps.
+    // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
 #pragma unroll
-      for (int c = 0; c < Layout::kCChunks; ++c) {
-        const unsigned buffer = c_buffer + (c % Layout::kCChunkBuffers) * (kTileM * 128);
-        // The store that last read this half (this warpgroup's, kCChunkBuffers chunks ago,
-        // possibly of the previous tile) must be done reading it.
-        if (wg_thread == 0) tma::store_wait_read<Layout::kCChunkBuffers - 1>();
-        warpgroup::named_barrier(barrier_id, 128);
-        if (has_rows) {
+    for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
-          for (int i = 0; i < kMmaM; ++i) {
-            // Lane l gives the address of row l % 8 of matrix l / 8.
-            const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
+      for (int q = 0; q < kTileN / 4; ++q) out16[i][q] = ElementOps<Element>::pack2(acc[i][2 * q], acc[i][2 * q + 1]);
+    }
+    // This warpgroup's rows of C: its block of a column pair, its rows of each block of a
+    // row pair, or its rows of the tile.
+    if constexpr (kPairs) {
+      out_at[0] = tile.c(warpgroup);
+      out_parts = 1;
+    } else if constexpr (kRowPairs) {
 #pragma unroll
-            for (int j = 8 * c; j < 8 * c + 8; j += 2) {
-              const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
-              ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16),
-                               ElementOps<Element>::pack2(acc[i][4 * j], acc[i][4 * j + 1]),
-                               ElementOps<Element>::pack2(acc[i][4 * j + 2], acc[i][4 * j + 3]),
-                               ElementOps<Element>::pack2(acc[i][4 * j + 4], acc[i][4 * j + 5]),
-                               ElementOps<Element>::pack2(acc[i][4 * j + 6], acc[i][4 * j + 7]));
-            }
-          }
-        }
-        tma::fence_shared_to_async();
-        warpgroup::named_barrier(barrier_id, 128);
-        if (wg_thread == 0 && has_rows) {
-          // This warpgroup's rows of C: its part of the tile, or its block of a pair.
-          TileCoord out;
-          if constexpr (kPairs) {
-            out = tile.c(warpgroup);
-          } else {
-            out = TileCoord{tile.c.x, tile.c.y + 64 * group0};
-          }
+      for (int part = 0; part < 2; ++part) out_at[part] = TileCoord{0, tile.c(part).y + 64 * group0};
+      out_parts = tile.count;
+    } else {
+      out_at[0] = TileCoord{tile.c.x, tile.c.y + 64 * group0};
+      out_parts = 1;
+    }
+    out_rows = has_rows;
+    out_pending = true;
+    if constexpr (!kDeferStores) {
 #pragma unroll
-          for (int i = 0; i < kMmaM; ++i) {
-            tma::store_2d(params.c, out.x + 64 * c, out.y + 64 * i, buffer + (group0 + i) * 8192);
-          }
-          tma::store_commit();
-        }
-      }
+      for (int c = 0; c < Layout::kCChunks; ++c) store_chunk(c);
+      out_pending = false;
     }
     tile = next;
     t = t_next;
     more = more_next;
+  }
+  // The last tile's stores, deferred into a tile that does not come.
+  if (out_pending) {
+#pragma unroll
+    for (int c = 0; c < Layout::kCChunks; ++c) store_chunk(c);
   }
   // The block's shared memory must outlive the stores reading it.
   if (wg_thread == 0) tma::store_wait_read();

@@ -13,7 +13,8 @@
 //   c                     coordinates of the C tile
 //   num_tiles(p)          C tiles of the product (the persistent grid strides over them)
 // The host counts the tiles with the same arithmetic: compiler/launch_geometry.cpp.
-// SddBlockPairs at the end is the exception: pairs of sdd blocks, counted on the device.
+// The walks of sdd block pairs at the end (SddPairCursor, SddRowPairWalk) are the exception:
+// pairs of sdd blocks, counted on the device.
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
@@ -237,7 +238,7 @@ struct SddPairCursor {
   int first;         // pairs in the columns before `column`
   int begin, end;    // the live blocks of `column`: positions [begin, end) of the column-major order
 
-  __device__ explicit SddPairCursor(const BsrGemmParams& p)
+  __device__ SddPairCursor(const BsrGemmParams& p, int)
       : live(p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz), column(0), first(0), begin(0), end(0) {
     if (p.block_offsets_t != nullptr && p.block_cols > 0) {
       begin = min(p.offsets_t[0], live);
@@ -292,5 +293,121 @@ struct SddPairCursor {
     return pair;
   }
 };
+
+// sdd with thread blocks of two blocks of one block row (wgmma tile_m = block, tile_n =
+// 2 x block): the two blocks share their row's A tile, each has a B tile of its own block
+// column (two copies into one stage), and the consumers multiply one tile twice the block
+// wide, as dsd's 128x256 tiles: per flop, a quarter less shared-memory and L2 traffic
+// than a tile of one block. A row's live blocks, stored one after the other (positions
+// offsets[r] .. min(offsets[r + 1], live) of the row-major order), form ceil(n / 2) pairs,
+// the last one single when n is odd. The tiles go through windows of kWindow block rows,
+// and within a window pair by pair, down the window's rows for each: the thread blocks
+// running at one time take a few pairs of a few neighbouring rows, which for the MoE
+// topology (each of an expert's token block rows holds all of the expert's ffn columns)
+// share the rows' A tiles and the expert's weight columns in L2 (a window of 16 rows
+// holds 16 MB of A at the mixtral-8x7b shape, and the ~8 pairs a wave reaches 16 MB of
+// B). Down all rows for each pair instead, a wave of thread blocks took 132 rows' A tiles
+// and the next pair read them again from DRAM: on the H200 0.95 of dense at mixtral-8x7b
+// where the windows reach 1.01 (2026-11-29). `max_pairs`, the most pairs of any row, the
+// kernel finds at its start
+// (max_row_pairs below); a row with fewer leaves empty tiles (count 0), which the thread
+// blocks skip: none for the MoE topology, whose live rows all hold the same count, but
+// one per pair for each unused row, whose range is empty. Then come the unused blocks past
+// the live count, whose C is written with zeros, in pairs of consecutive stored blocks.
+template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
+struct SddRowPair {
+  static constexpr bool kAKMajor = !kTransA;
+  static constexpr bool kBKMajor = kTransB;
+  int count;          // blocks of the pair: 1 or 2; 0 for an empty tile
+  int stored;         // the first block's stored (row-major) index; the second's is stored + 1
+  long long m0;       // their common first row of A
+  long long n0[2];    // their first columns of B
+  int num_k_tiles;    // 0 for blocks past the live count
+
+  // (Selects rather than indexing: a run-time index would put the array in local memory.)
+  __device__ TileCoord a(int kt) const { return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK); }
+  __device__ TileCoord b(int kt, int part) const {
+    return operand_coord<kBKMajor>(part == 0 ? n0[0] : n0[1], static_cast<long long>(kt) * kTileK);
+  }
+  __device__ TileCoord c(int part) const { return TileCoord{0, (stored + part) * kBlock}; }
+};
+
+template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
+struct SddRowPairWalk {
+  using Tile = SddRowPair<kTransA, kTransB, kBlock, kK, kTileK>;
+  static constexpr int kWindow = 16;   // block rows
+  int live;        // blocks in use: stored indices [0, live)
+  int max_pairs;   // pairs of the row that has the most
+  int slots;       // tiles of the live pairs, empty ones included: max_pairs x block_rows
+
+  __device__ SddRowPairWalk(const BsrGemmParams& p, int most)
+      : live(p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz), max_pairs(most), slots(most * p.block_rows) {}
+
+  // Whether tile `t` exists (it may be empty: Tile::count == 0).
+  __device__ bool seek(const BsrGemmParams& p, int t) const { return t < slots || live + 2 * (t - slots) < p.nnz; }
+
+  __device__ Tile at(const BsrGemmParams& p, int t) const {
+    Tile pair;
+    pair.num_k_tiles = static_cast<int>(kK / kTileK);
+    pair.m0 = 0;
+    pair.n0[0] = pair.n0[1] = 0;
+    if (t < slots) {
+      // Window w holds rows w x kWindow onwards, the last one fewer.
+      const int window = t / (max_pairs * kWindow);
+      const int first_row = window * kWindow;
+      const int rows = min(kWindow, p.block_rows - first_row);
+      const int local = t - first_row * max_pairs;
+      const int row = first_row + local % rows;
+      const int begin = min(p.offsets[row], live);
+      const int end = min(p.offsets[row + 1], live);
+      pair.stored = begin + 2 * (local / rows);
+      pair.count = max(0, min(2, end - pair.stored));
+      pair.m0 = static_cast<long long>(row) * kBlock;
+    } else {
+      pair.stored = live + 2 * (t - slots);
+      pair.count = min(2, p.nnz - pair.stored);
+      pair.num_k_tiles = 0;
+    }
+    if (pair.count > 0) {
+      MOEJIT_CHECK(pair.stored >= 0 && pair.stored + pair.count <= p.nnz);
+      MOEJIT_CHECK(t >= slots || p.row_indices[pair.stored] == static_cast<int>(pair.m0 / kBlock));
+      pair.n0[0] = static_cast<long long>(p.column_indices[pair.stored]) * kBlock;
+      pair.n0[1] = pair.count == 2 ? static_cast<long long>(p.column_indices[pair.stored + 1]) * kBlock : pair.n0[0];
+    }
+    return pair;
+  }
+};
+
+// A tile the walk hands out with nothing to compute or store: only the row pairs' empty
+// slots.
+template <class Tile>
+__device__ __forceinline__ bool empty_tile(const Tile&) {
+  return false;
+}
+template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
+__device__ __forceinline__ bool empty_tile(const SddRowPair<kTransA, kTransB, kBlock, kK, kTileK>& pair) {
+  return pair.count == 0;
+}
+
+// The most pairs of any block row, ceil(blocks / 2) over the rows' live blocks, for
+// SddRowPairWalk: every thread of the block calls it and gets the result. `scratch` is a
+// 4-byte word of shared memory that nothing uses until every thread has returned.
+__device__ __forceinline__ int max_row_pairs(const BsrGemmParams& p, unsigned scratch) {
+  const int live = p.live_nnz != nullptr ? min(*p.live_nnz, p.nnz) : p.nnz;
+  int most = 0;
+  for (int row = threadIdx.x; row < p.block_rows; row += blockDim.x) {
+    const int n = min(p.offsets[row + 1], live) - min(p.offsets[row], live);
+    most = max(most, (n + 1) / 2);
+  }
+  most = __reduce_max_sync(0xffffffffu, most);
+  if (threadIdx.x == 0) asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(scratch), "r"(0) : "memory");
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) asm volatile("red.shared.max.s32 [%0], %1;\n" ::"r"(scratch), "r"(most) : "memory");
+  __syncthreads();
+  int result;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(result) : "r"(scratch) : "memory");
+  __syncthreads();
+  return result;
+}
 
 }  // namespace moejit

@@ -166,6 +166,39 @@ TEST_CASE("sdd pairs of blocks: 2 x block rows in two consumer warpgroups of one
   CHECK(wgmma_warpgroup_rows(b64.tile) == 64);
 }
 
+TEST_CASE("sdd pairs of one block row: 2 x block columns, both warpgroups across both blocks") {
+  KernelSpec s = wgmma_spec(OpKind::sdd, false, true, 128, {128, 256, 64, 4, 8, 1});
+  CHECK(rejected_field(s) == "<nothing thrown>");
+  CHECK(sdd_row_pairs(s));
+  CHECK_FALSE(sdd_block_pairs(s));
+  CHECK(wgmma_warpgroup_rows(s.tile) == 64);
+  CHECK(s.shared_bytes() == 1024 + 4 * 49152 + 32768 + 64);   // as dsd's 128x256 tile
+  s.tile = TileConfig{128, 256, 64, 4, 8, 1, true};
+  CHECK(rejected_field(s) == "tile");     // pingpong: 256 accumulators per thread
+  CHECK(rejected_field(wgmma_spec(OpKind::sdd, false, true, 64, {64, 128, 64, 4, 8, 1, true})) == "tile_n");
+  s.tile = TileConfig{64, 256, 64, 4, 4, 1};
+  CHECK(rejected_field(s) == "tile_m");   // the whole block's rows
+  CHECK_FALSE(sdd_row_pairs(wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 4, 8, 1})));
+  CHECK_FALSE(sdd_row_pairs(wgmma_spec(OpKind::sdd, false, true)));
+  // Launch: an upper bound of the pairs that hold work (each nonempty row may end in a
+  // single block); the kernel's empty slots take none.
+  const KernelSpec pair = wgmma_spec(OpKind::sdd, false, true, 128, {128, 256, 64, 4, 8, 1});
+  CHECK(launch_geometry(pair, SparseShape{10, 40, 896}).grid_x == (10 + 10 + 1) / 2);
+  CHECK(launch_geometry(pair, SparseShape{1000, 40, 896}).grid_x == (1000 + 40 + 1) / 2);
+  CHECK(launch_geometry(pair, SparseShape{0, 0, 896}).grid_x == 0);
+  // TMA: each block's B columns are a box of their own (K-major here: 128 rows of w1),
+  // A as for one block row, C as for one block.
+  const TmaLayout l = tma_layout(pair, SparseShape{12, 6, 896}, 4096, 4096, 128);
+  CHECK(l.a == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 128});
+  CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 128});
+  CHECK(l.c == TmaTensor{12 * 128, 128, 128 * 2, 64, 64});
+  // Block 64: a 64x128 tile of one consumer warpgroup.
+  const KernelSpec b64 = wgmma_spec(OpKind::sdd, true, false, 64, {64, 128, 64, 6, 4, 1});
+  CHECK(rejected_field(b64) == "<nothing thrown>");
+  CHECK(sdd_row_pairs(b64));
+  CHECK(b64.threads() == 256);
+}
+
 TEST_CASE("generated source passes the schedule to the template and checks its layout") {
   const GeneratedSource pp = generate_source(wgmma_spec(OpKind::dsd, true, false, 128, {128, 128, 64, 5, 8, 1, true}));
   CHECK(contains(pp.name_expression, ", 128, 128, 64, 5, 8, 1, true, 1>"));
@@ -196,6 +229,11 @@ TEST_CASE("the search space of the layer's wgmma problems holds the pingpong sch
   const KernelSpec sdd = with_heuristic_implementation(moe_spec(OpKind::sdd, false, true, DType::bf16, 128));
   const std::vector<TileConfig> space = search_space(sdd);
   CHECK(std::find(space.begin(), space.end(), TileConfig{256, 128, 64, 3, 8, 1}) == space.end());
+  // Pairs of one block row are candidates: the topology's row-major order is all they need.
+  CHECK(std::find(space.begin(), space.end(), TileConfig{128, 256, 64, 4, 8, 1}) != space.end());
+  const KernelSpec sdd64 = with_heuristic_implementation(moe_spec(OpKind::sdd, false, true, DType::bf16, 64));
+  const std::vector<TileConfig> space64 = search_space(sdd64);
+  CHECK(std::find(space64.begin(), space64.end(), TileConfig{64, 128, 64, 6, 4, 1}) != space64.end());
   CHECK(std::find(space.begin(), space.end(), TileConfig{128, 128, 64, 5, 8, 1, true}) != space.end());
   const KernelSpec dsd_t = with_heuristic_implementation(moe_spec(OpKind::dsd, true, false, DType::bf16, 128));
   const std::vector<TileConfig> dsd_space = search_space(dsd_t);
@@ -256,7 +294,9 @@ TEST_CASE("heuristic family: wgmma on sm_90a, mma elsewhere and where no wgmma t
 
 TEST_CASE("heuristic wgmma tiles for the layer's kernels on H200") {
   KernelSpec sdd = moe_spec(OpKind::sdd, false, true, DType::bf16, 128);
-  CHECK(with_heuristic_implementation(sdd).tile == TileConfig{128, 128, 64, 5, 8, 1});
+  CHECK(with_heuristic_implementation(sdd).tile == TileConfig{128, 256, 64, 4, 8, 1});   // a row pair
+  KernelSpec sdd64 = moe_spec(OpKind::sdd, false, true, DType::bf16, 64);
+  CHECK(with_heuristic_implementation(sdd64).tile == TileConfig{64, 64, 64, 5, 4, 1});
   KernelSpec dsd = moe_spec(OpKind::dsd, false, false, DType::bf16, 128);
   CHECK(with_heuristic_implementation(dsd).tile == TileConfig{128, 256, 64, 4, 8, 1});
   KernelSpec dsd_t = moe_spec(OpKind::dsd, true, false, DType::fp16, 64);

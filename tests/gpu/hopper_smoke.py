@@ -23,7 +23,8 @@
 Part 1, correctness: every wgmma variant (op x transpose x dtype x block) runs at a small
 shape on random data and a topology that is not block-diagonal, with NaN-poisoned outputs,
 against a float32 torch reference: first with the heuristic's tile, then with each tile of
-the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks, 256-row
+the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks (of one block
+column, tile_m = 2 x block, or of one block row, tile_n = 2 x block), 256-row
 tiles, dsd thread-block clusters (.c2, .c4); named like sdd_nt_bf16_b128@256x128x64.s3.w8x1,
 at a larger dense extent so that 256-wide tiles fit, and for a cluster tile a tile row
 holds whole clusters: see dense_extent). sdd variants also run on a topology with a device-side live count
@@ -71,10 +72,10 @@ BLOCKS = (128, 64)
 # The wgmma family's other schedules per (op, block): the same list as
 # tests/cpp/test_support.hpp (wgmma_schedule_tiles), which compiles them without a GPU.
 SCHEDULE_TILES = {
-    ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1"],
-    ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1"],
+    ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1", "128x128x64.s5.w8x1"],
+    ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1", "64x128x64.s6.w4x1"],
     ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
-                   "128x128x64.s5.w8x1.c4.pingpong"],
+                   "128x128x64.s5.w8x1.c4.pingpong", "128x256x64.s4.w8x1"],
     ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "64x256x64.s4.w8x1.c2.pingpong"],
     ("dds", 128): ["128x128x64.s5.w8x1.pingpong", "64x128x64.s6.w8x1.pingpong", "256x128x64.s3.w8x1"],
     ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
@@ -356,6 +357,7 @@ SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and betwee
 SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits; see dense_extent)
 SCALE_SDD_K = 512              # sdd reduction: 8 K steps, more than any ring's stages
 SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: a single pair)
+ROW_PAIR_WINDOW = 16           # block rows per window of sdd row pairs (SddRowPairWalk::kWindow)
 
 
 def tile_shape(tile: str) -> tuple[int, int]:
@@ -394,6 +396,13 @@ def sdd_pair_count(mask, dead: int) -> int:
     return int(((live_counts + 1) // 2).sum()) + (dead + 1) // 2
 
 
+def sdd_row_pair_slots(mask, dead: int) -> int:
+    """The most pairs of any block row of a scale_mask, over its live blocks (the dead
+    rows' only blocks are past the live count): SddRowPairWalk's max_pairs."""
+    live_counts = mask[:mask.shape[0] - dead].sum(dim=1)
+    return int(((live_counts + 1) // 2).max())
+
+
 def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: str, sms: int, gen):
     """The scale case's block mask (block rows x block columns of the stored topology) and
     its tile count for `tile`: about SCALE_TILES_PER_BLOCK * sms tiles, never a multiple of
@@ -402,6 +411,20 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
     dense = dense_extent(tile, SCALE_DENSE)
     target = int(SCALE_TILES_PER_BLOCK * sms)
     short = 8 if block == 128 else 16   # dsd/dds: 5-10 blocks per reduction, 7-20 K steps
+    if op == "sdd" and tn == 2 * block:
+        # Pairs of one block row: max_pairs tiles per block row (empty slots included, the
+        # dead rows' too), then the dead blocks in pairs. Row 3 is full: max_pairs is
+        # short // 2. Off a multiple of the grid by the number of rows.
+        long = int(target / (short // 2)) + SCALE_SDD_DEAD
+
+        def row_pair_tiles(mask):
+            return sdd_row_pair_slots(mask, SCALE_SDD_DEAD) * mask.shape[0] + (SCALE_SDD_DEAD + 1) // 2
+
+        mask = scale_mask(torch, long, short, SCALE_SDD_DEAD, gen)
+        while row_pair_tiles(mask) % sms == 0:
+            long += 1
+            mask = scale_mask(torch, long, short, SCALE_SDD_DEAD, gen)
+        return mask, row_pair_tiles(mask), SCALE_SDD_DEAD
     if op == "sdd":
         pairs = tm == 2 * block
         sub = 1 if pairs else (block // tm) * (block // tn)
@@ -458,6 +481,20 @@ def tile_of_region(torch, op, topo, live, block, tile, out_shape):
     nnz = topo.nnz
     position = torch.empty(nnz, dtype=torch.long, device=dev)
     position[topo.block_offsets_t.long()] = torch.arange(nnz, device=dev)
+    if tn == 2 * block:
+        # Row pairs: windows of ROW_PAIR_WINDOW block rows (the last one fewer), pair q of
+        # a window's row i its tile q x (its rows) + i; then the dead blocks in pairs.
+        rows = topo.block_rows
+        row = topo.row_indices.long()
+        begin = topo.offsets.long().clamp(max=live)
+        counts = begin[1:] - begin[:-1]
+        most = int(((counts + 1) // 2).max())
+        window_first = row // ROW_PAIR_WINDOW * ROW_PAIR_WINDOW
+        window_rows = (rows - window_first).clamp(max=ROW_PAIR_WINDOW)
+        stored = torch.arange(nnz, device=dev)
+        t_live = window_first * most + (stored - begin[row]) // 2 * window_rows + (row - window_first)
+        t = torch.where(stored < live, t_live, most * rows + (stored - live) // 2)
+        return t[:, None], (block, block)
     if tm == 2 * block:   # pairs: column c's live positions [begin, end) in pairs, then the dead ones
         col = topo.column_indices.long()
         begin = topo.offsets_t.long().clamp(max=live)
@@ -547,7 +584,7 @@ def run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, tile, l
                  + (f" (live {live})" if dead else "") + f"; {tiles} tiles on {grid} thread blocks: "
                  f"{tiles // grid} or {tiles // grid + 1} each; {steps}; {time.time() - start:.1f} s")
     ok = True
-    if op != "sdd" or tile_shape(tile)[0] != 2 * block:
+    if op != "sdd" or 2 * block not in tile_shape(tile):   # pairs: counted on the device
         host = _core.launch_geometry(spec, full.nnz, full.block_rows, full.block_cols).grid_x
         if host != tiles:
             lines.append(f"    SCALE PLAN WRONG: {tiles} tiles planned, the host's launch geometry has {host}")

@@ -11,12 +11,13 @@ from moejit import _core, _paths
 
 def test_kernel_spec_fills_the_dynamic_extent_and_a_tile():
     spec = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True)
-    # Hopper (sm_90a, the default target) gets the wgmma family.
+    # Hopper (sm_90a, the default target) gets the wgmma family; sdd a pair of blocks of one
+    # block row per tile.
     assert spec.text() == ("op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 "
-                           "tile=128x128x64.s5.w8x1 family=wgmma target=sm_90a")
+                           "tile=128x256x64.s4.w8x1 family=wgmma target=sm_90a")
     assert moejit.KernelSpec.parse(spec.text()) == spec
     assert spec.hash_hex() == moejit.KernelSpec.parse(spec.text()).hash_hex()
-    assert spec.threads == 384 and spec.shared_bytes == 197712
+    assert spec.threads == 384 and spec.shared_bytes == 230464
     mma = moejit.kernel_spec("sdd", n=114688, k=4096, trans_b=True, family="mma")
     assert mma.text() == ("op=sdd trans=nt dtype=bf16 block=128 m=dyn n=114688 k=4096 "
                           "tile=128x128x64.s3.w2x2 family=mma target=sm_90a")

@@ -53,11 +53,13 @@ def test_search_space_is_pruned_and_starts_with_the_heuristic():
         spec = _core.KernelSpec.parse(problem.text())
         spec.tile = tile
         spec.validate()   # every candidate is statically valid
-        # sdd tiles fit the block (the tiles pairing two blocks are explicit only).
-        assert 128 % tile.tile_m == 0 and 128 % tile.tile_n == 0
-    # A block of 64 leaves only tiles that fit it.
+        # sdd tiles fit the block, or pair two blocks of one block row (tile_n = 2 x block;
+        # the pairs of one block column, tile_m = 2 x block, are explicit only).
+        assert 128 % tile.tile_m == 0 and (128 % tile.tile_n == 0 or (tile.tile_n, tile.tile_m) == (256, 128))
+    assert any(t.tile_n == 256 for t in space) == (problem.family.name == "wgmma")
+    # A block of 64 leaves only tiles that fit it, or its row pairs.
     small = _core.search_space(moejit.kernel_spec(**PROBLEM, block_size=64))
-    assert small and all(t.tile_m <= 64 and t.tile_n <= 64 for t in small)
+    assert small and all(t.tile_m <= 64 and (t.tile_n <= 64 or (t.tile_n, t.tile_m) == (128, 64)) for t in small)
 
 
 def test_search_space_holds_cluster_tiles_for_dsd_only():
