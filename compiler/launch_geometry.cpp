@@ -47,6 +47,15 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
         // also walks empty slots (rows with fewer pairs than the most of any row), which
         // cost it no work: this counts the tiles that do, which sizes the persistent grid.
         tiles = sparse.nnz == 0 ? 0 : (sparse.nnz + std::min(sparse.block_rows, sparse.nnz) + 1) / 2;
+        // The kernel numbers the slots it walks in an int: at most ceil(block_cols / 2)
+        // pairs in each row, then the unused blocks in pairs.
+        const std::int64_t walked = sparse.block_rows * ((sparse.block_cols + 1) / 2) + (sparse.nnz + 1) / 2;
+        if (walked > std::numeric_limits<int>::max()) {
+          throw SpecError("topology", fmt::format("block_rows={} block_cols={}", sparse.block_rows, sparse.block_cols),
+                          fmt::format("block_rows x ceil(block_cols / 2) below 2^31 for tile {} (pairs of one "
+                                      "block row): split the problem or use a tile of one block",
+                                      t.text()));
+        }
       } else {
         tiles = sparse.nnz * (b / t.tile_m) * (b / t.tile_n);
       }

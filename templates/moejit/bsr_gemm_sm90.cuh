@@ -68,8 +68,8 @@
 //
 // Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd)
 // one tile ahead: the producer once the ring is full of the current tile's steps, the
-// consumers once its last wgmmas are issued, so the loads run while those complete and
-// the epilogue stores the tile. Found at the top of each tile, their latency came out of
+// consumers once its last wgmmas are issued, so the loads run while those complete (and
+// the epilogue rounds the tile, and with narrower tiles stores it). Found at the top of each tile, their latency came out of
 // the ring's lead and held up the tile's first wgmmas: the H200 ran dsd with A = S^T 2-5%
 // faster at the mixtral-8x7b and qwen3-30b-a3b shapes (2026-11-29) with them found ahead.
 //
@@ -263,10 +263,6 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   static_assert(!kRowPairs || (kTileM == kBlock && !kPingpong && kCluster == 1),
                 "a row pair of sdd blocks: the whole block's rows, cooperative warpgroups, no cluster");
   static_assert(kStages >= 2, "the pipeline needs at least two stages");
-  // The epilogue alternates between two C halves and waits for all stores but the last
-  // before writing one: with an odd number of chunks above one, a tile's first chunk
-  // would overwrite the half the previous tile's last store may still be reading.
-  static_assert(Layout::kCChunks == 1 || Layout::kCChunks % 2 == 0, "C tiles of 64, 128 or 256 columns");
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
   static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
                 "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");
@@ -437,33 +433,37 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // fragments of wgmma's layout); each matrix's eight 16-byte rows fall in distinct bank
   // groups thanks to the swizzle. A quarter of the instructions of 4-byte stores.
   // Called with a compile-time `c` (unrolled loops), so out16 stays in registers.
+  // The halves alternate with this warpgroup's stores (`half` is the next one's), not with
+  // the chunk's number: the missing block of a pair stores nothing, so a 64x128 row pair
+  // of one block stores only chunk 0, and the next tile's chunk 0 would write the half
+  // that store may still be reading.
+  int half = 0;
   const auto store_chunk = [&](int c) {
     if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
-      const unsigned buffer = c_buffer + (c % Layout::kCChunkBuffers) * (kTileM * 128);
       // A row pair's chunks: the first half of them the left block's, the rest the right's.
       constexpr int kChunksPerPart = kRowPairs ? Layout::kCChunks / 2 : Layout::kCChunks;
       const int part = c / kChunksPerPart;
-      const bool stored = out_rows && part < out_parts;
-      // The store that last read this half (this warpgroup's, kCChunkBuffers chunks ago,
+      if (!out_rows || part >= out_parts) return;   // the same in every thread of the warpgroup
+      const unsigned buffer = c_buffer + half * (kTileM * 128);
+      half = (half + 1) % Layout::kCChunkBuffers;
+      // The store that last read this half (this warpgroup's, kCChunkBuffers stores ago,
       // possibly of the previous tile) must be done reading it.
       if (wg_thread == 0) tma::store_wait_read<Layout::kCChunkBuffers - 1>();
       warpgroup::named_barrier(barrier_id, 128);
-      if (stored) {
 #pragma unroll
-        for (int i = 0; i < kMmaM; ++i) {
-          // Lane l gives the address of row l % 8 of matrix l / 8.
-          const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
+      for (int i = 0; i < kMmaM; ++i) {
+        // Lane l gives the address of row l % 8 of matrix l / 8.
+        const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
 #pragma unroll
-          for (int j = 8 * c; j < 8 * c + 8; j += 2) {
-            const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
-            ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16), out16[i][2 * j], out16[i][2 * j + 1],
-                             out16[i][2 * j + 2], out16[i][2 * j + 3]);
-          }
+        for (int j = 8 * c; j < 8 * c + 8; j += 2) {
+          const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
+          ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16), out16[i][2 * j], out16[i][2 * j + 1],
+                           out16[i][2 * j + 2], out16[i][2 * j + 3]);
         }
       }
       tma::fence_shared_to_async();
       warpgroup::named_barrier(barrier_id, 128);
-      if (wg_thread == 0 && stored) {
+      if (wg_thread == 0) {
         const TileCoord at = part == 0 ? out_at[0] : out_at[1];
 #pragma unroll
         for (int i = 0; i < kMmaM; ++i) {

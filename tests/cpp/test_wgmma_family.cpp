@@ -186,6 +186,9 @@ TEST_CASE("sdd pairs of one block row: 2 x block columns, both warpgroups across
   CHECK(launch_geometry(pair, SparseShape{10, 40, 896}).grid_x == (10 + 10 + 1) / 2);
   CHECK(launch_geometry(pair, SparseShape{1000, 40, 896}).grid_x == (1000 + 40 + 1) / 2);
   CHECK(launch_geometry(pair, SparseShape{0, 0, 896}).grid_x == 0);
+  // The walk's slots (the most pairs per row, at most ceil(block_cols / 2), times the
+  // rows) must fit the kernel's int.
+  CHECK(spec_error_of([&] { launch_geometry(pair, SparseShape{1000, 1 << 23, 896}); }).field == "topology");
   // TMA: each block's B columns are a box of their own (K-major here: 128 rows of w1),
   // A as for one block row, C as for one block.
   const TmaLayout l = tma_layout(pair, SparseShape{12, 6, 896}, 4096, 4096, 128);

@@ -351,7 +351,9 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
 # get an odd and an even number of tiles (45 and 46 on 132 SMs); most tiles reduce over
 # more K steps than the ring has stages; there are tiles with no reduction (an empty block
 # row or column, sdd blocks past a device-side live count) among them. Still small: about
-# 6000 tiles of up to 128 x 128 (12000 blocks for sdd pairs), well under a second of GPU.
+# 6000 tiles of up to 128 x 256 (12000 blocks for sdd pairs; for sdd row pairs 6000 slots
+# of the walk, about 60% of them pairs and the rest empty slots), well under a second of
+# GPU.
 
 SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and between two counts)
 SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits; see dense_extent)
@@ -414,8 +416,10 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
     if op == "sdd" and tn == 2 * block:
         # Pairs of one block row: max_pairs tiles per block row (empty slots included, the
         # dead rows' too), then the dead blocks in pairs. Row 3 is full: max_pairs is
-        # short // 2. Off a multiple of the grid by the number of rows.
-        long = int(target / (short // 2)) + SCALE_SDD_DEAD
+        # short // 2, and about 60% of the slots hold a pair: enough rows for the target's
+        # pairs. Off a multiple of the grid: one more row at a time (each adds max_pairs
+        # tiles).
+        long = int(target / (0.6 * (short // 2))) + SCALE_SDD_DEAD
 
         def row_pair_tiles(mask):
             return sdd_row_pair_slots(mask, SCALE_SDD_DEAD) * mask.shape[0] + (SCALE_SDD_DEAD + 1) // 2
