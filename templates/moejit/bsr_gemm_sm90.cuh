@@ -222,6 +222,16 @@ struct IndexedTiles {
   __device__ Coords at(const BsrGemmParams& p, int t) const { return Coords(p, t); }
 };
 
+// Whether the walk has tile `t`; if so, its coordinates go to `tile`: how the producer and
+// the consumers find each next tile. (Their first tile they find inline, seek before the
+// Tile is made: through this function the sdd column pairs' PTX came out different.)
+template <class Walk>
+__device__ __forceinline__ bool find_tile(Walk& walk, const BsrGemmParams& p, int t, typename Walk::Tile& tile) {
+  const bool found = walk.seek(p, t);
+  if (found) tile = walk.at(p, t);
+  return found;
+}
+
 template <bool kCondition, class IfTrue, class IfFalse>
 struct Select {
   using type = IfTrue;
@@ -325,10 +335,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         const int t_next = t + static_cast<int>(gridDim.x);
         bool more_next = false;
         Tile next{};
-        const auto find_next = [&]() {
-          more_next = walk.seek(p, t_next);
-          if (more_next) next = walk.at(p, t_next);
-        };
+        const auto find_next = [&]() { more_next = sm90::find_tile(walk, p, t_next, next); };
         const bool skip = empty_tile(tile);   // the consumers skip it too
         const int find_next_after = skip ? -1 : min(kStages, tile.num_k_tiles) - 1;
         if (find_next_after < 0) find_next();
@@ -488,10 +495,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     const int t_next = t + static_cast<int>(gridDim.x);
     bool more_next = false;
     Tile next{};
-    const auto find_next = [&]() {
-      more_next = walk.seek(p, t_next);
-      if (more_next) next = walk.at(p, t_next);
-    };
+    const auto find_next = [&]() { more_next = sm90::find_tile(walk, p, t_next, next); };
     // An empty slot of the row pairs: nothing to compute, nothing to store (the producer
     // copies nothing for it either).
     if (empty_tile(tile)) {
