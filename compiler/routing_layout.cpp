@@ -46,6 +46,7 @@ RoutingLayout routing_layout(std::int64_t assignments, int experts, int block, s
   l.column_indices = section(l.max_nnz);
   l.column_indices_t = section(l.max_nnz);
   l.block_offsets_t = section(l.max_nnz);
+  l.live_rows = section(l.max_block_rows);
   l.slots = section(assignments);
   l.row_assignment = section(l.rows);
   l.chunk_counts = section(l.chunks * experts);
@@ -72,6 +73,7 @@ RoutingParams routing_params(const RoutingLayout& l, int* plan, const long long*
   p.column_indices = plan + l.column_indices;
   p.column_indices_t = plan + l.column_indices_t;
   p.block_offsets_t = plan + l.block_offsets_t;
+  p.live_rows = plan + l.live_rows;
   p.rows = static_cast<int>(l.rows);
   return p;
 }

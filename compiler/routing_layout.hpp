@@ -8,7 +8,7 @@
 // rows per expert, hence
 //   max_block_rows = floor((assignments + experts * (block - 1)) / block)
 // and the products' nonzero blocks are at most max_block_rows * (ffn / block); the live
-// counts are in the buffer (live_nnz, bins[experts]).
+// counts are in the buffer (live_nnz, bins[experts], live_rows).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +39,7 @@ struct RoutingLayout {
   std::int64_t column_indices = 0;   // [max_nnz]
   std::int64_t column_indices_t = 0; // [max_nnz]
   std::int64_t block_offsets_t = 0;  // [max_nnz]
+  std::int64_t live_rows = 0;        // [max_block_rows]
   std::int64_t slots = 0;            // [assignments]
   std::int64_t row_assignment = 0;   // [rows]
   std::int64_t chunk_counts = 0;     // [chunks * experts] scratch of the sort

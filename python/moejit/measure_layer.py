@@ -43,24 +43,25 @@ class LayerData:
     come in `copies` independent sets that `run` rotates through, so back-to-back timed
     calls do not find their operands in the L2 cache.
 
-    With `zero_padding`, the rows of x and dy that only pad an expert's tokens to the block
-    size are zero (as a dMoE layer's padded gather leaves them), so every product computes
-    exactly the function of the real tokens, and systems without padding can be checked
-    against the same references (`moejit bench kernels`).
+    The rows of x and dy that only pad an expert's tokens to the block size are zero (as a
+    dMoE layer's padded gather leaves them), so every product computes exactly the function
+    of the real tokens, systems without padding can be checked against the same references
+    (`moejit bench kernels`), and the topology records the tokens of each block row
+    (Topology.live_rows), which lets the weight gradient (dsd_t) skip the padding as it
+    does in the layer.
     """
 
     ROLES = ("sdd", "dsd", "dsd_t", "dds_t")
 
     def __init__(self, shape: ModelShape, *, dtype: str = "bf16", block_size: int = 128, seed: int = 0,
-                 copies: int = 2, runtime: Optional[Runtime] = None, verbose: bool = True,
-                 zero_padding: bool = False) -> None:
+                 copies: int = 2, runtime: Optional[Runtime] = None, verbose: bool = True) -> None:
         self.shape, self.runtime = shape, runtime
         torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
         device = torch.device("cuda", 0)
         gen = torch.Generator(device=device).manual_seed(seed)
         h_dim, f, e = shape.hidden, shape.ffn, shape.experts
         self.counts = random_routing(shape.tokens, e, shape.top_k, device=device, generator=gen)
-        self.topology = Topology.from_expert_counts(self.counts, block_size, f)
+        self.topology = Topology.from_expert_counts(self.counts, block_size, f, zero_padding=True)
         self.ranges = expert_row_ranges(self.topology, self.counts)
         self.routed = shape.tokens * shape.top_k
         self.useful_flops = 2 * self.routed * h_dim * f
@@ -77,10 +78,9 @@ class LayerData:
         self.inputs = []
         for _ in range(copies):
             x, dy = randn(rows, h_dim), randn(rows, h_dim)
-            if zero_padding:
-                for (start, end), count in zip(self.ranges, self.counts.tolist()):
-                    x[start + count:end] = 0
-                    dy[start + count:end] = 0
+            for (start, end), count in zip(self.ranges, self.counts.tolist()):
+                x[start + count:end] = 0
+                dy[start + count:end] = 0
             w1 = randn(e * f, h_dim, scale=h_dim ** -0.5)
             w2 = randn(e * f, h_dim, scale=f ** -0.5)
             h = ops.sdd(x, w1.t(), self.topology, runtime=runtime)

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 
 from . import _core
+from .routing import device_pointer
 from .runtime import Runtime, default_runtime
 from .specs import FamilyLike, TileLike, kernel_spec
 from .topology import Topology
@@ -174,7 +175,8 @@ def _launch(
         topo.nnz, topo.block_rows, topo.block_cols,
         device.index if device.index is not None else torch.cuda.current_device(),
         torch.cuda.current_stream(device).cuda_stream,
-        topo.live_nnz.data_ptr() if topo.live_nnz is not None else 0,
+        device_pointer(topo.live_nnz),
+        device_pointer(topo.live_rows),
     )
 
 

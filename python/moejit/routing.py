@@ -68,6 +68,7 @@ class PlanLayout(NamedTuple):
     column_indices: int
     column_indices_t: int
     block_offsets_t: int
+    live_rows: int
     slots: int
     row_assignment: int
     chunk_counts: int
@@ -100,7 +101,7 @@ def _plan_layout(assignments, num_experts: int, block_size: int, ffn_hidden_size
     max_nnz = max_block_rows * col_blocks
     chunks = (assignments + _ROUTING_CHUNK - 1) // _ROUTING_CHUNK
     sizes = (1, num_experts, num_experts + 1, max_block_rows + 1, block_cols + 1, max_nnz, max_nnz, max_nnz, max_nnz,
-             assignments, rows, chunks * num_experts)
+             max_block_rows, assignments, rows, chunks * num_experts)
     starts = []
     at = 0
     for size in sizes:
@@ -196,7 +197,7 @@ class RoutingPlan:
             self._section(l.row_indices, l.max_nnz), self._section(l.column_indices, l.max_nnz),
             self._section(l.offsets, l.max_block_rows + 1), self._section(l.column_indices_t, l.max_nnz),
             self._section(l.offsets_t, l.block_cols + 1), self._section(l.block_offsets_t, l.max_nnz),
-            live_nnz=self.live_nnz,
+            live_nnz=self.live_nnz, live_rows=self._section(l.live_rows, l.max_block_rows),
         )
 
     def __repr__(self) -> str:

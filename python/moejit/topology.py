@@ -29,6 +29,14 @@ The products take a block as unused when its stored index is at least ``live_nnz
 wgmma sdd tiles that pair two blocks (tile_m = 2 x block_size, an explicit tile only) go by
 its column-major position instead, so they need what the routing kernels build: the live
 blocks first in both orders.
+
+``live_rows``, also optional (and also filled by the routing kernels), is a [block_rows]
+int32 device tensor with the rows in use of each block row, a prefix of it (for the MoE
+topology: the expert's tokens, the rest padding up to whole blocks). The rows after them
+must contribute nothing to the products, holding zeros in the sparse operand or in the
+dense one they meet (moejit.route's gathers write zeros there). The wgmma dsd with the
+sparse operand transposed, whose reduction runs over those rows, skips the steps of each
+block column's last block that hold none of them.
 """
 
 import dataclasses
@@ -47,6 +55,7 @@ _TENSOR_FIELDS = (
     "offsets_t",
     "block_offsets_t",
 )
+_OPTIONAL_TENSOR_FIELDS = ("live_nnz", "live_rows")
 
 
 class TopologyError(ValueError):
@@ -127,6 +136,7 @@ class Topology:
     offsets_t: torch.Tensor
     block_offsets_t: torch.Tensor
     live_nnz: Optional[torch.Tensor] = None
+    live_rows: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------
     # Properties
@@ -148,6 +158,7 @@ class Topology:
             block_rows * self.block_size, self.cols, self.block_size, self.row_indices[:nnz].clone(),
             self.column_indices[:nnz].clone(), self.offsets[: block_rows + 1].clone(),
             self.column_indices_t[:nnz].clone(), self.offsets_t.clone(), self.block_offsets_t[:nnz].clone(),
+            live_rows=None if self.live_rows is None else self.live_rows[:block_rows].clone(),
         )
 
     @property
@@ -259,7 +270,7 @@ class Topology:
 
     @classmethod
     def from_expert_counts(
-        cls, tokens_per_expert: torch.Tensor, block_size: int, ffn_hidden_size: int
+        cls, tokens_per_expert: torch.Tensor, block_size: int, ffn_hidden_size: int, *, zero_padding: bool = False
     ) -> "Topology":
         """Block-diagonal topology of a dropless MoE layer (MegaBlocks dMoE).
 
@@ -267,6 +278,10 @@ class Topology:
         the expert owns the next padded_e / b block rows and the block columns
         [e * F/b, (e+1) * F/b) with F = ``ffn_hidden_size``.  rows is the sum
         of the padded counts, cols = E * F.  Experts with no tokens own no rows.
+
+        ``zero_padding=True`` promises that the rows padding each expert's tokens hold zeros
+        in the dense operands (as a dMoE layer's gather leaves them) and records each block
+        row's tokens in ``live_rows``, so the weight-gradient products skip the padding.
 
         Built on the device of ``tokens_per_expert`` with vectorised ops;
         sizing the output needs exactly one host synchronisation, which reads
@@ -301,13 +316,21 @@ class Topology:
         block = torch.arange(block_rows * ffn_blocks, device=device)
         row_indices = block // ffn_blocks
         column_indices = expert_of_row[row_indices] * ffn_blocks + block % ffn_blocks
-        return cls._from_row_major(
+        topology = cls._from_row_major(
             block_rows * block_size,
             num_experts * ffn_hidden_size,
             block_size,
             row_indices,
             column_indices,
         )
+        if not zero_padding:
+            return topology
+        # Block row r is block r - first_block[e] of its expert e: the rows of it that
+        # hold tokens, all of them but in the expert's last block.
+        first_block = torch.cumsum(blocks_per_expert, 0) - blocks_per_expert
+        in_expert = torch.arange(block_rows, device=device) - first_block[expert_of_row]
+        live_rows = (counts[expert_of_row] - in_expert * block_size).clamp(max=block_size).to(torch.int32)
+        return dataclasses.replace(topology, live_rows=live_rows)
 
     # ------------------------------------------------------------------
     # Checking and conversion
@@ -348,6 +371,13 @@ class Topology:
         self._check_range("column_indices", self.column_indices, "block_cols", block_cols)
         self._check_range("column_indices_t", self.column_indices_t, "block_rows", block_rows)
         self._check_range("block_offsets_t", self.block_offsets_t, "nnz", nnz)
+        if self.live_rows is not None:
+            if self.live_rows.numel() != block_rows:
+                raise TopologyError(f"live_rows has length {self.live_rows.numel()}: expected block_rows={block_rows}")
+            bad = _first_true((self.live_rows < 0) | (self.live_rows > block_size))
+            if bad is not None:
+                raise TopologyError(f"live_rows[{bad}]={int(self.live_rows[bad])}: expected 0 <= value <= "
+                                    f"block_size={block_size}")
 
         rows = self.row_indices.long()
         columns = self.column_indices.long()
@@ -385,8 +415,10 @@ class Topology:
 
     def _validate_tensor_properties(self) -> None:
         device = None
-        for name in _TENSOR_FIELDS:
+        for name in _TENSOR_FIELDS + _OPTIONAL_TENSOR_FIELDS:
             tensor = getattr(self, name)
+            if tensor is None and name in _OPTIONAL_TENSOR_FIELDS:
+                continue
             if not isinstance(tensor, torch.Tensor):
                 raise TopologyError(f"{name}={tensor!r}: expected a torch.Tensor")
             if tensor.dtype != torch.int32:
@@ -426,5 +458,7 @@ class Topology:
     def to(self, device) -> "Topology":
         """Copy of this topology with all metadata on ``device``."""
         return dataclasses.replace(
-            self, **{name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
+            self, **{name: getattr(self, name).to(device) for name in _TENSOR_FIELDS},
+            **{name: getattr(self, name).to(device) for name in _OPTIONAL_TENSOR_FIELDS
+               if getattr(self, name) is not None},
         )

@@ -37,7 +37,7 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
                      std::uintptr_t row_indices, std::uintptr_t column_indices, std::uintptr_t offsets,
                      std::uintptr_t column_indices_t, std::uintptr_t offsets_t, std::uintptr_t block_offsets_t,
                      std::int64_t nnz, std::int64_t block_rows, std::int64_t block_cols, int device,
-                     std::uintptr_t stream, std::uintptr_t live_nnz) {
+                     std::uintptr_t stream, std::uintptr_t live_nnz, std::uintptr_t live_rows) {
   BsrGemmParams p{};
   p.a = as_ptr<void>(a);
   p.b = as_ptr<void>(b);
@@ -55,6 +55,7 @@ void launch_bsr_gemm(JitRuntime& runtime, const KernelSpec& spec, std::uintptr_t
   p.block_rows = static_cast<int>(block_rows);
   p.block_cols = static_cast<int>(block_cols);
   p.live_nnz = as_ptr<int>(live_nnz);
+  p.live_rows = as_ptr<int>(live_rows);
   // Compilation and loading can take a while on a cold cache: let other Python threads run.
   py::gil_scoped_release release;
   runtime.launch_bsr_gemm(spec, p, SparseShape{nnz, block_rows, block_cols}, device,
@@ -328,6 +329,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("column_indices", &RoutingLayout::column_indices)
       .def_readonly("column_indices_t", &RoutingLayout::column_indices_t)
       .def_readonly("block_offsets_t", &RoutingLayout::block_offsets_t)
+      .def_readonly("live_rows", &RoutingLayout::live_rows)
       .def_readonly("slots", &RoutingLayout::slots)
       .def_readonly("row_assignment", &RoutingLayout::row_assignment)
       .def_readonly("chunk_counts", &RoutingLayout::chunk_counts)
@@ -468,7 +470,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("lda"), py::arg("ldb"), py::arg("ldc"), py::arg("row_indices"), py::arg("column_indices"),
            py::arg("offsets"), py::arg("column_indices_t"), py::arg("offsets_t"), py::arg("block_offsets_t"),
            py::arg("nnz"), py::arg("block_rows"), py::arg("block_cols"), py::arg("device"), py::arg("stream"),
-           py::arg("live_nnz") = 0)
+           py::arg("live_nnz") = 0, py::arg("live_rows") = 0)
       .def("launch_routing", &launch_routing, py::arg("spec"), py::arg("layout"), py::arg("plan"),
            py::arg("expert_indices") = 0, py::arg("input") = 0, py::arg("output") = 0, py::arg("weights") = 0,
            py::arg("weight_grad") = 0, py::arg("rows_forward") = 0, py::arg("tokens") = 0, py::arg("device") = 0,

@@ -34,6 +34,13 @@ struct BsrGemmParams {
   // stored block must appear once in block_offsets_t (moejit.route points the unused
   // column-major entries at their own index).
   const int* live_nnz;
+  // Optional (nullptr: every row is in use). [block_rows] the rows in use of each block row,
+  // a prefix of it: the rows after them are padding and must hold zeros in the sparse
+  // operand, so a reduction over the sparse operand's rows may skip them. dsd with A
+  // transposed (the MoE weight gradients, whose reduction runs over an expert's tokens)
+  // does, in the wgmma kernels: the steps of each block column's last block past its rows
+  // in use, which for moejit.route's topologies are all the padding there is.
+  const int* live_rows;
 };
 
 }  // namespace moejit

@@ -232,6 +232,30 @@ __device__ __forceinline__ bool find_tile(Walk& walk, const BsrGemmParams& p, in
   return found;
 }
 
+// One batch of a consumer warpgroup's wgmmas, one committed group: its kMmaM 64-row
+// groups of the stage's A tile (group0, group0 + 1, ...) times the B tile (at byte
+// kABytes of the stage), over the stage's first kSlices K slices of 16. The first slice
+// adds to the accumulators, or with `accumulate` = 0 (a tile's first step) overwrites them.
+template <int kSlices, class Mma, bool kAKMajor, bool kBKMajor, int kABytes, int kMmaM, int kAccumulators>
+__device__ __forceinline__ void mma_batch(float (&acc)[kMmaM][kAccumulators], unsigned stage, int group0,
+                                          int accumulate) {
+#pragma unroll
+  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
+  wgmma::fence();
+#pragma unroll
+  for (int k16 = 0; k16 < kSlices; ++k16) {
+    const unsigned long long b_desc = operand_descriptor<kBKMajor>(stage + kABytes, k16);
+#pragma unroll
+    for (int i = 0; i < kMmaM; ++i) {
+      Mma::mma(acc[i], operand_descriptor<kAKMajor>(stage + (group0 + i) * 8192, k16), b_desc,
+               k16 == 0 ? accumulate : 1);
+    }
+  }
+  wgmma::commit_group();
+#pragma unroll
+  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
+}
+
 template <bool kCondition, class IfTrue, class IfFalse>
 struct Select {
   using type = IfTrue;
@@ -520,10 +544,15 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // handshake (waits for each stage, releases it) and computes and stores nothing.
     bool has_rows = true;
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
+    // The tile's first wgmmas overwrite the accumulators (see issue_step): zeroing them here
+    // would keep the tensor cores waiting at every tile's start. Only a tile without a step
+    // needs zeros, which its epilogue stores.
+    if (k_tiles == 0) {
 #pragma unroll
-    for (int i = 0; i < kMmaM; ++i) {
+      for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
-      for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
+        for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
+      }
     }
     // Pingpong: wait until the other warpgroup has waited for every stage of its tile
     // (see the top of this file: the parity waits below are only exact from then on).
@@ -531,25 +560,32 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // One step of the reduction in two halves: wait for its stage and issue its batch of
     // wgmmas; then, once the previous batch is done reading its stage, hand that stage
     // back (one batch stays in flight, so the tensor cores never wait for the release).
-    const auto issue_step = [&]() {
+    // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
+    // (see BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
+    constexpr bool kPartialLastStep = kOp == OpKind::dsd && kTransA;
+    const auto issue_step = [&](int kt) {
       const int s = step % kStages;
       mbarrier::wait(full + 8 * s, (step / kStages) & 1);
       const unsigned stage = smem + s * Layout::kStageBytes;
+      const int accumulate = kt > 0;
       if (has_rows && !ablate_mma()) {
-#pragma unroll
-        for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-        wgmma::fence();
-#pragma unroll
-        for (int k16 = 0; k16 < kTileK / 16; ++k16) {
-          const unsigned long long b_desc = sm90::operand_descriptor<Tile::kBKMajor>(stage + Layout::kABytes, k16);
-#pragma unroll
-          for (int i = 0; i < kMmaM; ++i) {
-            Mma::mma(acc[i], sm90::operand_descriptor<Tile::kAKMajor>(stage + (group0 + i) * 8192, k16), b_desc, 1);
+        if constexpr (kPartialLastStep) {
+          // A batch of fewer slices is a whole other batch, not a loop cut short: ptxas
+          // serialises the wgmmas of a batch that a branch can leave early (C7520).
+          static_assert(kTileK == 64, "the partial batches below are those of 64-deep steps");
+          const int slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
+          if (slices == 4) {
+            sm90::mma_batch<4, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
+          } else if (slices == 3) {
+            sm90::mma_batch<3, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
+          } else if (slices == 2) {
+            sm90::mma_batch<2, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
+          } else {
+            sm90::mma_batch<1, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
           }
+        } else {
+          sm90::mma_batch<kTileK / 16, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
         }
-        wgmma::commit_group();
-#pragma unroll
-        for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
       }
     };
     const auto retire_step = [&](int kt) {
@@ -562,19 +598,24 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     constexpr int kStoreSteps = kDeferStores ? Layout::kCChunks + 1 : 0;
 #pragma unroll
     for (int c = 0; c < kStoreSteps; ++c) {
-      if (c < k_tiles) issue_step();
+      if (c < k_tiles) issue_step(c);
       if (c > 0 && out_pending) store_chunk(c - 1);
       if (c < k_tiles) retire_step(c);
     }
     out_pending = false;
+    // 256-column tiles find the next tile here, once the previous tile is stored, not
+    // after their last step: the lookups of a dsd with A^T are a chain of three dependent
+    // loads (the column's offsets, its last block's row, that row's live rows), longer
+    // than the last batch that would hide them.
+    if constexpr (kDeferStores) find_next();
     // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
     // H200); the larger loop body of the schedules below made it stop doing so unasked.
 #pragma unroll 2
     for (int kt = kStoreSteps; kt < k_tiles; ++kt) {
-      issue_step();
+      issue_step(kt);
       retire_step(kt);
     }
-    find_next();
+    if constexpr (!kDeferStores) find_next();
     // Pingpong: every stage of this tile has landed; the next tile (the other's) may start.
     if constexpr (kPingpong) {
       if (more_next) warpgroup::named_barrier_arrive(other_turn, 256);

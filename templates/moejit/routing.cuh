@@ -172,6 +172,17 @@ __global__ void __launch_bounds__(kBinsThreads) expert_bins(const RoutingParams 
     p.column_indices_t[i] = row_t;
     p.block_offsets_t[i] = stored_t;
   }
+  // Rows in use of each block row: full blocks, then each expert's last one (a prefix of
+  // it), then none past the used block rows. dsd with A transposed (the weight gradients)
+  // skips the reduction steps past them.
+  for (int r = t; r < p.max_block_rows; r += kBinsThreads) {
+    int rows = 0;
+    if (r < total_blocks) {
+      const int e = routing_detail::expert_of<kExperts>(block_start, r);
+      rows = min(kBlock, counts[e] - (r - block_start[e]) * kBlock);
+    }
+    p.live_rows[r] = rows;
+  }
   // Padding rows: each expert's rows after its assignments, then every row past the used ones.
   for (int i = t; i < kExperts * kBlock; i += kBinsThreads) {
     const int e = i / kBlock;

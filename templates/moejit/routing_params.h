@@ -34,6 +34,7 @@ struct RoutingParams {
   int* column_indices;               // [max_nnz]
   int* column_indices_t;             // [max_nnz]
   int* block_offsets_t;              // [max_nnz]
+  int* live_rows;                    // [max_block_rows] assignments in each block row (0 if unused)
   // --- permutation ---------------------------------------------------------------------
   const void* input;                 // gather: tokens [tokens, n]; scatter: rows; scatter_grad: d(tokens)
   void* output;                      // gather: rows [rows, n]; scatter: tokens; scatter_grad: d(rows)

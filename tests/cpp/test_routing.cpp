@@ -110,10 +110,13 @@ TEST_CASE("the routing plan's sections are contiguous and sized for the worst ro
   CHECK(l.expert_counts == 1);
   CHECK(l.bins == 1 + 128);
   CHECK(l.offsets == l.bins + 129);
+  CHECK(l.live_rows == l.block_offsets_t + l.max_nnz);
+  CHECK(l.slots == l.live_rows + l.max_block_rows);
   CHECK(l.chunk_counts + l.chunks * 128 == l.total);
   int plan_base = 0;
   const RoutingParams p = routing_params(l, &plan_base, nullptr);
   CHECK(p.row_assignment == &plan_base + l.row_assignment);
+  CHECK(p.live_rows == &plan_base + l.live_rows);
   CHECK(p.max_block_rows == l.max_block_rows);
   CHECK(test::spec_error_of([] { routing_layout(10, 4, 128, 100); }).field == "ffn_hidden_size");
   CHECK(test::spec_error_of([] { routing_layout(-1, 4, 128, 128); }).field == "assignments");

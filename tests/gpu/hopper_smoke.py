@@ -335,10 +335,38 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
             lines.append(f"  BLOCKS PAST THE LIVE COUNT ARE NOT ZERO: NaN {int(torch.isnan(out[live:]).sum())}, "
                          f"nonzero {int((out[live:].nan_to_num(1.0) != 0).sum())}")
         ok = ok and dead_zero
+    if ok and op == "dsd" and trans_a:
+        ok = run_live_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, lines)
     if ok and scale:
         # The same tile with many tiles per thread block (see run_scale_case).
         ok = run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, spec.tile.text(), lines)
     return ok, lines
+
+
+def run_live_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, lines) -> bool:
+    """dsd with S^T over an MoE topology with live_rows (a weight gradient): each expert's
+    reduction ends at its last token's K slice of 16, so the sparse rows past it, NaN here,
+    must not reach C (the rows between, padding too, are zeros as the contract asks). The
+    experts' last blocks end at every slice of a step and on both sides of a step."""
+    import moejit
+    from moejit import ops
+
+    ends = [1, 16, 17, 33, 48, 63, 64, 65, block - 1, block] if block == 128 else [1, 16, 17, 33, 48, 63, 64]
+    counts = torch.tensor([i * block + end for i, end in enumerate(ends)] + [0], dtype=torch.int32, device="cuda")
+    topo = Topology.from_expert_counts(counts, block, 2 * block, zero_padding=True)
+    data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+    live = topo.live_rows.long()[topo.row_indices.long()]
+    row = torch.arange(block, device="cuda")
+    data[row[None, :] >= live[:, None]] = 0
+    clean = moejit.BlockSparseMatrix(data.clone(), topo).t()
+    data[row[None, :] >= ((live + 15) // 16 * 16)[:, None]] = float("nan")
+    b = _dense(torch, topo.rows, size, trans_b, dtype, gen)
+    out = torch.full((topo.cols, size), float("nan"), dtype=dtype, device="cuda")
+    ops.dsd(moejit.BlockSparseMatrix(data, topo).t(), b, out=out, **kw)
+    ref = clean.to_dense().float() @ b.float()
+    torch.cuda.synchronize()
+    lines.append(f"  live rows: {len(ends)} experts ending {ends} rows into their last block, and an empty one")
+    return describe_errors(torch, out, ref, "dsd C over padded experts", lines)
 
 
 # --- part 1: the scale case of one variant ------------------------------------------------

@@ -56,8 +56,7 @@ def main() -> None:
 
     for model in args.models.split(","):
         shape = moejit.model(model)
-        # Zero padding rows, as the layer's gather leaves them.
-        data = LayerData(shape, runtime=runtimes[None], verbose=False, zero_padding=True)
+        data = LayerData(shape, runtime=runtimes[None], verbose=False)
         for role in dict.fromkeys(r for r, _, _ in variants):
             m, n, k = kernel_extents(role, data.topology.rows, shape.hidden, shape.ffn)
             a = torch.randn(m, k, device="cuda").bfloat16()

@@ -93,7 +93,8 @@ def test_routing_layout_is_an_upper_bound_with_contiguous_sections(assignments, 
     assert l.chunks == math.ceil(assignments / 4096)
     sizes = [("live_nnz", 1), ("expert_counts", experts), ("bins", experts + 1), ("offsets", l.max_block_rows + 1),
              ("offsets_t", l.block_cols + 1), ("row_indices", l.max_nnz), ("column_indices", l.max_nnz),
-             ("column_indices_t", l.max_nnz), ("block_offsets_t", l.max_nnz), ("slots", assignments),
+             ("column_indices_t", l.max_nnz), ("block_offsets_t", l.max_nnz), ("live_rows", l.max_block_rows),
+             ("slots", assignments),
              ("row_assignment", l.rows), ("chunk_counts", l.chunks * experts)]
     at = 0
     for name, size in sizes:

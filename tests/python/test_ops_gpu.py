@@ -315,6 +315,46 @@ def test_wgmma_many_tiles_per_sm(block, trans_a, trans_b):
         assert relative_error(z, ad.float() @ view.to_dense().float()) < 1e-2, f"dds trans_b={transposed}"
 
 
+def _padded_expert_blocks(topo, dtype, gen, past_slices):
+    """Random blocks over an MoE topology with live_rows whose padding rows are zeros, and
+    `past_slices` in the rows past each block's tokens rounded up to wgmma's K slice of 16
+    (the rows the wgmma weight gradient skips). Returns (the blocks, the zero-padded ones)."""
+    b = topo.block_size
+    data = torch.randn(topo.nnz, b, b, device="cuda", generator=gen).to(dtype)
+    live = topo.live_rows.long()[topo.row_indices.long()]           # tokens of each block's row
+    row = torch.arange(b, device="cuda")
+    data[row[None, :] >= live[:, None]] = 0
+    clean = data.clone()
+    data[row[None, :] >= ((live + 15) // 16 * 16)[:, None]] = past_slices
+    return moejit.BlockSparseMatrix(data, topo), moejit.BlockSparseMatrix(clean, topo)
+
+
+@pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("family", ["mma", "wgmma"])
+def test_weight_gradient_over_padded_experts(family, block):
+    """dsd with S^T over an MoE topology with live_rows (the weight gradients): the wgmma
+    kernels end each expert's reduction at its last token's K slice, so NaN past it must not
+    reach C; the mma family reads the padding, which then holds zeros. Last blocks of every
+    kind: one token, a step and one row, whole steps, a full block, an empty expert."""
+    if family == "wgmma" and not _is_hopper():
+        pytest.skip("wgmma needs a Hopper GPU (sm_90a)")
+    gen = torch.Generator(device="cuda").manual_seed(block)
+    dt = torch.bfloat16
+    counts = torch.tensor([1, block // 4 + 1, 0, block // 2, block // 2 + 1, block, 2 * block + 3, 3 * block - 1],
+                          device="cuda", dtype=torch.int32)
+    topo = Topology.from_expert_counts(counts, block, 2 * block, zero_padding=True)
+    poison = float("nan") if family == "wgmma" else 0.0
+    sparse, clean = _padded_expert_blocks(topo, dt, gen, poison)
+    for trans_b in (False, True):
+        bd = _dense(topo.rows, 512, trans_b, dt, gen)
+        out = torch.full((topo.cols, 512), float("nan"), dtype=dt, device="cuda")
+        ops.dsd(sparse.t(), bd, out=out, family=family)
+        ref = clean.t().to_dense().float() @ bd.float()
+        torch.cuda.synchronize()
+        assert not torch.isnan(out).any(), f"trans_b={trans_b}: NaN from the rows past the tokens, or unwritten"
+        assert relative_error(out, ref) < 1e-2, f"trans_b={trans_b}"
+
+
 @pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")
 def test_persistent_grid_of_the_wgmma_family():
     runtime = moejit.default_runtime()

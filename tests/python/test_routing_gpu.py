@@ -79,6 +79,9 @@ def test_route(kind, tokens, experts, top_k, block, ffn):
         for field in ("row_indices", "column_indices", "offsets", "column_indices_t", "offsets_t",
                       "block_offsets_t"):
             assert torch.equal(getattr(live, field), getattr(ref, field)), field
+        # Each block row's tokens, as the weight gradients read them.
+        padded = Topology.from_expert_counts(counts.to("cuda", torch.int32), block, ffn, zero_padding=True)
+        assert torch.equal(live.live_rows, padded.live_rows)
     # Capacity: unused block rows are empty, unused entries in range.
     topo = plan.topology
     assert int(topo.live_nnz.item()) == live.nnz
@@ -86,6 +89,7 @@ def test_route(kind, tokens, experts, top_k, block, ffn):
     unused = torch.arange(live.nnz, topo.nnz, device="cuda", dtype=torch.int32)
     assert torch.equal(topo.block_offsets_t[live.nnz:], unused)
     assert int(topo.offsets_t[-1].item()) == live.nnz
+    assert (topo.live_rows[live.block_rows:] == 0).all()
 
 
 def test_route_accepts_int32_and_rejects_bad_arguments():

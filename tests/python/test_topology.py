@@ -185,6 +185,27 @@ def test_from_expert_counts(device, name, block_size, ffn_hidden_size):
     assert_matches_reference(topo, mask, len(counts) * ffn_hidden_size // block_size, block_size, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(EXPERT_COUNTS))
+@pytest.mark.parametrize("block_size", [64, 128])
+def test_from_expert_counts_live_rows(device, name, block_size):
+    """With zero_padding, live_rows has each block row's tokens: block_size for all but
+    each expert's last block, which holds the rest; without it, no live_rows."""
+    counts = counts_for(name, seed=block_size)
+    tensor = torch.tensor(counts, dtype=torch.int64, device=device)
+    assert Topology.from_expert_counts(tensor, block_size, 2 * block_size).live_rows is None
+    topo = Topology.from_expert_counts(tensor, block_size, 2 * block_size, zero_padding=True)
+    expected = []
+    for count in counts:
+        full, rest = divmod(count, block_size)
+        expected += [block_size] * full + ([rest] if rest else [])
+    assert topo.live_rows.dtype == torch.int32 and topo.live_rows.device.type == torch.device(device).type
+    assert topo.live_rows.tolist() == expected
+    assert sum(expected) == sum(counts)
+    topo.validate()
+    assert torch.equal(topo.to("cpu").live_rows.cpu(), topo.live_rows.cpu())
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.int64])
 def test_from_expert_counts_integer_dtypes(dtype):
     counts = [3, 0, 130, 64]
@@ -347,6 +368,12 @@ CORRUPTIONS = {
     "rows_mismatch_offsets": ("offsets", lambda t: {"rows": t.rows + 64}),
     "cols_mismatch_offsets_t": ("offsets_t", lambda t: {"cols": t.cols - 64}),
     "block_size_invalid": ("block_size", lambda t: {"block_size": 32}),
+    # the optional per-block-row rows in use
+    "live_rows_short": ("live_rows", lambda t: {"live_rows": torch.full((t.block_rows - 1,), 1, dtype=torch.int32)}),
+    "live_rows_past_block": ("live_rows", lambda t: {"live_rows": torch.full((t.block_rows,), 65, dtype=torch.int32)}),
+    "live_rows_negative": ("live_rows", lambda t: {"live_rows": torch.full((t.block_rows,), -1, dtype=torch.int32)}),
+    "live_rows_int64": ("live_rows", lambda t: {"live_rows": torch.full((t.block_rows,), 1, dtype=torch.int64)}),
+    "live_nnz_int64": ("live_nnz", lambda t: {"live_nnz": torch.tensor([1])}),
 }
 
 

@@ -29,7 +29,7 @@ def bench_kernels(shape: ModelShape, peers: list[str], *, measurer: Measurer, dt
     from ..measure_layer import LayerData
 
     data = LayerData(shape, dtype=dtype, block_size=block_size, seed=seed, copies=2, runtime=runtime,
-                     verbose=False, zero_padding=True)
+                     verbose=False)
     layout = TokenLayout.from_counts(data.counts, block_size)
     routing = layout.describe()
     log(f"[{shape.name}] routing: {routing['routed_tokens']} token-expert pairs, max/mean tokens per expert "
