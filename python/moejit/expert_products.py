@@ -10,6 +10,11 @@ and their gradients use the same three kernels as moejit.layer_kernels lists:
 where expert_dsd_t(h, y) = h.t() @ y. All are torch.library custom ops with fake
 implementations; the blocks past the plan's live count are zeros (sdd writes them without
 computing), so every output element is defined and deterministic.
+
+The rows that pad each expert to whole blocks must hold zeros in x and in the gradients
+that reach y (moejit.padded_gather and the scatter's gradient write them so): the plan's
+topology records each block row's tokens (Topology.live_rows), and on Hopper the weight
+gradients (expert_dsd_t) stop at each expert's last token instead of the block's end.
 """
 
 from __future__ import annotations

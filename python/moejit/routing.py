@@ -5,7 +5,7 @@
     plan.bins              # [E+1] first row of each expert; bins[E] = rows in use
     plan.slots             # [T*k] row of each assignment (token t's j-th choice is t*k+j)
     plan.row_assignment    # [rows] assignment of each row, -1 for padding
-    plan.topology          # the expert products' block-diagonal Topology (with live_nnz)
+    plan.topology          # the expert products' block-diagonal Topology (live_nnz, live_rows)
 
 Three generated kernels (expert_histogram, expert_bins, expert_slots: a stable counting
 sort, templates/moejit/routing.cuh) fill one int32 buffer. Its size is an upper bound that

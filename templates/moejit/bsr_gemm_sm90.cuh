@@ -66,12 +66,15 @@
 // they walk the same stages in lockstep. No CTA may exit while a peer can still arrive
 // on its barriers: the kernel ends with a cluster-wide barrier.
 //
-// Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd)
-// one tile ahead: the producer once the ring is full of the current tile's steps, the
-// consumers once its last wgmmas are issued, so the loads run while those complete (and
-// the epilogue rounds the tile, and with narrower tiles stores it). Found at the top of each tile, their latency came out of
-// the ring's lead and held up the tile's first wgmmas: the H200 ran dsd with A = S^T 2-5%
-// faster at the mixtral-8x7b and qwen3-30b-a3b shapes (2026-11-29) with them found ahead.
+// Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd
+// and for dsd with A = S^T and live rows) one tile ahead: the producer once the ring is
+// full of the current tile's steps; the consumers of 256-column cooperative tiles once
+// they have issued the previous tile's deferred stores (a few steps into the current
+// tile), the other consumers once the current tile's last wgmmas are issued, so the loads
+// run while those complete and the epilogue rounds (and stores) the tile. Found at the top
+// of each tile, their latency came out of the ring's lead and held up the tile's first
+// wgmmas: the H200 ran dsd with A = S^T 2-5% faster at the mixtral-8x7b and qwen3-30b-a3b
+// shapes (2026-11-29) with them found ahead.
 //
 // The producer waits empty[s], announces the stage's bytes on full[s] and issues the
 // copies; a consumer waits full[s], issues its share of the stage's wgmmas and releases
@@ -514,8 +517,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // A tile with no reduction (an empty sparse row, an sdd block past the live count)
     // still gets its epilogue: zeros, so every output element is defined.
     const int k_tiles = tile.num_k_tiles;
-    // The next tile, found (see the top of this file) once this one's last wgmmas are
-    // issued, or at once where the other warpgroup computes this one.
+    // The next tile, found (see the top of this file) a few steps into this one (256-column
+    // cooperative tiles) or once its last wgmmas are issued, or at once where the other
+    // warpgroup computes this one.
     const int t_next = t + static_cast<int>(gridDim.x);
     bool more_next = false;
     Tile next{};
@@ -546,8 +550,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
     // The tile's first wgmmas overwrite the accumulators (see issue_step): zeroing them here
     // would keep the tensor cores waiting at every tile's start. Only a tile without a step
-    // needs zeros, which its epilogue stores.
-    if (k_tiles == 0) {
+    // needs zeros, which its epilogue stores (and every tile when timing without wgmmas,
+    // so that ablation still stores defined values).
+    if (k_tiles == 0 || ablate_mma()) {
 #pragma unroll
       for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
@@ -603,10 +608,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       if (c < k_tiles) retire_step(c);
     }
     out_pending = false;
-    // 256-column tiles find the next tile here, once the previous tile is stored, not
-    // after their last step: the lookups of a dsd with A^T are a chain of three dependent
-    // loads (the column's offsets, its last block's row, that row's live rows), longer
-    // than the last batch that would hide them.
+    // 256-column tiles find the next tile here, once the previous tile's stores are
+    // issued, not after their last step: the lookups of a dsd with A^T are a chain of three
+    // dependent loads (the column's offsets, its last block's row, that row's live rows),
+    // longer than the last batch that would hide them.
     if constexpr (kDeferStores) find_next();
     // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
     // H200); the larger loop body of the schedules below made it stop doing so unasked.

@@ -7,8 +7,11 @@
 // Every traversal provides:
 //   kAKMajor / kBKMajor   whether K is the contiguous dimension of the stored A / B tiles
 //   num_k_tiles           reduction steps of this thread block (0 for an empty sparse row,
-//                         and for an sdd block past the live count: BsrGemmParams::live_nnz;
-//                         either way the C tile is written, with zeros)
+//                         for an sdd block past the live count: BsrGemmParams::live_nnz,
+//                         and for a dsd A^T column whose only block has no live rows:
+//                         BsrGemmParams::live_rows; either way the C tile is written, with
+//                         zeros); dsd also gives last_step_k16, the K slices of 16 of the
+//                         last step that hold live rows
 //   a(kt), b(kt)          coordinates of the A and B tiles of step kt
 //   c                     coordinates of the C tile
 //   num_tiles(p)          C tiles of the product (the persistent grid strides over them)

@@ -6,6 +6,7 @@ before each run, so an element the kernel fails to write shows up.
 Each op runs in every kernel family the GPU has: mma everywhere, wgmma (TMA + wgmma,
 persistent) on Hopper (compute capability 9.0) only."""
 
+import dataclasses
 import itertools
 
 import pytest
@@ -335,24 +336,30 @@ def test_weight_gradient_over_padded_experts(family, block):
     """dsd with S^T over an MoE topology with live_rows (the weight gradients): the wgmma
     kernels end each expert's reduction at its last token's K slice, so NaN past it must not
     reach C; the mma family reads the padding, which then holds zeros. Last blocks of every
-    kind: one token, a step and one row, whole steps, a full block, an empty expert."""
+    kind: one token, a step and one row, whole steps, a full block, an empty expert; then
+    the same with two last blocks that hold no rows in use (a column left without a step,
+    and one that ends at the block before)."""
     if family == "wgmma" and not _is_hopper():
         pytest.skip("wgmma needs a Hopper GPU (sm_90a)")
     gen = torch.Generator(device="cuda").manual_seed(block)
     dt = torch.bfloat16
     counts = torch.tensor([1, block // 4 + 1, 0, block // 2, block // 2 + 1, block, 2 * block + 3, 3 * block - 1],
                           device="cuda", dtype=torch.int32)
-    topo = Topology.from_expert_counts(counts, block, 2 * block, zero_padding=True)
+    padded = Topology.from_expert_counts(counts, block, 2 * block, zero_padding=True)
+    # Block rows 0 (expert 0's only block) and 7 (expert 6's last) taken as holding no tokens.
+    no_rows = padded.live_rows.clone()
+    no_rows[[0, 7]] = 0
     poison = float("nan") if family == "wgmma" else 0.0
-    sparse, clean = _padded_expert_blocks(topo, dt, gen, poison)
-    for trans_b in (False, True):
+    for topo, trans_b in ((padded, False), (padded, True), (dataclasses.replace(padded, live_rows=no_rows), False)):
+        sparse, clean = _padded_expert_blocks(topo, dt, gen, poison)
         bd = _dense(topo.rows, 512, trans_b, dt, gen)
         out = torch.full((topo.cols, 512), float("nan"), dtype=dt, device="cuda")
         ops.dsd(sparse.t(), bd, out=out, family=family)
         ref = clean.t().to_dense().float() @ bd.float()
         torch.cuda.synchronize()
-        assert not torch.isnan(out).any(), f"trans_b={trans_b}: NaN from the rows past the tokens, or unwritten"
-        assert relative_error(out, ref) < 1e-2, f"trans_b={trans_b}"
+        case = f"trans_b={trans_b}, live_rows={topo.live_rows.tolist()}"
+        assert not torch.isnan(out).any(), f"{case}: NaN from the rows past the tokens, or unwritten"
+        assert relative_error(out, ref) < 1e-2, case
 
 
 @pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")
