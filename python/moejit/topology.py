@@ -35,8 +35,8 @@ int32 device tensor with the rows in use of each block row, a prefix of it (for 
 topology: the expert's tokens, the rest padding up to whole blocks). The rows after them
 must contribute nothing to the products, holding zeros in the sparse operand or in the
 dense one they meet (moejit.route's gathers write zeros there). The wgmma dsd with the
-sparse operand transposed, whose reduction runs over those rows, skips the steps of each
-block column's last block that hold none of them.
+sparse operand transposed, whose reduction runs over those rows, ends each block column's
+reduction at the last 16-row K slice of its last block that holds any of them.
 """
 
 import dataclasses
