@@ -37,7 +37,12 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     // without a cluster at the mixtral-8x7b and qwen3-30b-a3b shapes, clusters of 4 and
     // pingpong cluster tiles 13-65% slower: only the best two stay candidates, for GPUs
     // or shapes where L2 bandwidth binds. validate() prunes them for every other op and
-    // for n / tile_n not a multiple of the cluster.
+    // for n / tile_n not a multiple of the cluster. Then one cluster along M (.c2x1): two
+    // tile rows share each B tile, a third less L2 traffic per step than no cluster (A's
+    // share saves a sixth). On the H200 (2026-11-29, mixtral-8x7b and qwen3-30b-a3b) it
+    // cut L2 throughput from 82% to 57% of peak for dsd with A^T and let the power-capped
+    // clock rise 2-6%, but the CTAs' lockstep cost 6-7% more cycles: 4-14% slower, short
+    // timings and sustained ones alike. Like .c2, a candidate for where L2 binds.
     const auto add = [&](TileConfig tile) {
       candidate.tile = tile;
       if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) return;
@@ -56,7 +61,8 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     for (auto [tile_m, tile_n] : pingpong_tiles) {
       for (int stages = 3; stages <= 6; ++stages) add(TileConfig{tile_m, tile_n, 64, stages, 8, 1, true});
     }
-    const TileConfig cluster_tiles[] = {{128, 256, 64, 4, 8, 1, false, 2}, {128, 256, 64, 3, 8, 1, false, 2}};
+    const TileConfig cluster_tiles[] = {{128, 256, 64, 4, 8, 1, false, 2}, {128, 256, 64, 3, 8, 1, false, 2},
+                                        {128, 256, 64, 4, 8, 1, false, 1, 2}};
     for (const TileConfig& tile : cluster_tiles) add(tile);
     return out;
   }

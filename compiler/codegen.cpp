@@ -18,6 +18,9 @@ std::string template_arguments(const KernelSpec& s) {
                   s.trans_a, s.trans_b, dtype_template_type(s.dtype), s.block_size, s.m, s.n, s.k, t.tile_m, t.tile_n,
                   t.tile_k, t.stages, t.warps_m, t.warps_n);
   if (s.family == KernelFamily::wgmma) out += fmt::format(", {}, {}", t.pingpong, t.cluster);
+  // The cluster along M only where it is not 1, the template's default: every other
+  // kernel's source stays as it was.
+  if (s.family == KernelFamily::wgmma && t.cluster_m != 1) out += fmt::format(", {}", t.cluster_m);
   return out;
 }
 

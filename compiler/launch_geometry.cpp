@@ -63,7 +63,10 @@ LaunchGeometry launch_geometry(const KernelSpec& s, const SparseShape& sparse) {
     case OpKind::dsd: {
       require_extent("topology.block_cols", sparse.block_cols, b, s.trans_a ? s.m : s.k, s.trans_a ? "m" : "k");
       const std::int64_t rows = s.trans_a ? s.m : sparse.block_rows * b;
-      tiles = rows / t.tile_m * (s.n / t.tile_n);
+      // A cluster along M computes tile rows in pairs: an odd last row gets a partner that
+      // computes nothing but keeps the pair's handshake (bsr_gemm_sm90.cuh).
+      const std::int64_t tile_rows = rows / t.tile_m;
+      tiles = (tile_rows + t.cluster_m - 1) / t.cluster_m * t.cluster_m * (s.n / t.tile_n);
       break;
     }
     case OpKind::dds: {

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstdio>
 #include <optional>
+#include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -50,30 +52,46 @@ namespace {
 constexpr std::string_view kPingpongSuffix = ".pingpong";
 constexpr std::string_view kClusterPrefix = ".c";
 
-// The cluster suffix's value: ".cN" with N a positive integer without leading zeros
-// (validate decides which sizes a kernel supports); nothing if `suffix` is not of that form.
-std::optional<int> parse_cluster_suffix(std::string_view suffix) {
-  if (!suffix.starts_with(kClusterPrefix)) return std::nullopt;
-  const std::string_view digits = suffix.substr(kClusterPrefix.size());
+// A positive integer without leading zeros at the front of `digits`, which it consumes.
+std::optional<int> take_count(std::string_view& digits) {
   if (digits.empty() || digits.front() < '1' || digits.front() > '9') return std::nullopt;
   int value = 0;
   const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  if (error != std::errc()) return std::nullopt;
+  digits.remove_prefix(static_cast<std::size_t>(end - digits.data()));
   return value;
+}
+
+// The cluster suffix's values (cluster_m, cluster): ".cN" (1 x N) or ".cMxN" with M > 1,
+// positive integers without leading zeros (validate decides which shapes a kernel
+// supports); nothing if `suffix` is not of that form.
+std::optional<std::pair<int, int>> parse_cluster_suffix(std::string_view suffix) {
+  if (!suffix.starts_with(kClusterPrefix)) return std::nullopt;
+  std::string_view digits = suffix.substr(kClusterPrefix.size());
+  const std::optional<int> first = take_count(digits);
+  if (!first) return std::nullopt;
+  if (digits.empty()) return std::pair{1, *first};
+  if (digits.front() != 'x' || *first == 1) return std::nullopt;   // ".c1xN" is spelled ".cN"
+  digits.remove_prefix(1);
+  const std::optional<int> second = take_count(digits);
+  if (!second || !digits.empty()) return std::nullopt;
+  return std::pair{*first, *second};
 }
 }  // namespace
 
 std::string TileConfig::text() const {
   return fmt::format("{}x{}x{}.s{}.w{}x{}{}{}", tile_m, tile_n, tile_k, stages, warps_m, warps_n,
-                     cluster != 1 ? fmt::format("{}{}", kClusterPrefix, cluster) : std::string(),
+                     cluster_m != 1  ? fmt::format("{}{}x{}", kClusterPrefix, cluster_m, cluster)
+                     : cluster != 1  ? fmt::format("{}{}", kClusterPrefix, cluster)
+                                     : std::string(),
                      pingpong ? kPingpongSuffix : std::string_view());
 }
 
 TileConfig parse_tile_config(std::string_view text) {
   const auto malformed = [&] {
     return SpecError("tile", std::string(text),
-                     "MxNxK.sS.wWMxWN[.cC][.pingpong], for example 128x128x32.s4.w2x2, 128x128x64.s5.w8x1.pingpong "
-                     "or 128x256x64.s3.w8x1.c2");
+                     "MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong], for example 128x128x32.s4.w2x2, "
+                     "128x128x64.s5.w8x1.pingpong, 128x256x64.s3.w8x1.c2 or 128x256x64.s4.w8x1.c2x1");
   };
   TileConfig c;
   std::string_view rest = text;
@@ -89,9 +107,9 @@ TileConfig parse_tile_config(std::string_view text) {
   // What follows the warp grid is the cluster suffix or nothing.
   const std::string_view suffix = rest.substr(static_cast<std::size_t>(consumed));
   if (!suffix.empty()) {
-    const std::optional<int> cluster = parse_cluster_suffix(suffix);
+    const std::optional<std::pair<int, int>> cluster = parse_cluster_suffix(suffix);
     if (!cluster) throw malformed();
-    c.cluster = *cluster;
+    std::tie(c.cluster_m, c.cluster) = *cluster;
   }
   return c;
 }

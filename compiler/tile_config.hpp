@@ -23,6 +23,12 @@ struct TileConfig {
   // tile row, and each copies 1/cluster of their common A tile into all of them. Text
   // suffix ".cN" (never ".c1": a tile without clusters prints as it always did).
   int cluster = 1;
+  // wgmma family, dsd only: CTAs per thread-block cluster along M sharing the B tile by
+  // TMA multicast (1 or 2; not with cluster > 1): the cluster's CTAs compute the two tiles
+  // of one tile column in tile rows 2i and 2i + 1, which reduce over the same B tiles
+  // wherever their sparse rows hold the same block columns (the tiles of one expert), and
+  // each copies half of B into both. Text suffix ".c2x1" (cluster shape M x N).
+  int cluster_m = 1;
 
   // The mma family's threads (the warp grid); see wgmma_threads for the wgmma family.
   int threads() const { return warps_m * warps_n * 32; }
@@ -35,7 +41,11 @@ struct TileConfig {
   // templates/moejit/epilogue.cuh). See wgmma_shared_bytes for the wgmma family.
   int shared_bytes(DType dtype) const;
 
-  // "128x128x32.s4.w2x2", "128x128x64.s5.w8x1.pingpong", "128x128x64.s5.w8x1.c2.pingpong"
+  // Thread blocks per cluster.
+  int cluster_ctas() const { return cluster * cluster_m; }
+
+  // "128x128x32.s4.w2x2", "128x128x64.s5.w8x1.pingpong", "128x128x64.s5.w8x1.c2.pingpong",
+  // "128x256x64.s4.w8x1.c2x1"
   std::string text() const;
   friend bool operator==(const TileConfig&, const TileConfig&) = default;
 };

@@ -79,10 +79,12 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t n = s.n;
       // A cluster's CTAs share the A tile, each copying 1/cluster of it (validate: whole
       // 8-row swizzle atoms) into all of them by multicast: a box of that share's rows.
+      // Along M, they share the B tile the same way.
       const auto cluster = static_cast<std::uint32_t>(t.cluster);
+      const auto cluster_m = static_cast<std::uint32_t>(t.cluster_m);
       out.a = operand("a", sparse_rows, b, b, e, box_rows(!s.trans_a, t.tile_m) / cluster);
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n))
-                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n));
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n) / cluster_m)
+                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n) / cluster_m);
       out.c = output(m, n, ldc, e);
       break;
     }

@@ -49,6 +49,8 @@ void validate_common_tile(const KernelSpec& s) {
   require(power_of_two(t.warps_n) && t.warps_n <= 8, "warps_n", t.warps_n, "1, 2, 4 or 8");
   require(t.cluster == 1 || t.cluster == 2 || t.cluster == 4, "cluster", t.cluster,
           "1, 2 or 4 (CTAs per thread-block cluster, text suffix .c2 or .c4)");
+  require(t.cluster_m == 1 || t.cluster_m == 2, "cluster_m", t.cluster_m,
+          "1 or 2 (CTAs per thread-block cluster along M, text suffix .c2x1)");
 }
 
 void validate_mma_tile(const KernelSpec& s) {
@@ -68,6 +70,8 @@ void validate_mma_tile(const KernelSpec& s) {
                       t.accumulators_per_thread()));
   require(!t.pingpong, "tile", t.text(), "no .pingpong for family=mma (a wgmma schedule)");
   require(t.cluster == 1, "cluster", t.cluster, "1 for family=mma (thread-block clusters are a wgmma schedule)");
+  require(t.cluster_m == 1, "cluster_m", t.cluster_m,
+          "1 for family=mma (thread-block clusters are a wgmma schedule)");
 }
 
 // The wgmma family (templates/moejit/bsr_gemm_sm90.cuh): Hopper's warpgroup instructions
@@ -121,14 +125,28 @@ void validate_tile(const KernelSpec& s) {
 void require_no_cluster(const KernelSpec& s) {
   require(s.tile.cluster == 1, "cluster", s.tile.cluster,
           fmt::format("1 for op={} (clusters share the sparse A tile of op=dsd only)", op_name(s.op)));
+  require(s.tile.cluster_m == 1, "cluster_m", s.tile.cluster_m,
+          fmt::format("1 for op={} (clusters along M share the dense B tile of op=dsd only)", op_name(s.op)));
 }
 
 // The CTAs of a cluster compute `cluster` N-adjacent tiles of one tile row, so a tile row
 // must hold whole clusters; each copies tile_m / cluster rows of a K-major A tile (or a
 // 64 / cluster-row slice of each MN-major box) with TMA multicast, in whole 8-row atoms of
 // the 128-byte swizzle.
+//
+// Along M (cluster_m = 2), the two CTAs compute tile rows 2i and 2i + 1 of one tile
+// column and copy half of each B tile they share into both: the cooperative schedule (a
+// pingpong warpgroup's turns would put different tiles of the pair side by side), and not
+// together with a cluster along N. B's halves (K-major: tile_n / 2 rows; MN-major: 32 K
+// rows of each 64-column box) are whole 8-row swizzle atoms for every wgmma tile_n.
 void validate_dsd_cluster(const KernelSpec& s) {
   const TileConfig& t = s.tile;
+  if (t.cluster_m != 1) {
+    require(!t.pingpong, "cluster_m", t.cluster_m,
+            "1 with .pingpong (the CTAs along M share B tile by tile, which takes the cooperative schedule)");
+    require(t.cluster == 1, "cluster_m", t.cluster_m,
+            fmt::format("1 with cluster={} (a cluster shares A along N or B along M, not both)", t.cluster));
+  }
   if (t.cluster == 1) return;
   const std::int64_t tiles_n = s.n / t.tile_n;
   require(tiles_n % t.cluster == 0, "n", s.n,

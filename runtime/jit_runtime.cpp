@@ -240,7 +240,7 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
   }
   if (geometry.grid_x == 0) return;   // no tile: nothing to encode either
   const DriverApi& d = driver();
-  const int cluster = spec.tile.cluster;
+  const int cluster = spec.tile.cluster_ctas();
   const std::int64_t grid = persistent_grid(spec, geometry.grid_x, device);
   const TmaLayout layout = tma_layout(spec, sparse, params.lda, params.ldb, params.ldc);
   // An empty sparse operand has no data to point at; its map is never read (see
@@ -256,12 +256,12 @@ void JitRuntime::launch_bsr_gemm(const KernelSpec& spec, const BsrGemmParams& pa
 
 std::int64_t JitRuntime::persistent_grid(const KernelSpec& spec, std::int64_t tiles, int device) {
   if (spec.family != KernelFamily::wgmma || tiles == 0) return tiles;
-  if (spec.tile.cluster == 1) return std::min<std::int64_t>(tiles, multiprocessors(device));
+  if (spec.tile.cluster_ctas() == 1) return std::min<std::int64_t>(tiles, multiprocessors(device));
   return cluster_grid(spec, tiles, device);
 }
 
 std::int64_t JitRuntime::cluster_grid(const KernelSpec& spec, std::int64_t tiles, int device) {
-  const int cluster = spec.tile.cluster;
+  const int cluster = spec.tile.cluster_ctas();
   // validate() makes a tile row hold whole clusters, so the tiles come in whole clusters.
   if (tiles % cluster != 0) {
     throw std::logic_error(fmt::format("{} tiles of {}: expected a multiple of the cluster ({}), as validate ensures",

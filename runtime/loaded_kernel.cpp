@@ -74,11 +74,11 @@ void LoadedKernel::launch(std::int64_t grid_x, int cluster, const void* params, 
   if (grid_x <= 0) return;
   // A kernel compiled for clusters synchronises with its cluster's other blocks, and one
   // compiled without expects none: a mismatch would hang or fault on the GPU.
-  if (cluster != compiled_->spec.tile.cluster || grid_x % cluster != 0) {
+  if (cluster != compiled_->spec.tile.cluster_ctas() || grid_x % cluster != 0) {
     throw std::invalid_argument(
         fmt::format("cluster={} grid={}: expected the kernel's cluster ({}) and a grid of whole clusters\nkernel: "
                     "{}\nspec: {}",
-                    cluster, grid_x, compiled_->spec.tile.cluster, compiled_->lowered_name, compiled_->spec.text()));
+                    cluster, grid_x, compiled_->spec.tile.cluster_ctas(), compiled_->lowered_name, compiled_->spec.text()));
   }
   void* args[] = {const_cast<void*>(params)};
   const char* call = "cuLaunchKernel";

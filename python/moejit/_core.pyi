@@ -256,7 +256,7 @@ class TileConfig:
         ...
     def __eq__(self, arg0: TileConfig) -> bool:
         ...
-    def __init__(self, tile_m: typing.SupportsInt | typing.SupportsIndex = 128, tile_n: typing.SupportsInt | typing.SupportsIndex = 128, tile_k: typing.SupportsInt | typing.SupportsIndex = 32, stages: typing.SupportsInt | typing.SupportsIndex = 4, warps_m: typing.SupportsInt | typing.SupportsIndex = 2, warps_n: typing.SupportsInt | typing.SupportsIndex = 2, pingpong: bool = False, cluster: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, tile_m: typing.SupportsInt | typing.SupportsIndex = 128, tile_n: typing.SupportsInt | typing.SupportsIndex = 128, tile_k: typing.SupportsInt | typing.SupportsIndex = 32, stages: typing.SupportsInt | typing.SupportsIndex = 4, warps_m: typing.SupportsInt | typing.SupportsIndex = 2, warps_n: typing.SupportsInt | typing.SupportsIndex = 2, pingpong: bool = False, cluster: typing.SupportsInt | typing.SupportsIndex = 1, cluster_m: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     def __repr__(self) -> str:
         ...
@@ -271,6 +271,19 @@ class TileConfig:
         """
     @cluster.setter
     def cluster(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cluster_ctas(self) -> int:
+        """
+        thread blocks per cluster
+        """
+    @property
+    def cluster_m(self) -> int:
+        """
+        wgmma family, dsd only: CTAs per thread-block cluster along M sharing the B tile by TMA multicast (1 or 2; text suffix .c2x1)
+        """
+    @cluster_m.setter
+    def cluster_m(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def pingpong(self) -> bool:

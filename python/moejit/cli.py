@@ -636,7 +636,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
     source.add_argument("--block-size", type=int, default=128)
     source.add_argument("--target")
-    source.add_argument("--tile", help="MxNxK.sS.wWMxWN[.cC][.pingpong] (default: heuristic)")
+    source.add_argument("--tile", help="MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong] (default: heuristic)")
     source.set_defaults(func=cmd_source)
 
     show = sub.add_parser("show", help="a generated kernel: source, PTX, SASS, resources, tuning")

@@ -239,11 +239,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("target_for_device", &target_for_device, py::arg("major"), py::arg("minor"));
 
   py::class_<TileConfig>(m, "TileConfig")
-      .def(py::init([](int tm, int tn, int tk, int stages, int wm, int wn, bool pingpong, int cluster) {
-             return TileConfig{tm, tn, tk, stages, wm, wn, pingpong, cluster};
+      .def(py::init([](int tm, int tn, int tk, int stages, int wm, int wn, bool pingpong, int cluster, int cluster_m) {
+             return TileConfig{tm, tn, tk, stages, wm, wn, pingpong, cluster, cluster_m};
            }),
            py::arg("tile_m") = 128, py::arg("tile_n") = 128, py::arg("tile_k") = 32, py::arg("stages") = 4,
-           py::arg("warps_m") = 2, py::arg("warps_n") = 2, py::arg("pingpong") = false, py::arg("cluster") = 1)
+           py::arg("warps_m") = 2, py::arg("warps_n") = 2, py::arg("pingpong") = false, py::arg("cluster") = 1,
+           py::arg("cluster_m") = 1)
       .def_static("parse", &parse_tile_config, py::arg("text"))
       .def_readwrite("tile_m", &TileConfig::tile_m)
       .def_readwrite("tile_n", &TileConfig::tile_n)
@@ -256,6 +257,10 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("cluster", &TileConfig::cluster,
                      "wgmma family, dsd only: CTAs per thread-block cluster along N sharing the A tile by TMA "
                      "multicast (1, 2 or 4; text suffix .cN)")
+      .def_readwrite("cluster_m", &TileConfig::cluster_m,
+                     "wgmma family, dsd only: CTAs per thread-block cluster along M sharing the B tile by TMA "
+                     "multicast (1 or 2; text suffix .c2x1)")
+      .def_property_readonly("cluster_ctas", &TileConfig::cluster_ctas, "thread blocks per cluster")
       .def_property_readonly("threads", &TileConfig::threads)
       .def("shared_bytes", &TileConfig::shared_bytes, py::arg("dtype"))
       .def("text", &TileConfig::text)

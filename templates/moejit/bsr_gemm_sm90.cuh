@@ -66,6 +66,17 @@
 // they walk the same stages in lockstep. No CTA may exit while a peer can still arrive
 // on its barriers: the kernel ends with a cluster-wide barrier.
 //
+// Clusters along M (TileConfig::cluster_m = 2, dsd's cooperative schedule only) share B
+// instead: the two CTAs take tile rows 2i and 2i + 1 of one tile column (ColumnPairTiles in
+// bsr_tile_coords.cuh), which read the same B tiles wherever their sparse rows hold the
+// same blocks, as the rows of one expert do. Both walk the ring for the longer of the two
+// reductions and release every stage on both CTAs' empty barriers, as above; at each step
+// both decide alike (ColumnPairTile::shares_b) whether they read the same B tile: then each
+// copies half of it into both, and otherwise each copies all of its own B in the two
+// halves the tensor map's box holds. A step of the partner's longer reduction copies
+// nothing (the stage completes on the producer's arrival alone) and computes nothing; an
+// odd last tile row's absent partner only keeps the handshake.
+//
 // Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd
 // and for dsd with A = S^T and live rows) one tile ahead: the producer once the ring is
 // full of the current tile's steps; the consumers of 256-column cooperative tiles once
@@ -172,21 +183,29 @@ __device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& 
 // MN-major one, so every slice is a whole number of 8-row (1024-byte) swizzle atoms and
 // lands where load_operand would have put it. The host encodes the smaller boxes
 // (compiler/tma_layout.cpp).
-template <bool kKMajor, int kRows, int kCluster>
+// With kMulticast = false the slice lands in this CTA only: a tile that is not shared,
+// copied slice by slice with the tensor map of the shared ones.
+template <bool kKMajor, int kRows, int kCluster, bool kMulticast = true>
 __device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar,
                                                    int rank) {
   constexpr unsigned short kAllCtas = (1u << kCluster) - 1;
+  const auto copy = [&](unsigned to, int x, int y) {
+    if constexpr (kMulticast) {
+      tma::load_2d_multicast(to, map, x, y, bar, kAllCtas);
+    } else {
+      tma::load_2d(to, map, x, y, bar);
+    }
+  };
   if constexpr (kKMajor) {
     constexpr int kSliceRows = kRows / kCluster;
     static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-    tma::load_2d_multicast(dst + rank * kSliceRows * 128, map, at.x, at.y + rank * kSliceRows, bar, kAllCtas);
+    copy(dst + rank * kSliceRows * 128, at.x, at.y + rank * kSliceRows);
   } else {
     constexpr int kSliceRows = 64 / kCluster;
     static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
 #pragma unroll
     for (int chunk = 0; chunk < kRows / 64; ++chunk) {
-      tma::load_2d_multicast(dst + chunk * 8192 + rank * kSliceRows * 128, map, at.x + 64 * chunk,
-                             at.y + rank * kSliceRows, bar, kAllCtas);
+      copy(dst + chunk * 8192 + rank * kSliceRows * 128, at.x + 64 * chunk, at.y + rank * kSliceRows);
     }
   }
 }
@@ -271,7 +290,8 @@ struct Select<false, IfTrue, IfFalse> {
 }  // namespace sm90
 
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
-          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster>
+          int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster,
+          int kClusterM = 1>
 __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
   using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
@@ -279,11 +299,15 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // top of this file).
   constexpr bool kPairs = kOp == OpKind::sdd && kTileM == 2 * kBlock;
   constexpr bool kRowPairs = kOp == OpKind::sdd && kTileN == 2 * kBlock;
+  // dsd with a cluster along M: tile rows in pairs (ColumnPairTiles).
+  constexpr int kCtas = kCluster * kClusterM;   // thread blocks per cluster
+  using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
   using Walk = typename sm90::Select<
       kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
-      typename sm90::Select<kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
-                            sm90::IndexedTiles<BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM,
-                                                             kTileN, kTileK>>>::type>::type;
+      typename sm90::Select<
+          kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
+          typename sm90::Select<kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
+                                sm90::IndexedTiles<Coords>>::type>::type>::type;
   using Tile = typename Walk::Tile;
   using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
   constexpr int kConsumers = Layout::kConsumerWarpgroups;
@@ -303,6 +327,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
   static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
                 "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");
+  static_assert(kClusterM == 1 || (kClusterM == 2 && kOp == OpKind::dsd && !kPingpong && kCluster == 1),
+                "a cluster along M shares B: dsd's cooperative schedule, two CTAs, not also along N");
 
   const BsrGemmParams& p = params.gemm;
 
@@ -320,18 +346,18 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       mbarrier::init(full + 8 * s, 1);
-      mbarrier::init(empty + 8 * s, (kPingpong ? 1 : kConsumers) * kCluster);
+      mbarrier::init(empty + 8 * s, (kPingpong ? 1 : kConsumers) * kCtas);
     }
     mbarrier::fence_init();
   }
   // With a cluster, the peers' barriers must be initialised before any multicast or
   // release reaches them.
-  if constexpr (kCluster == 1) {
+  if constexpr (kCtas == 1) {
     __syncthreads();
   } else {
     cluster::sync();
   }
-  const int cta_rank = kCluster == 1 ? 0 : static_cast<int>(cluster::rank());
+  const int cta_rank = kCtas == 1 ? 0 : static_cast<int>(cluster::rank());
   // Row pairs: the most pairs of any block row, found by the whole block, with the C
   // buffer's first word as scratch (no epilogue writes it before the last read).
   int max_pairs = 0;
@@ -343,7 +369,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // The other threads leave at once; with a cluster they must reach the kernel's last
     // barrier instead, but only after the issuing thread's warp has reconverged: lanes
     // parked in a cluster barrier wait next to a working lane slow it down.
-    if constexpr (kCluster == 1) {
+    if constexpr (kCtas == 1) {
       if (wg_thread != 0) return;
     }
     if (wg_thread == 0) {
@@ -364,18 +390,26 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         Tile next{};
         const auto find_next = [&]() { more_next = sm90::find_tile(walk, p, t_next, next); };
         const bool skip = empty_tile(tile);   // the consumers skip it too
-        const int find_next_after = skip ? -1 : min(kStages, tile.num_k_tiles) - 1;
+        // A cluster along M finds it at once, before this tile's steps, which is also when
+        // the ring is full (of the last tile's steps): found between two steps, the pair's
+        // two lookups spilled the producer's 40 registers.
+        const int find_next_after = skip || kClusterM > 1 ? -1 : min(kStages, ring_steps(tile)) - 1;
         if (find_next_after < 0) find_next();
         // A single-block pair copies one A tile (one B tile for a row pair): the stage then
         // expects half of A's (B's) bytes.
         int stage_bytes = Layout::kStageBytes;
         if constexpr (kPairs) stage_bytes -= (2 - tile.count) * (Layout::kABytes / 2);
         if constexpr (kRowPairs) stage_bytes -= (2 - tile.count) * (Layout::kBBytes / 2);
-        const int k_tiles = skip ? 0 : tile.num_k_tiles;
-        for (int kt = 0; kt < k_tiles; ++kt, ++step) {
+        // Steps of the ring: the tile's reduction, or its pair's longer one (clusters along M).
+        const int k_steps = skip ? 0 : ring_steps(tile);
+        for (int kt = 0; kt < k_steps; ++kt, ++step) {
           const int s = step % kStages;
           mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
-          if constexpr (ablate_loads()) {   // timing only (ablation.cuh): the stage is full at once
+          // A step of the pair's longer reduction only (clusters along M): this CTA copies
+          // nothing and its partner shares nothing, so the stage is full at once.
+          bool copies = true;
+          if constexpr (kClusterM > 1) copies = kt < tile.num_k_tiles;
+          if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
             mbarrier::arrive(full + 8 * s);
             if (kt == find_next_after) find_next();
             continue;
@@ -404,6 +438,19 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
                                                            params.b, tile.b(kt, part), full + 8 * s);
               }
             }
+          } else if constexpr (kClusterM > 1) {
+            // Half of a B tile both CTAs copy, into both; otherwise all of it, in the halves
+            // the tensor map's box holds.
+            if (tile.shares_b(kt)) {
+              sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b,
+                                                                          tile.b(kt), full + 8 * s, cta_rank);
+            } else {
+#pragma unroll
+              for (int half = 0; half < kClusterM; ++half) {
+                sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM, false>(stage + Layout::kABytes, params.b,
+                                                                                   tile.b(kt), full + 8 * s, half);
+              }
+            }
           } else {
             sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
           }
@@ -414,7 +461,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         more = more_next;
       }
     }
-    if constexpr (kCluster > 1) cluster::sync();   // the kernel's last barrier (see its end)
+    if constexpr (kCtas > 1) cluster::sync();   // the kernel's last barrier (see its end)
     return;
   }
 
@@ -515,8 +562,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   }
   while (more) {
     // A tile with no reduction (an empty sparse row, an sdd block past the live count)
-    // still gets its epilogue: zeros, so every output element is defined.
+    // still gets its epilogue: zeros, so every output element is defined. With a cluster
+    // along M the ring walks the pair's longer reduction, k_steps, of which this tile
+    // computes the first k_tiles.
     const int k_tiles = tile.num_k_tiles;
+    const int k_steps = ring_steps(tile);
     // The next tile, found (see the top of this file) a few steps into this one (256-column
     // cooperative tiles) or once its last wgmmas are issued, or at once where the other
     // warpgroup computes this one.
@@ -536,7 +586,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if constexpr (kPingpong) {
       // The other warpgroup's turn: count its steps to stay in phase with the ring.
       if ((turn++ & 1) != warpgroup) {
-        step += k_tiles;
+        step += k_steps;
         find_next();
         tile = next;
         t = t_next;
@@ -544,9 +594,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         continue;
       }
     }
-    // The second block of a single-block pair does not exist: this warpgroup keeps the
-    // handshake (waits for each stage, releases it) and computes and stores nothing.
-    bool has_rows = true;
+    // The second block of a single-block pair, or the absent partner of an odd last tile
+    // row (clusters along M), does not exist: this warpgroup keeps the handshake (waits
+    // for each stage, releases it) and computes and stores nothing.
+    bool has_rows = tile_present(tile);
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
     // The tile's first wgmmas overwrite the accumulators (see issue_step): zeroing them here
     // would keep the tensor cores waiting at every tile's start. Only a tile without a step
@@ -573,7 +624,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       mbarrier::wait(full + 8 * s, (step / kStages) & 1);
       const unsigned stage = smem + s * Layout::kStageBytes;
       const int accumulate = kt > 0;
-      if (has_rows && !ablate_mma()) {
+      bool computes = has_rows;
+      if constexpr (kClusterM > 1) computes = computes && kt < k_tiles;   // past it: the partner's steps
+      if (computes && !ablate_mma()) {
         if constexpr (kPartialLastStep) {
           // A batch of fewer slices is a whole other batch, not a loop cut short: ptxas
           // serialises the wgmmas of a batch that a branch can leave early (C7520).
@@ -595,7 +648,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     };
     const auto retire_step = [&](int kt) {
       wgmma::wait_group<1>();
-      if (kt > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
+      if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
       ++step;
     };
     // The first steps store the previous tile's chunks, one each: chunk c once step c + 1
@@ -603,9 +656,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     constexpr int kStoreSteps = kDeferStores ? Layout::kCChunks + 1 : 0;
 #pragma unroll
     for (int c = 0; c < kStoreSteps; ++c) {
-      if (c < k_tiles) issue_step(c);
+      if (c < k_steps) issue_step(c);
       if (c > 0 && out_pending) store_chunk(c - 1);
-      if (c < k_tiles) retire_step(c);
+      if (c < k_steps) retire_step(c);
     }
     out_pending = false;
     // 256-column tiles find the next tile here, once the previous tile's stores are
@@ -616,7 +669,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
     // H200); the larger loop body of the schedules below made it stop doing so unasked.
 #pragma unroll 2
-    for (int kt = kStoreSteps; kt < k_tiles; ++kt) {
+    for (int kt = kStoreSteps; kt < k_steps; ++kt) {
       issue_step(kt);
       retire_step(kt);
     }
@@ -628,7 +681,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     wgmma::wait_group<0>();
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-    if (k_tiles > 0 && warp == 0) sm90::release_stage<kCluster>(empty + 8 * ((step - 1) % kStages), lane);
+    if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) {
@@ -667,6 +720,6 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // The block's shared memory must outlive the stores reading it.
   if (wg_thread == 0) tma::store_wait_read();
   // ... and the peers' last releases of its stages, which may still be on their way.
-  if constexpr (kCluster > 1) cluster::sync();
+  if constexpr (kCtas > 1) cluster::sync();
 }
 }  // namespace moejit

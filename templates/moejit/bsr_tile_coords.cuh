@@ -156,11 +156,14 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     return kTransA ? TileCoord{sub_m * kTileM, stored * kBlock + k_in_block}
                    : TileCoord{k_in_block, stored * kBlock + sub_m * kTileM};
   }
+  // The sparse block column (a block row, for A^T) that step kt of a reduction starting
+  // at stored block `from` multiplies: which of B's block rows the step reads.
+  __device__ int k_block(int kt, int from) const {
+    const int j = from + kt / kKTilesPerBlock;
+    return kTransA ? params->column_indices_t[j] : params->column_indices[j];
+  }
   __device__ TileCoord b(int kt) const {
-    const int j = first + kt / kKTilesPerBlock;
-    const long long k0 =
-        static_cast<long long>(kTransA ? params->column_indices_t[j] : params->column_indices[j]) * kBlock +
-        (kt % kKTilesPerBlock) * kTileK;
+    const long long k0 = static_cast<long long>(k_block(kt, first)) * kBlock + (kt % kKTilesPerBlock) * kTileK;
     return operand_coord<kBKMajor>(n0, k0);
   }
 };
@@ -397,6 +400,76 @@ struct SddRowPairWalk {
     return pair;
   }
 };
+
+// The tiles of a dsd cluster along M (TileConfig::cluster_m = 2): tile t is tile row
+// 2 (t / 2 / tiles_n) + t % 2 of tile column t / 2 % tiles_n, so the two CTAs of a
+// cluster (consecutive block indices, each stepping by the even grid) hold tile rows 2i
+// and 2i + 1 of one column at every step. Each CTA also knows its partner's reduction
+// (where it starts and how many steps it has): both walk the ring for the longer of the
+// two, and at each step both decide alike whether they copy the same B tile, which
+// they then share (bsr_gemm_sm90.cuh). An odd last tile row's partner lies past the end:
+// absent, it computes and stores nothing but keeps the pair's handshake.
+template <class Coords>
+struct ColumnPairTile : Coords {
+  bool present;
+  int partner_first;     // the partner's first sparse block (its Coords::first)
+  int partner_k_tiles;   // the partner's reduction steps (0 if it is absent)
+
+  // Steps of the ring this tile takes: the longer reduction of the pair.
+  __device__ int ring_steps() const { return max(this->num_k_tiles, partner_k_tiles); }
+  // Whether both tiles of the pair copy the same B tile at step kt: both reduce over the
+  // same sparse block column (row, for A^T) there, and their B tiles lie in the same
+  // tile column. The same answer in both CTAs.
+  __device__ bool shares_b(int kt) const {
+    if (kt >= this->num_k_tiles || kt >= partner_k_tiles) return false;
+    return this->k_block(kt, this->first) == this->k_block(kt, partner_first);
+  }
+};
+
+template <class Coords, int kTilesN>
+struct ColumnPairTiles {
+  using Tile = ColumnPairTile<Coords>;
+  int rows;    // tile rows
+  int count;   // tiles walked: rows rounded up to pairs, by kTilesN
+  __device__ ColumnPairTiles(const BsrGemmParams& p, int)
+      : rows(Coords::num_tiles(p) / kTilesN), count((Coords::num_tiles(p) / kTilesN + 1) / 2 * 2 * kTilesN) {}
+  __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
+  __device__ Tile at(const BsrGemmParams& p, int t) const {
+    const int column = t / 2 % kTilesN;
+    const int row = 2 * (t / 2 / kTilesN) + t % 2;
+    const int partner_row = row ^ 1;
+    Tile tile{};
+    if (row < rows) {
+      static_cast<Coords&>(tile) = Coords(p, row * kTilesN + column);
+      tile.present = true;
+    }
+    if (partner_row < rows) {
+      const Coords partner(p, partner_row * kTilesN + column);
+      tile.partner_first = partner.first;
+      tile.partner_k_tiles = partner.num_k_tiles;
+    }
+    return tile;
+  }
+};
+
+// The ring steps of a tile and whether it has output: its reduction and yes, except for
+// the tiles of a cluster along M (ColumnPairTile).
+template <class Tile>
+__device__ __forceinline__ int ring_steps(const Tile& tile) {
+  return tile.num_k_tiles;
+}
+template <class Coords>
+__device__ __forceinline__ int ring_steps(const ColumnPairTile<Coords>& tile) {
+  return tile.ring_steps();
+}
+template <class Tile>
+__device__ __forceinline__ bool tile_present(const Tile&) {
+  return true;
+}
+template <class Coords>
+__device__ __forceinline__ bool tile_present(const ColumnPairTile<Coords>& tile) {
+  return tile.present;
+}
 
 // A tile the walk hands out with nothing to compute or store: only the row pairs' empty
 // slots.

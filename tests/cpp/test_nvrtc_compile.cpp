@@ -268,8 +268,9 @@ TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a withou
 TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd clusters) compiles without spills") {
   const KernelCompiler compiler(nvrtc(), templates());
   const std::vector<KernelSpec> specs = test::wgmma_schedule_grid();
-  // 15: dsd's three cluster tiles; 5: its 128x256 tile; 10: sdd's third tile for two block sizes
-  REQUIRE(specs.size() == 52 + 13 + 15 + 5 + 10);
+  // 15: dsd's three cluster tiles along N, 15 its three along M; 5: its 128x256 tile; 10:
+  // sdd's third tile for two block sizes
+  REQUIRE(specs.size() == 52 + 13 + 15 + 15 + 5 + 10);
   for (const KernelSpec& s : specs) {
     CAPTURE(s);
     REQUIRE_NOTHROW(validate(s));

@@ -107,10 +107,13 @@ inline std::vector<TileConfig> wgmma_schedule_tiles(OpKind op, int block) {
                                             {64, 256, 64, 4, 8, 1, true},
                                             {128, 256, 64, 3, 8, 1, false, 2},
                                             {128, 128, 64, 5, 8, 1, true, 4},
-                                            {128, 256, 64, 4, 8, 1}}
+                                            {128, 256, 64, 4, 8, 1},
+                                            {128, 256, 64, 4, 8, 1, false, 1, 2},
+                                            {64, 256, 64, 4, 4, 1, false, 1, 2}}
                   : std::vector<TileConfig>{{64, 128, 64, 6, 8, 1, true},
                                             {64, 256, 64, 4, 8, 1, true},
-                                            {64, 256, 64, 4, 8, 1, true, 2}};
+                                            {64, 256, 64, 4, 8, 1, true, 2},
+                                            {64, 256, 64, 4, 4, 1, false, 1, 2}};
     case OpKind::dds:
       return b128 ? std::vector<TileConfig>{{128, 128, 64, 5, 8, 1, true}, {64, 128, 64, 6, 8, 1, true},
                                             {256, 128, 64, 3, 8, 1}}

@@ -25,7 +25,7 @@ shape on random data and a topology that is not block-diagonal, with NaN-poisone
 against a float32 torch reference: first with the heuristic's tile, then with each tile of
 the other schedules (SCHEDULE_TILES: pingpong consumers, sdd pairs of blocks (of one block
 column, tile_m = 2 x block, or of one block row, tile_n = 2 x block), 256-row
-tiles, dsd thread-block clusters (.c2, .c4); named like sdd_nt_bf16_b128@256x128x64.s3.w8x1,
+tiles, dsd thread-block clusters (.c2, .c4 along N; .c2x1 along M); named like sdd_nt_bf16_b128@256x128x64.s3.w8x1,
 at a larger dense extent so that 256-wide tiles fit, and for a cluster tile a tile row
 holds whole clusters: see dense_extent). sdd variants also run on a topology with a device-side live count
 (blocks past it must come out as zeros). Then each variant runs its tile again in a scale
@@ -75,8 +75,10 @@ SCHEDULE_TILES = {
     ("sdd", 128): ["128x128x64.s5.w8x1.pingpong", "256x128x64.s3.w8x1", "128x128x64.s5.w8x1"],
     ("sdd", 64): ["64x64x64.s6.w8x1.pingpong", "128x64x64.s6.w8x1", "64x128x64.s6.w4x1"],
     ("dsd", 128): ["128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "128x256x64.s3.w8x1.c2",
-                   "128x128x64.s5.w8x1.c4.pingpong", "128x256x64.s4.w8x1"],
-    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "64x256x64.s4.w8x1.c2.pingpong"],
+                   "128x128x64.s5.w8x1.c4.pingpong", "128x256x64.s4.w8x1", "128x256x64.s4.w8x1.c2x1",
+                   "64x256x64.s4.w4x1.c2x1"],
+    ("dsd", 64): ["64x128x64.s6.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong", "64x256x64.s4.w8x1.c2.pingpong",
+                  "64x256x64.s4.w4x1.c2x1"],
     ("dds", 128): ["128x128x64.s5.w8x1.pingpong", "64x128x64.s6.w8x1.pingpong", "256x128x64.s3.w8x1"],
     ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
 }
@@ -85,9 +87,9 @@ SCHEDULE_TILES = {
 BENCH_TILES = {
     "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
     "dsd": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
-            "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4"],
+            "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4", "128x256x64.s4.w8x1.c2x1"],
     "dsd_t": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
-              "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4"],
+              "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4", "128x256x64.s4.w8x1.c2x1"],
 }
 
 
@@ -337,6 +339,8 @@ def run_variant(name: str, scale: bool = True) -> tuple[bool, list[str]]:
         ok = ok and dead_zero
     if ok and op == "dsd" and trans_a:
         ok = run_live_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, lines)
+    if ok and op == "dsd" and not trans_a:
+        ok = run_expert_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, lines)
     if ok and scale:
         # The same tile with many tiles per thread block (see run_scale_case).
         ok = run_scale_case(name, op, trans_a, trans_b, dtype, dtype_name, block, spec.tile.text(), lines)
@@ -367,6 +371,28 @@ def run_live_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, li
     torch.cuda.synchronize()
     lines.append(f"  live rows: {len(ends)} experts ending {ends} rows into their last block, and an empty one")
     return describe_errors(torch, out, ref, "dsd C over padded experts", lines)
+
+
+def run_expert_rows_case(torch, Topology, block, size, trans_b, dtype, gen, kw, lines) -> bool:
+    """dsd over an MoE topology (the layer's second product, y = h @ w2): each block row
+    reduces over its expert's block columns. The experts hold 1, 2, 3, 0, 1, 3 and 1 blocks
+    (11 block rows), so tile rows paired by a cluster along M (.c2x1) fall within one
+    expert (sharing every B tile), across two (sharing none) and, for the last, alone."""
+    import moejit
+    from moejit import ops
+
+    counts = torch.tensor([1, block + 1, 2 * block + 44, 0, block, 3 * block - 1, 7], dtype=torch.int32,
+                          device="cuda")
+    topo = Topology.from_expert_counts(counts, block, 2 * block)
+    data = torch.randn(topo.nnz, block, block, device="cuda", generator=gen).to(dtype)
+    sparse = moejit.BlockSparseMatrix(data, topo)
+    b = _dense(torch, topo.cols, size, trans_b, dtype, gen)
+    out = torch.full((topo.rows, size), float("nan"), dtype=dtype, device="cuda")
+    ops.dsd(sparse, b, out=out, **kw)
+    ref = sparse.to_dense().float() @ b.float()
+    torch.cuda.synchronize()
+    lines.append(f"  expert rows: {topo.block_rows} block rows of 7 experts with 1, 2, 3, 0, 1, 3, 1 blocks")
+    return describe_errors(torch, out, ref, "dsd C over expert rows", lines)
 
 
 # --- part 1: the scale case of one variant ------------------------------------------------
@@ -478,31 +504,47 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
         return mask, count(), SCALE_SDD_DEAD
     # dsd: tiles = (rows / tm) x (dense / tn); dds: tiles = (dense / tm) x (cols / tn), where
     # rows / cols is the sparse operand's extent over `long` blocks.
+    # A dsd cluster along M (.c2x1) computes tile rows in pairs, an odd last one with an
+    # absent partner (launch_geometry): an odd count of them where it can, so the scale
+    # case has one.
+    from moejit import TileConfig
+
+    pair_rows = 2 if op == "dsd" and TileConfig.parse(tile).cluster_m == 2 else 1
     if op == "dsd":
-        per_block = (block // tm) * (dense // tn)
+        tile_rows, tiles_across = block // tm, dense // tn
         long_is_rows = not trans_a   # A stored M x K (blocks along M) or K x M
     else:
-        per_block = (dense // tm) * (block // tn)
+        tile_rows, tiles_across = dense // tm, block // tn
         long_is_rows = trans_b       # B stored K x N (blocks along N: columns) or N x K
-    long = -(-target // per_block)
-    for extra in range(sms):   # at most sms / gcd(per_block, sms) steps when per_block < sms
-        if (long + extra) * per_block % sms:
+
+    def tiles_of(long: int) -> int:
+        rows = long * tile_rows if op == "dsd" else tile_rows
+        across = tiles_across if op == "dsd" else long * tiles_across
+        return -(-rows // pair_rows) * pair_rows * across
+
+    long = -(-target // (tile_rows * tiles_across))
+    for extra in range(2 * sms):   # at most sms / gcd(per long line, sms) steps
+        if tiles_of(long + extra) % sms and (pair_rows == 1 or (long + extra) * tile_rows % 2):
             long += extra
             break
     mask = scale_mask(torch, long, short, 0, gen)
-    return (mask if long_is_rows else mask.t().contiguous()), long * per_block, 0
+    return (mask if long_is_rows else mask.t().contiguous()), tiles_of(long), 0
 
 
 def tile_of_region(torch, op, topo, live, block, tile, out_shape):
     """For the scale check: the traversal index t of the C tile that computes each region
     of the output, and the region size (rows, cols). A thread block computes tiles
     t = blockIdx.x + turn * grid (bsr_tile_coords.cuh, SddPairCursor)."""
+    from moejit import TileConfig
+
     tm, tn = tile_shape(tile)
     dev = topo.row_indices.device
     if op == "dsd":   # tile = tile_row * tiles_n + tile_col
         rows, cols = out_shape[0] // tm, out_shape[1] // tn
-        t = torch.arange(rows, device=dev)[:, None] * cols + torch.arange(cols, device=dev)[None, :]
-        return t, (tm, tn)
+        row, col = torch.arange(rows, device=dev)[:, None], torch.arange(cols, device=dev)[None, :]
+        if TileConfig.parse(tile).cluster_m == 2:   # rows in pairs: 2 (pair row x cols + col) + row % 2
+            return 2 * (row // 2 * cols + col) + row % 2, (tm, tn)
+        return row * cols + col, (tm, tn)
     if op == "dds":   # tile = tile_col * tiles_m + tile_row
         rows, cols = out_shape[0] // tm, out_shape[1] // tn
         t = torch.arange(cols, device=dev)[None, :] * rows + torch.arange(rows, device=dev)[:, None]

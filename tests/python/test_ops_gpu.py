@@ -377,3 +377,36 @@ def test_persistent_grid_of_the_wgmma_family():
         # Whole clusters, as many as run at once: never more blocks than SMs.
         assert 0 < grid <= sms and grid % cluster == 0
         assert runtime.core.persistent_grid(spec, 2 * cluster, 0) == 2 * cluster
+    along_m = moejit.kernel_spec("dsd", n=4096, k=114688, target=target, family="wgmma", tile="128x256x64.s4.w8x1.c2x1")
+    grid = runtime.core.persistent_grid(along_m, 10**6, 0)
+    assert 0 < grid <= sms and grid % 2 == 0
+
+
+@pytest.mark.skipif(not _is_hopper(), reason="wgmma needs a Hopper GPU (sm_90a)")
+@pytest.mark.parametrize("tile", ["128x256x64.s4.w8x1.c2x1", "64x256x64.s4.w4x1.c2x1"])
+def test_cluster_along_m_over_expert_rows(tile):
+    """Tile rows paired by a cluster along M share B only where both reduce over the same
+    block: the pairs of one expert share every step, pairs across two experts none, and an
+    odd last tile row runs with an absent partner. dsd (y = h @ w2) and dsd with S^T (the
+    weight gradient, with live rows) against float32, NaN-poisoned outputs."""
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    dt = torch.bfloat16
+    block = 128
+    # 1, 2, 3, 0 and 1 blocks per expert: 7 block rows, pairs within and across experts, and
+    # a last one alone.
+    counts = torch.tensor([5, block + 1, 2 * block + 44, 0, block], device="cuda", dtype=torch.int32)
+    topo = Topology.from_expert_counts(counts, block, 3 * block, zero_padding=True)
+    sparse, clean = _padded_expert_blocks(topo, dt, gen, 0.0)
+    b = _dense(topo.cols, 512, False, dt, gen)
+    out = torch.full((topo.rows, 512), float("nan"), dtype=dt, device="cuda")
+    ops.dsd(clean, b, out=out, family="wgmma", tile=tile)
+    assert relative_error(out, clean.to_dense().float() @ b.float()) < 1e-2
+    # The weight gradient: 15 ffn block columns (3 per expert): pairs within an expert and
+    # across two, of different reductions, and a last one alone; each reduction ends at its
+    # expert's last token.
+    dy = _dense(topo.rows, 512, False, dt, gen)
+    grad = torch.full((topo.cols, 512), float("nan"), dtype=dt, device="cuda")
+    ops.dsd(sparse.t(), dy, out=grad, family="wgmma", tile=tile)
+    torch.cuda.synchronize()
+    assert not torch.isnan(grad).any()
+    assert relative_error(grad, clean.t().to_dense().float() @ dy.float()) < 1e-2

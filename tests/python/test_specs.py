@@ -83,7 +83,7 @@ def test_missing_static_extent_names_it():
      r"tile=256x256x32.s4.w2x2: expected at most 128 accumulators per thread"),
     (dict(op="sdd", n=256, k=256, tile="bogus"), r"tile=bogus: expected MxNxK"),
     (dict(op="dsd", n=256, k=256, tile="128x128x64.s4.w8x1.c0"),
-     r"tile=128x128x64.s4.w8x1.c0: expected MxNxK.sS.wWMxWN\[.cC\]\[.pingpong\]"),
+     r"tile=128x128x64.s4.w8x1.c0: expected MxNxK.sS.wWMxWN\[.cC|.cCMxCN\]\[.pingpong\]"),
     (dict(op="dsd", n=1024, k=256, tile="128x128x64.s4.w8x1.c3", family="wgmma"),
      r"cluster=3: expected 1, 2 or 4"),
     (dict(op="sdd", n=256, k=256, tile="128x128x64.s4.w8x1.c2", family="wgmma"),
@@ -93,6 +93,15 @@ def test_missing_static_extent_names_it():
     (dict(op="dsd", n=768, k=256, tile="128x256x64.s3.w8x1.c2", family="wgmma"),
      r"n=768: expected n / tile_n \(= 3\) a multiple of the cluster \(2\)"),
     (dict(op="dsd", n=1024, k=256, tile="128x256x64.s3.w8x1.c4", family="wgmma"), None),
+    (dict(op="dsd", n=1024, k=256, tile="128x256x64.s4.w8x1.c2x1", family="wgmma"), None),
+    (dict(op="dsd", n=1024, k=256, tile="128x256x64.s4.w8x1.c3x1", family="wgmma"),
+     r"cluster_m=3: expected 1 or 2"),
+    (dict(op="dsd", n=1024, k=256, tile="128x128x64.s5.w8x1.c2x1.pingpong", family="wgmma"),
+     r"cluster_m=2: expected 1 with .pingpong"),
+    (dict(op="dsd", n=1024, k=256, tile="128x256x64.s4.w8x1.c2x2", family="wgmma"),
+     r"cluster_m=2: expected 1 with cluster=2"),
+    (dict(op="dds", m=256, n=256, tile="128x128x64.s4.w8x1.c2x1", family="wgmma"),
+     r"cluster_m=2: expected 1 for op=dds"),
 ])
 def test_validation_messages(kwargs, message):
     op = kwargs.pop("op")
@@ -138,6 +147,18 @@ def test_cluster_tiles_text_and_source():
     assert ", 128, 256, 64, 3, 8, 1, false, 2>(const __grid_constant__ moejit::BsrGemmSm90Params);" in src
 
 
+def test_cluster_along_m_text_and_source():
+    tile = moejit.TileConfig.parse("128x256x64.s4.w8x1.c2x1")
+    assert (tile.cluster, tile.cluster_m, tile.cluster_ctas) == (1, 2, 2)
+    assert tile.text() == "128x256x64.s4.w8x1.c2x1"
+    assert moejit.TileConfig(128, 256, 64, 4, 8, 1, cluster_m=2) == tile
+    assert moejit.TileConfig.parse("128x256x64.s4.w8x1.c2").cluster_m == 1
+    spec = moejit.kernel_spec("dsd", m=114688, n=4096, trans_a=True, tile="128x256x64.s4.w8x1.c2x1")
+    assert " tile=128x256x64.s4.w8x1.c2x1 " in spec.text() and moejit.KernelSpec.parse(spec.text()) == spec
+    src = moejit.source("dsd", spec=spec)
+    assert ", 128, 256, 64, 4, 8, 1, false, 1, 2>(const __grid_constant__ moejit::BsrGemmSm90Params);" in src
+
+
 def test_with_tile_copies():
     spec = moejit.kernel_spec("sdd", n=1024, k=512, family="mma")
     other = spec.with_tile(moejit.TileConfig.parse("64x128x32.s3.w2x2"))
@@ -177,7 +198,7 @@ def test_runtime_compiles_each_op_once_without_a_gpu(family):
     again = runtime.compile(specs[0])
     assert again.cubin == runtime.compile(specs[0]).cubin
     assert runtime.core.compiled_count == len(specs)
-    assert f"--gpu-architecture=sm_90a" in runtime.core.compile_options(specs[0])
+    assert "--gpu-architecture=sm_90a" in runtime.core.compile_options(specs[0])
 
 
 def test_missing_templates_directory_is_a_clear_error(tmp_path):

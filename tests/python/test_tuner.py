@@ -63,16 +63,18 @@ def test_search_space_is_pruned_and_starts_with_the_heuristic():
 
 
 def test_search_space_holds_cluster_tiles_for_dsd_only():
-    cluster_tiles = ["128x256x64.s4.w8x1.c2", "128x256x64.s3.w8x1.c2"]
+    cluster_tiles = ["128x256x64.s4.w8x1.c2", "128x256x64.s3.w8x1.c2", "128x256x64.s4.w8x1.c2x1"]
     for problem in (moejit.kernel_spec("dsd", n=4096, k=114688),
                     moejit.kernel_spec("dsd", m=114688, n=4096, trans_a=True)):
-        texts = [t.text() for t in _core.search_space(problem)]
+        space = _core.search_space(problem)
+        texts = [t.text() for t in space]
         # After every tile without clusters, in this order.
         assert texts[-len(cluster_tiles):] == cluster_tiles
-        assert not any(t.cluster != 1 for t in _core.search_space(problem)[:-len(cluster_tiles)])
+        assert [t.cluster_ctas for t in space[-len(cluster_tiles):]] == [2, 2, 2]
+        assert not any(t.cluster_ctas != 1 for t in space[:-len(cluster_tiles)])
     for problem in (moejit.kernel_spec(**PROBLEM), moejit.kernel_spec("dds", m=4096, n=114688),
                     moejit.kernel_spec("dsd", n=4096, k=114688, family="mma")):
-        assert all(t.cluster == 1 for t in _core.search_space(problem))
+        assert all(t.cluster_ctas == 1 for t in _core.search_space(problem))
 
 
 def test_the_fastest_checked_candidate_wins_and_every_timing_is_recorded(runtime, caplog):
