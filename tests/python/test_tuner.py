@@ -190,6 +190,25 @@ def test_the_final_ranks_by_time_relative_to_each_round(runtime):
     assert all(not v for v in timer.final.values())   # every final timing was taken
 
 
+def test_the_default_stays_unless_the_final_beat_it_by_more_than_the_noise(runtime):
+    """B is 1% faster than the default A in every round of the final: within
+    KEEP_DEFAULT_MARGIN, so A stays (and is what the database records); 5% faster, B wins."""
+    problem = moejit.kernel_spec(**PROBLEM)
+    a, b = [t.text() for t in _core.search_space(problem)[:2]]
+    assert moejit.tuner.KEEP_DEFAULT_MARGIN == 0.02
+    for b_ms, winner in ((0.99, a), (0.95, b)):
+        workload = FakeWorkload()
+        timer = SequenceTimer(workload, {a: 1.0, b: b_ms}, {a: [1.0, 1.1, 1.2, 1.1], b: [
+            b_ms, 1.1 * b_ms, 1.2 * b_ms, 1.1 * b_ms]})
+        result = tune_problem(problem, workload, bucket=512, gpu_name="FakeGPU", runtime=runtime, timer=timer,
+                              max_candidates=2)
+        assert result.best.tile == winner, b_ms
+        assert result.candidates[1].final_score < result.candidates[0].final_score   # B did win the final
+        assert result.speedup == (1.0 if winner == a else pytest.approx(1 / b_ms))
+        entries = _core.KernelDb(runtime.core.database_paths[0]).tunings()
+        assert entries[-1].best_tile == winner
+
+
 class FailingInFinal(FakeWorkload):
     """Launches of `tile` fail from its `after`-th run on (the screen runs each tile twice)."""
 
