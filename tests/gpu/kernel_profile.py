@@ -1,0 +1,139 @@
+"""One call of each layer product next to its peers, for a profiler: the moejit kernel,
+dense cuBLAS with the same M x N x K over the padded rows, and torch._grouped_mm over the
+routed tokens. Not a test: run it on a GPU machine under Nsight Compute, which then sees
+only the calls inside the profiled region (warm-up and checks stay outside it):
+
+    ncu --profile-from-start off --clock-control none --section SpeedOfLight \\
+        python tests/gpu/kernel_profile.py [--models mixtral-8x7b] [--roles dsd,dsd_t] [--tile T]
+
+Each call is checked against the float32 reference first, so a profile is never one of
+a wrong kernel.
+
+With --sustain SECONDS it instead runs each call back to back for that long while
+nvidia-smi samples the SM clock and the board's power, and reports per call the median
+time, clock and power of the second half of its window: whether a kernel is slower in
+cycles or runs at a lower clock (the H200 holds its power limit by lowering the clock,
+so a kernel that draws more power per FLOP runs slower at the same cycle count).
+"""
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+
+import torch
+
+import moejit
+from moejit.bench.flops import kernel_extents
+from moejit.bench.kernel_peers import KernelOperands, kernel_peer
+from moejit.bench.token_layout import TokenLayout
+from moejit.measure_layer import LayerData
+
+ROLES = ("sdd", "dsd", "dsd_t")
+
+
+def sustained(call, seconds: float) -> tuple[float, float, float]:
+    """(ms per call, SM MHz, watts): medians over the second half of `seconds` of calls."""
+    with tempfile.NamedTemporaryFile("w+", suffix=".csv") as log:
+        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw",
+                                "--format=csv,noheader,nounits", "-lms", "50"], stdout=log)
+        try:
+            start = time.perf_counter()
+            times = []
+            while time.perf_counter() - start < seconds:
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record()
+                for _ in range(10):
+                    call()
+                end.record()
+                end.synchronize()
+                times.append(begin.elapsed_time(end) / 10)
+        finally:
+            smi.terminate()
+            smi.wait()
+        log.seek(0)
+        samples = [line.split(",") for line in log.read().splitlines() if line.count(",") == 2]
+    samples = samples[len(samples) // 2:]
+    if not samples:
+        raise SystemExit("nvidia-smi gave no samples of the clock and power")
+    return (statistics.median(times[len(times) // 2:]), statistics.median(float(s[1]) for s in samples),
+            statistics.median(float(s[2]) for s in samples))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
+    parser.add_argument("--roles", default="dsd,dsd_t")
+    parser.add_argument("--tile", action="append", help="ROLE=TILE (default: the runtime's choice)")
+    parser.add_argument("--also", action="append", help="ROLE=TILE: another moejit tile to run beside")
+    parser.add_argument("--no-peers", action="store_true", help="profile only the moejit kernels")
+    parser.add_argument("--ablate", help="compile the moejit kernels without these stages (MOEJIT_ABLATE: "
+                        "loads, mma, epilogue): their results are wrong, so they are not checked")
+    parser.add_argument("--sustain", type=float, metavar="SECONDS",
+                        help="run each call this long, sampling clock and power, instead of once")
+    args = parser.parse_args()
+    roles = args.roles.split(",")
+    for role in roles:
+        if role not in ROLES:
+            raise SystemExit(f"--roles {args.roles!r}: expected a comma-separated subset of {', '.join(ROLES)}")
+    tiles = {}
+    for text in args.tile or []:
+        role, sep, tile = text.partition("=")
+        if not sep or role not in ROLES or not tile:
+            raise SystemExit(f"--tile {text!r}: expected ROLE=TILE with ROLE one of {', '.join(ROLES)}")
+        tiles[role] = tile
+
+    runtime = moejit.default_runtime()
+    for model in args.models.split(","):
+        shape = moejit.model(model)
+        data = LayerData(shape, runtime=runtime, verbose=True)
+        if args.ablate:   # the operands come from whole kernels, the timed products do not
+            data.runtime = moejit.Runtime(ablate=args.ablate)
+        grouped_mm = None
+        if not args.no_peers:
+            layout = TokenLayout.from_counts(data.counts, data.topology.block_size)
+            grouped_mm = kernel_peer("grouped_mm", KernelOperands.from_layer_data(data, layout))
+        for role in roles:
+            tile = tiles.get(role)
+            error = 0.0 if args.ablate else data.error(role, tile)
+            print(f"{model} {role} {tile or 'default tile'}: relative error {error:.1e}", flush=True)
+            if not error < 2e-2:
+                raise SystemExit(f"{model} {role}: relative error {error:.1e}, not profiling a wrong kernel")
+            calls = [("moejit", lambda: data.run(role, tile))]
+            for extra in args.also or []:
+                other_role, _, other_tile = extra.partition("=")
+                if other_role == role:
+                    error = 0.0 if args.ablate else data.error(role, other_tile)
+                    print(f"{model} {role} {other_tile}: relative error {error:.1e}", flush=True)
+                    if not error < 2e-2:
+                        raise SystemExit(f"{model} {role} {other_tile}: relative error {error:.1e}")
+                    calls.append((other_tile, lambda t=other_tile: data.run(role, t)))
+            if not args.no_peers:
+                m, n, k = kernel_extents(role, data.topology.rows, shape.hidden, shape.ffn)
+                a = torch.randn(m, k, device="cuda").bfloat16()
+                b = torch.randn(k, n, device="cuda").bfloat16()
+                calls += [("dense", lambda: a @ b), ("grouped_mm", lambda: grouped_mm.run(role))]
+            for _, call in calls:   # warm: handles, heuristics, compilation
+                call()
+            torch.cuda.synchronize()
+            if args.sustain:   # two rounds, so a drift of the card's state shows
+                for name, call in calls + calls:
+                    ms, mhz, watts = sustained(call, args.sustain)
+                    print(f"{model:14s} {role:6s} {name:28s} {ms:7.3f} ms  {mhz:5.0f} MHz  {watts:4.0f} W  "
+                          f"{ms * mhz:7.0f} kcycles", flush=True)
+                continue
+            for name, call in calls:
+                torch.cuda.nvtx.range_push(f"{model}/{role}/{name}")
+                torch.cuda.cudart().cudaProfilerStart()
+                call()
+                torch.cuda.synchronize()
+                torch.cuda.cudart().cudaProfilerStop()
+                torch.cuda.nvtx.range_pop()
+                print(f"profiled {model} {role} {name}", flush=True)
+        data = grouped_mm = None   # free the model's operands before the next
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
