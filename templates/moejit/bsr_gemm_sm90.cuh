@@ -647,7 +647,14 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       }
     };
     const auto retire_step = [&](int kt) {
-      wgmma::wait_group<1>();
+      // A step of the partner's longer reduction (clusters along M) committed no batch, so
+      // the batch still in flight may be the previous step's: wait for all of it before
+      // that step's stage goes back.
+      if (kClusterM > 1 && kt >= k_tiles) {
+        wgmma::wait_group<0>();
+      } else {
+        wgmma::wait_group<1>();
+      }
       if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
       ++step;
     };

@@ -505,8 +505,8 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
     # dsd: tiles = (rows / tm) x (dense / tn); dds: tiles = (dense / tm) x (cols / tn), where
     # rows / cols is the sparse operand's extent over `long` blocks.
     # A dsd cluster along M (.c2x1) computes tile rows in pairs, an odd last one with an
-    # absent partner (launch_geometry): an odd count of them where it can, so the scale
-    # case has one.
+    # absent partner (launch_geometry): an odd count of them where a block holds one tile
+    # row, so the scale case has one (64-row tiles come two to a block: always pairs).
     from moejit import TileConfig
 
     pair_rows = 2 if op == "dsd" and TileConfig.parse(tile).cluster_m == 2 else 1
@@ -524,7 +524,7 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
 
     long = -(-target // (tile_rows * tiles_across))
     for extra in range(2 * sms):   # at most sms / gcd(per long line, sms) steps
-        if tiles_of(long + extra) % sms and (pair_rows == 1 or (long + extra) * tile_rows % 2):
+        if tiles_of(long + extra) % sms and (pair_rows == 1 or tile_rows % 2 == 0 or (long + extra) % 2):
             long += extra
             break
     mask = scale_mask(torch, long, short, 0, gen)
