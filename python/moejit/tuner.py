@@ -10,9 +10,10 @@ re-times the untuned default and the fastest screened candidates together, inter
 over rounds in rotating order (by default twice as many rounds as finalists, so each
 takes every position equally often), and ranks them by the median over rounds of their
 time relative to the round's median: clock drift between rounds cancels, and the winner
-and its speedup over the default are measured side by side. The default stays unless the
-winner beat it by more than KEEP_DEFAULT_MARGIN, the noise between runs. A finalist that
-fails in the final is scored unusable like any other.
+and its speedup over the default are measured side by side. The default stays unless a
+finalist beat it by more than KEEP_DEFAULT_MARGIN, the noise between runs (then the best
+scored of those wins). Without a final (finalists=1) the screen decides alone. A finalist
+that fails in the final is scored unusable like any other.
 
 The search space and its static pruning are C++ (autotune/search_space.cpp, shared with
 C++ users); this module drives compilation (a thread pool over NVRTC), the checks and the
@@ -231,12 +232,14 @@ def tune_problem(
         finished = [candidates[i] for i in final]
         best = min(finished, key=lambda c: c.final_score) if finished else min(usable, key=lambda c: c.ms)
         default = candidates[0]
-        if best is not default and default.finalist and best.finalist:
-            ratio = _speedup(default, best)
-            if ratio < 1 + KEEP_DEFAULT_MARGIN:
+        if best is not default and default.finalist:
+            # The best-scored finalist that beat the default by more than the margin, if any.
+            clear = [c for c in finished if c is not default and _speedup(default, c) >= 1 + KEEP_DEFAULT_MARGIN]
+            if not clear:
                 _logger.info("%s won the final by %.3fx over the default %s: within the margin (%.2f), the "
-                             "default stays", best.tile, ratio, default.tile, KEEP_DEFAULT_MARGIN)
-                best = default
+                             "default stays", best.tile, _speedup(default, best), default.tile,
+                             KEEP_DEFAULT_MARGIN)
+            best = min(clear, key=lambda c: c.final_score) if clear else default
     else:
         best = min(usable, key=lambda c: c.ms)
     result = TuningResult(problem, bucket, best, candidates[0], candidates, time.perf_counter() - start)
@@ -329,7 +332,8 @@ def _final(specs: dict[int, _core.KernelSpec], workload: Workload, timer: Timer,
 
 
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The final's candidates by their score (the winner first), then the other usable ones
+    """The final's candidates by their score (the best scored first, which is the winner
+    unless it beat the default by less than KEEP_DEFAULT_MARGIN), then the other usable ones
     by their screen time, then the unusable ones. The final outranks the screen: only its
     timings were taken side by side."""
     return sorted(candidates, key=lambda c: (not c.usable, not c.finalist,

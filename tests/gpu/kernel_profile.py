@@ -53,7 +53,9 @@ def sustained(call, seconds: float) -> tuple[float, float, float]:
             smi.terminate()
             smi.wait()
         log.seek(0)
-        samples = [line.split(",") for line in log.read().splitlines() if line.count(",") == 2]
+        # Lines of three fields whose clock and power are numbers ("[N/A]" on some boards).
+        samples = [f for f in (line.split(",") for line in log.read().splitlines())
+                   if len(f) == 3 and all(x.strip().replace(".", "", 1).isdigit() for x in f[1:])]
     samples = samples[len(samples) // 2:]
     if not samples:
         raise SystemExit("nvidia-smi gave no samples of the clock and power")
@@ -77,6 +79,10 @@ def main() -> None:
     for role in roles:
         if role not in ROLES:
             raise SystemExit(f"--roles {args.roles!r}: expected a comma-separated subset of {', '.join(ROLES)}")
+    for text in args.also or []:
+        role, sep, tile = text.partition("=")
+        if not sep or role not in ROLES or not tile:
+            raise SystemExit(f"--also {text!r}: expected ROLE=TILE with ROLE one of {', '.join(ROLES)}")
     tiles = {}
     for text in args.tile or []:
         role, sep, tile = text.partition("=")
