@@ -47,8 +47,8 @@ CHECK_TOLERANCE = 2e-2
 # (as wide as the drift over one screen, so a fast candidate timed late still gets in).
 FINALISTS = 4
 FINAL_MARGIN = 0.25
-# The untuned default stays unless the final's winner beat it by more than this (the median
-# of their per-round time ratios): on the H200 a product's ratio to its peers moves 1-3%
+# The untuned default stays unless a finalist beat it by more than this (the median of
+# their per-round time ratios): on the H200 a product's ratio to its peers moves 1-3%
 # between runs, and a tile that won a final by 1% (mixtral-8x7b's sdd, 128x128 pingpong
 # over the 128x256 default, 2026-11-29) then ran 6% behind the default, relative to
 # torch._grouped_mm, in the benchmarks of two runs minutes apart. A win inside the noise

@@ -432,7 +432,7 @@ struct ColumnPairTiles {
   int rows;    // tile rows
   int count;   // tiles walked: rows rounded up to pairs, by kTilesN
   __device__ ColumnPairTiles(const BsrGemmParams& p, int)
-      : rows(Coords::num_tiles(p) / kTilesN), count((Coords::num_tiles(p) / kTilesN + 1) / 2 * 2 * kTilesN) {}
+      : rows(Coords::num_tiles(p) / kTilesN), count((rows + 1) / 2 * 2 * kTilesN) {}
   __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
   __device__ Tile at(const BsrGemmParams& p, int t) const {
     const int column = t / 2 % kTilesN;

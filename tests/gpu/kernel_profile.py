@@ -33,6 +33,14 @@ from moejit.measure_layer import LayerData
 ROLES = ("sdd", "dsd", "dsd_t")
 
 
+def role_tile(flag: str, text: str) -> tuple[str, str]:
+    """ROLE=TILE of a command-line flag."""
+    role, sep, tile = text.partition("=")
+    if not sep or role not in ROLES or not tile:
+        raise SystemExit(f"{flag} {text!r}: expected ROLE=TILE with ROLE one of {', '.join(ROLES)}")
+    return role, tile
+
+
 def sustained(call, seconds: float) -> tuple[float, float, float]:
     """(ms per call, SM MHz, watts): medians over the second half of `seconds` of calls."""
     with tempfile.NamedTemporaryFile("w+", suffix=".csv") as log:
@@ -79,16 +87,8 @@ def main() -> None:
     for role in roles:
         if role not in ROLES:
             raise SystemExit(f"--roles {args.roles!r}: expected a comma-separated subset of {', '.join(ROLES)}")
-    for text in args.also or []:
-        role, sep, tile = text.partition("=")
-        if not sep or role not in ROLES or not tile:
-            raise SystemExit(f"--also {text!r}: expected ROLE=TILE with ROLE one of {', '.join(ROLES)}")
-    tiles = {}
-    for text in args.tile or []:
-        role, sep, tile = text.partition("=")
-        if not sep or role not in ROLES or not tile:
-            raise SystemExit(f"--tile {text!r}: expected ROLE=TILE with ROLE one of {', '.join(ROLES)}")
-        tiles[role] = tile
+    tiles = dict(role_tile("--tile", text) for text in args.tile or [])
+    also = [role_tile("--also", text) for text in args.also or []]
 
     runtime = moejit.default_runtime()
     for model in args.models.split(","):
@@ -107,8 +107,7 @@ def main() -> None:
             if not error < 2e-2:
                 raise SystemExit(f"{model} {role}: relative error {error:.1e}, not profiling a wrong kernel")
             calls = [("moejit", lambda: data.run(role, tile))]
-            for extra in args.also or []:
-                other_role, _, other_tile = extra.partition("=")
+            for other_role, other_tile in also:
                 if other_role == role:
                     error = 0.0 if args.ablate else data.error(role, other_tile)
                     print(f"{model} {role} {other_tile}: relative error {error:.1e}", flush=True)
