@@ -62,7 +62,8 @@
 // A slices have landed. The tile order (block i of the grid takes tiles i, i + grid, ...,
 // with a grid and a tile count that are multiples of kCluster and tiles per row a
 // multiple of kCluster) gives the CTAs of a cluster, ranks 0 .. kCluster - 1 with
-// consecutive block indices, tiles t .. t + kCluster - 1 of one row at every step, so
+// consecutive block indices, tiles t .. t + kCluster - 1 of the walk at every step, which
+// RowWindowTiles keeps neighbours in one row (bsr_tile_coords.cuh), so
 // they walk the same stages in lockstep. No CTA may exit while a peer can still arrive
 // on its barriers: the kernel ends with a cluster-wide barrier.
 //
@@ -306,8 +307,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
       typename sm90::Select<
           kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
-          typename sm90::Select<kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
-                                sm90::IndexedTiles<Coords>>::type>::type>::type;
+          typename sm90::Select<
+              kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
+              typename sm90::Select<kOp == OpKind::dsd && !kTransA,
+                                    RowWindowTiles<Coords, static_cast<int>(kN / kTileN), kCluster>,
+                                    sm90::IndexedTiles<Coords>>::type>::type>::type>::type;
   using Tile = typename Walk::Tile;
   using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
   constexpr int kConsumers = Layout::kConsumerWarpgroups;
