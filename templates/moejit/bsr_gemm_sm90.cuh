@@ -62,9 +62,9 @@
 // A slices have landed. The tile order (block i of the grid takes tiles i, i + grid, ...,
 // with a grid and a tile count that are multiples of kCluster and tiles per row a
 // multiple of kCluster) gives the CTAs of a cluster, ranks 0 .. kCluster - 1 with
-// consecutive block indices, tiles t .. t + kCluster - 1 of the walk at every step, which
-// RowWindowTiles keeps neighbours in one row (bsr_tile_coords.cuh), so
-// they walk the same stages in lockstep. No CTA may exit while a peer can still arrive
+// consecutive block indices, tiles t .. t + kCluster - 1 of the walk at every step:
+// neighbours in one row, in RowWindowTiles' order too (bsr_tile_coords.cuh), so they
+// walk the same stages in lockstep. No CTA may exit while a peer can still arrive
 // on its barriers: the kernel ends with a cluster-wide barrier.
 //
 // Clusters along M (TileConfig::cluster_m = 2, dsd's cooperative schedule only) share B

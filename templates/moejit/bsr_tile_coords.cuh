@@ -96,12 +96,12 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
 // op(A) and a tile_n slice of C's columns, and reduces over that row's nonzero blocks:
 // the row-major metadata for A, the column-major (transposed) metadata for A^T.
 // Tile t is tile row t / tiles_n, column t % tiles_n; the kernel walks them in that
-// order for A^T and in windows of rows for A (RowWindowTiles). For A^T the reduction runs over A's rows: with BsrGemmParams::live_rows
-// it ends at the last block's last step that holds rows in use, and that step needs only
-// the wgmma K slices (16 rows each) up to the last row in use (last_step_k16). An MoE
-// weight gradient reduces over one expert's tokens, whose last block is padded by half a
-// block on average: 6% of the reduction at qwen3-30b-a3b, of which this skips all but
-// about 8 rows.
+// order for A^T and in windows of rows for A (RowWindowTiles). For A^T the reduction runs
+// over A's rows: with BsrGemmParams::live_rows it ends at the last block's last step that
+// holds rows in use, and that step needs only the wgmma K slices (16 rows each) up to the
+// last row in use (last_step_k16). An MoE weight gradient reduces over one expert's
+// tokens, whose last block is padded by half a block on average: 6% of the reduction at
+// qwen3-30b-a3b, of which this skips all but about 8 rows.
 template <bool kTransA, bool kTransB, int kBlock, long long kM, long long kN, long long kK, int kTileM, int kTileN,
           int kTileK>
 struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK> {
