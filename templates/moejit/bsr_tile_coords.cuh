@@ -317,6 +317,25 @@ struct SddPairCursor {
   }
 };
 
+// Where position t of a walk over `rows` x `columns` slots lies when it goes through
+// windows of kWindow rows, and within a window kGroup columns at a time, down the
+// window's rows for each group (the last window may have fewer rows): the order of
+// SddRowPairWalk (columns: pairs of a row) and RowWindowTiles (tile columns, kGroup the
+// cluster), so that the thread blocks running at one time share a few rows' A tiles and
+// a few columns' B tiles in L2.
+struct WindowSlot {
+  int row;
+  int column;
+};
+template <int kWindow, int kGroup>
+__device__ __forceinline__ WindowSlot window_slot(int t, int rows, int columns) {
+  const int first_row = t / (kWindow * columns) * kWindow;
+  const int window_rows = min(kWindow, rows - first_row);
+  const int local = t - first_row * columns;
+  const int in_group = local % (window_rows * kGroup);
+  return WindowSlot{first_row + in_group / kGroup, local / (window_rows * kGroup) * kGroup + in_group % kGroup};
+}
+
 // sdd with thread blocks of two blocks of one block row (wgmma tile_m = block, tile_n =
 // 2 x block): the two blocks share their row's A tile, each has a B tile of its own block
 // column (two copies into one stage), and the consumers multiply one tile twice the block
@@ -375,15 +394,11 @@ struct SddRowPairWalk {
     pair.m0 = 0;
     pair.n0[0] = pair.n0[1] = 0;
     if (t < slots) {
-      // Window w holds rows w x kWindow onwards, the last one fewer.
-      const int window = t / (max_pairs * kWindow);
-      const int first_row = window * kWindow;
-      const int rows = min(kWindow, p.block_rows - first_row);
-      const int local = t - first_row * max_pairs;
-      const int row = first_row + local % rows;
+      const WindowSlot slot = window_slot<kWindow, 1>(t, p.block_rows, max_pairs);
+      const int row = slot.row;
       const int begin = min(p.offsets[row], live);
       const int end = min(p.offsets[row + 1], live);
-      pair.stored = begin + 2 * (local / rows);
+      pair.stored = begin + 2 * slot.column;
       pair.count = max(0, min(2, end - pair.stored));
       pair.m0 = static_cast<long long>(row) * kBlock;
     } else {
@@ -423,12 +438,8 @@ struct RowWindowTiles {
   __device__ RowWindowTiles(const BsrGemmParams& p, int) : rows(Coords::num_tiles(p) / kTilesN) {}
   __device__ bool seek(const BsrGemmParams&, int t) const { return t < rows * kTilesN; }
   __device__ Tile at(const BsrGemmParams& p, int t) const {
-    const int first_row = t / (kWindow * kTilesN) * kWindow;
-    const int window_rows = min(kWindow, rows - first_row);
-    const int local = t - first_row * kTilesN;
-    const int in_columns = local % (window_rows * kCluster);   // within kCluster columns
-    const int column = local / (window_rows * kCluster) * kCluster + in_columns % kCluster;
-    return Coords(p, (first_row + in_columns / kCluster) * kTilesN + column);
+    const WindowSlot slot = window_slot<kWindow, kCluster>(t, rows, kTilesN);
+    return Coords(p, slot.row * kTilesN + slot.column);
   }
 };
 
