@@ -408,11 +408,24 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         const int k_steps = skip ? 0 : ring_steps(tile);
         for (int kt = 0; kt < k_steps; ++kt, ++step) {
           const int s = step % kStages;
-          mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
           // A step of the pair's longer reduction only (clusters along M): this CTA copies
           // nothing and its partner shares nothing, so the stage is full at once.
           bool copies = true;
           if constexpr (kClusterM > 1) copies = kt < tile.num_k_tiles;
+          // The step's tiles, found before the wait for its stage: dsd and dds look up the
+          // step's sparse block in the topology, loads whose latency the wait then hides.
+          // Found after it, they held every step's copies back by two dependent loads
+          // (the index's pointer, then the index), which took as many of the producer's
+          // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
+          // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
+          TileCoord a_at{}, b_at{};
+          bool shares_b = false;
+          if (copies) {
+            if constexpr (!kPairs) a_at = tile.a(kt);
+            if constexpr (!kRowPairs) b_at = tile.b(kt);
+            if constexpr (kClusterM > 1) shares_b = tile.shares_b(kt);
+          }
+          mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
             mbarrier::arrive(full + 8 * s);
             if (kt == find_next_after) find_next();
@@ -429,10 +442,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
               }
             }
           } else if constexpr (kCluster > 1) {
-            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, tile.a(kt), full + 8 * s,
-                                                                       cta_rank);
+            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, a_at, full + 8 * s, cta_rank);
           } else {
-            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, tile.a(kt), full + 8 * s);
+            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, a_at, full + 8 * s);
           }
           if constexpr (kRowPairs) {
 #pragma unroll
@@ -445,18 +457,18 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           } else if constexpr (kClusterM > 1) {
             // Half of a B tile both CTAs copy, into both; otherwise all of it, in the halves
             // the tensor map's box holds.
-            if (tile.shares_b(kt)) {
-              sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b,
-                                                                          tile.b(kt), full + 8 * s, cta_rank);
+            if (shares_b) {
+              sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b, b_at,
+                                                                          full + 8 * s, cta_rank);
             } else {
 #pragma unroll
               for (int half = 0; half < kClusterM; ++half) {
                 sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM, false>(stage + Layout::kABytes, params.b,
-                                                                                   tile.b(kt), full + 8 * s, half);
+                                                                                   b_at, full + 8 * s, half);
               }
             }
           } else {
-            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, tile.b(kt), full + 8 * s);
+            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, b_at, full + 8 * s);
           }
           if (kt == find_next_after) find_next();
         }

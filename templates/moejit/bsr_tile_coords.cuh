@@ -23,6 +23,7 @@
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/debug_checks.cuh"
 #include "moejit/op_kind.h"
+#include "moejit/ptx.cuh"
 
 namespace moejit {
 
@@ -109,7 +110,11 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   static constexpr bool kAKMajor = !kTransA;
   static constexpr bool kBKMajor = kTransB;
   static constexpr int kKTilesPerBlock = kBlock / kTileK;
-  const BsrGemmParams* params;
+  // The topology's indices a step reads (see a(), k_block()), held as pointers: read
+  // through the parameters, each lookup would first load the pointer itself.
+  const int* k_blocks;        // sparse block column (row, for A^T) of each block, in walk order
+  const int* stored_blocks;   // A^T: row-major index of each column-major block
+  int nnz;                    // for the debug checks
   int first, sub_m, num_k_tiles;
   int last_step_k16;   // K slices of 16 of the last step that hold rows in use (A^T only)
   long long n0;
@@ -121,7 +126,8 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     const long long rows = kTransA ? kM : static_cast<long long>(p.block_rows) * kBlock;
     return static_cast<int>(rows / kTileM * (kN / kTileN));
   }
-  __device__ BsrTileCoords(const BsrGemmParams& p, int tile) : params(&p) {
+  __device__ BsrTileCoords(const BsrGemmParams& p, int tile)
+      : k_blocks(kTransA ? p.column_indices_t : p.column_indices), stored_blocks(p.block_offsets_t), nnz(p.nnz) {
     constexpr int kTilesN = static_cast<int>(kN / kTileN);
     constexpr int kSubM = kBlock / kTileM;
     const int tile_row = tile / kTilesN;
@@ -150,8 +156,8 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   __device__ TileCoord a(int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const int k_in_block = (kt % kKTilesPerBlock) * kTileK;
-    const int stored = kTransA ? params->block_offsets_t[j] : j;
-    MOEJIT_CHECK(stored >= 0 && stored < params->nnz);
+    const int stored = kTransA ? ptx::load_readonly(stored_blocks + j) : j;
+    MOEJIT_CHECK(stored >= 0 && stored < nnz);
     // Stored block rows are A's rows (K-major), or A^T's K (M-major).
     return kTransA ? TileCoord{sub_m * kTileM, stored * kBlock + k_in_block}
                    : TileCoord{k_in_block, stored * kBlock + sub_m * kTileM};
@@ -160,7 +166,7 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   // at stored block `from` multiplies: which of B's block rows the step reads.
   __device__ int k_block(int kt, int from) const {
     const int j = from + kt / kKTilesPerBlock;
-    return kTransA ? params->column_indices_t[j] : params->column_indices[j];
+    return ptx::load_readonly(k_blocks + j);
   }
   __device__ TileCoord b(int kt) const {
     const long long k0 = static_cast<long long>(k_block(kt, first)) * kBlock + (kt % kKTilesPerBlock) * kTileK;
@@ -179,7 +185,10 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   // A block of B^T is a stored block read row-wise: K is its contiguous dimension.
   static constexpr bool kBKMajor = kTransB;
   static constexpr int kKTilesPerBlock = kBlock / kTileK;
-  const BsrGemmParams* params;
+  // The topology's indices a step reads, held as pointers (see the dsd tiles above).
+  const int* k_blocks;        // sparse block row (column, for B^T) of each block, in walk order
+  const int* stored_blocks;   // B: row-major index of each column-major block
+  int nnz;                    // for the debug checks
   int first, sub_n, num_k_tiles;
   long long m0;
   TileCoord c;
@@ -190,7 +199,8 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     const long long cols = kTransB ? static_cast<long long>(p.block_rows) * kBlock : kN;
     return static_cast<int>(kM / kTileM * (cols / kTileN));
   }
-  __device__ BsrTileCoords(const BsrGemmParams& p, int tile) : params(&p) {
+  __device__ BsrTileCoords(const BsrGemmParams& p, int tile)
+      : k_blocks(kTransB ? p.column_indices : p.column_indices_t), stored_blocks(p.block_offsets_t), nnz(p.nnz) {
     constexpr int kTilesM = static_cast<int>(kM / kTileM);
     constexpr int kSubN = kBlock / kTileN;
     const int tile_col = tile / kTilesM;
@@ -208,15 +218,15 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   __device__ TileCoord a(int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const long long k0 =
-        static_cast<long long>(kTransB ? params->column_indices[j] : params->column_indices_t[j]) * kBlock +
+        static_cast<long long>(ptx::load_readonly(k_blocks + j)) * kBlock +
         (kt % kKTilesPerBlock) * kTileK;
     return operand_coord<kAKMajor>(m0, k0);
   }
   __device__ TileCoord b(int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const int k_in_block = (kt % kKTilesPerBlock) * kTileK;
-    const int stored = kTransB ? j : params->block_offsets_t[j];
-    MOEJIT_CHECK(stored >= 0 && stored < params->nnz);
+    const int stored = kTransB ? j : ptx::load_readonly(stored_blocks + j);
+    MOEJIT_CHECK(stored >= 0 && stored < nnz);
     // Stored block rows are B's K (N-major), or B^T's N (K-major).
     return kTransB ? TileCoord{k_in_block, stored * kBlock + sub_n * kTileN}
                    : TileCoord{sub_n * kTileN, stored * kBlock + k_in_block};

@@ -1,4 +1,4 @@
-// Thin wrappers over the PTX instructions the sm_80 kernels use. Inline PTX instead of
+// Thin wrappers over PTX instructions of the sm_80 and sm_90 kernels. Inline PTX instead of
 // the toolkit's intrinsic headers keeps the templates compilable by NVRTC alone.
 #pragma once
 
@@ -49,6 +49,14 @@ __device__ __forceinline__ void stmatrix_x4(unsigned shared_dst, unsigned r0, un
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(shared_dst), "r"(r0),
                "r"(r1), "r"(r2), "r"(r3)
                : "memory");
+}
+
+// A 4-byte load of global memory that no thread writes while the kernel runs, through the
+// read-only (non-coherent) path: a topology index.
+__device__ __forceinline__ int load_readonly(const int* p) {
+  int value;
+  asm("ld.global.nc.b32 %0, [%1];\n" : "=r"(value) : "l"(p));
+  return value;
 }
 }  // namespace ptx
 }  // namespace moejit
