@@ -418,14 +418,20 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           // (the index's pointer, then the index), which took as many of the producer's
           // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
           // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
+          // With a cluster along N (A's slice by rank), the coordinates held across the
+          // wait spill the producer's 40 registers for some tiles: there they come after.
+          constexpr bool kLookUpFirst = kCluster == 1;
           TileCoord a_at{}, b_at{};
           bool shares_b = false;
-          if (copies) {
-            if constexpr (!kPairs) a_at = tile.a(kt);
-            if constexpr (!kRowPairs) b_at = tile.b(kt);
-            if constexpr (kClusterM > 1) shares_b = tile.shares_b(kt);
-          }
+          const auto look_up = [&]() {
+            if (!copies) return;
+            if constexpr (!kPairs) a_at = tile.a(p, kt);
+            if constexpr (!kRowPairs) b_at = tile.b(p, kt);
+            if constexpr (kClusterM > 1) shares_b = tile.shares_b(p, kt);
+          };
+          if constexpr (kLookUpFirst) look_up();
           mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+          if constexpr (!kLookUpFirst) look_up();
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
             mbarrier::arrive(full + 8 * s);
             if (kt == find_next_after) find_next();
@@ -438,7 +444,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             for (int part = 0; part < 2; ++part) {
               if (part < tile.count) {
                 sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
-                                                           tile.a(kt, part), full + 8 * s);
+                                                           tile.a(p, kt, part), full + 8 * s);
               }
             }
           } else if constexpr (kCluster > 1) {
@@ -451,7 +457,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             for (int part = 0; part < 2; ++part) {
               if (part < tile.count) {
                 sm90::load_operand<Tile::kBKMajor, kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2),
-                                                           params.b, tile.b(kt, part), full + 8 * s);
+                                                           params.b, tile.b(p, kt, part), full + 8 * s);
               }
             }
           } else if constexpr (kClusterM > 1) {

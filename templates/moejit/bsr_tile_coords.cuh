@@ -12,7 +12,8 @@
 //                         BsrGemmParams::live_rows; either way the C tile is written, with
 //                         zeros); dsd also gives last_step_k16, the K slices of 16 of the
 //                         last step that hold live rows
-//   a(kt), b(kt)          coordinates of the A and B tiles of step kt
+//   a(p, kt), b(p, kt)    coordinates of the A and B tiles of step kt (p: the kernel's
+//                         parameters, which hold the topology that dsd and dds look up)
 //   c                     coordinates of the C tile
 //   num_tiles(p)          C tiles of the product (the persistent grid strides over them)
 // The host counts the tiles with the same arithmetic: compiler/launch_geometry.cpp.
@@ -89,8 +90,12 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     c = TileCoord{sub_n * kTileN, block * kBlock + sub_m * kTileM};
     num_k_tiles = live(p, tile) ? static_cast<int>(kK / kTileK) : 0;
   }
-  __device__ TileCoord a(int kt) const { return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK); }
-  __device__ TileCoord b(int kt) const { return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK); }
+  __device__ TileCoord a(const BsrGemmParams&, int kt) const {
+    return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK);
+  }
+  __device__ TileCoord b(const BsrGemmParams&, int kt) const {
+    return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK);
+  }
 };
 
 // dsd: C (dense) = A (sparse) x B. A thread block owns a tile_m slice of one block row of
@@ -110,11 +115,6 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   static constexpr bool kAKMajor = !kTransA;
   static constexpr bool kBKMajor = kTransB;
   static constexpr int kKTilesPerBlock = kBlock / kTileK;
-  // The topology's indices a step reads (see a(), k_block()), held as pointers: read
-  // through the parameters, each lookup would first load the pointer itself.
-  const int* k_blocks;        // sparse block column (row, for A^T) of each block, in walk order
-  const int* stored_blocks;   // A^T: row-major index of each column-major block
-  int nnz;                    // for the debug checks
   int first, sub_m, num_k_tiles;
   int last_step_k16;   // K slices of 16 of the last step that hold rows in use (A^T only)
   long long n0;
@@ -126,8 +126,7 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     const long long rows = kTransA ? kM : static_cast<long long>(p.block_rows) * kBlock;
     return static_cast<int>(rows / kTileM * (kN / kTileN));
   }
-  __device__ BsrTileCoords(const BsrGemmParams& p, int tile)
-      : k_blocks(kTransA ? p.column_indices_t : p.column_indices), stored_blocks(p.block_offsets_t), nnz(p.nnz) {
+  __device__ BsrTileCoords(const BsrGemmParams& p, int tile) {
     constexpr int kTilesN = static_cast<int>(kN / kTileN);
     constexpr int kSubM = kBlock / kTileM;
     const int tile_row = tile / kTilesN;
@@ -153,23 +152,26 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     n0 = static_cast<long long>(tile_col) * kTileN;
     c = TileCoord{static_cast<int>(n0), block_row * kBlock + sub_m * kTileM};
   }
-  __device__ TileCoord a(int kt) const {
+  // The steps' lookups take the kernel's parameters (`p`, in the parameter space) rather
+  // than a pointer to them kept in the tile: through a pointer, each lookup first loaded
+  // the index array's address, a second dependent load.
+  __device__ TileCoord a(const BsrGemmParams& p, int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const int k_in_block = (kt % kKTilesPerBlock) * kTileK;
-    const int stored = kTransA ? ptx::load_readonly(stored_blocks + j) : j;
-    MOEJIT_CHECK(stored >= 0 && stored < nnz);
+    const int stored = kTransA ? ptx::load_readonly(p.block_offsets_t + j) : j;
+    MOEJIT_CHECK(stored >= 0 && stored < p.nnz);
     // Stored block rows are A's rows (K-major), or A^T's K (M-major).
     return kTransA ? TileCoord{sub_m * kTileM, stored * kBlock + k_in_block}
                    : TileCoord{k_in_block, stored * kBlock + sub_m * kTileM};
   }
   // The sparse block column (a block row, for A^T) that step kt of a reduction starting
   // at stored block `from` multiplies: which of B's block rows the step reads.
-  __device__ int k_block(int kt, int from) const {
+  __device__ int k_block(const BsrGemmParams& p, int kt, int from) const {
     const int j = from + kt / kKTilesPerBlock;
-    return ptx::load_readonly(k_blocks + j);
+    return ptx::load_readonly((kTransA ? p.column_indices_t : p.column_indices) + j);
   }
-  __device__ TileCoord b(int kt) const {
-    const long long k0 = static_cast<long long>(k_block(kt, first)) * kBlock + (kt % kKTilesPerBlock) * kTileK;
+  __device__ TileCoord b(const BsrGemmParams& p, int kt) const {
+    const long long k0 = static_cast<long long>(k_block(p, kt, first)) * kBlock + (kt % kKTilesPerBlock) * kTileK;
     return operand_coord<kBKMajor>(n0, k0);
   }
 };
@@ -185,10 +187,6 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
   // A block of B^T is a stored block read row-wise: K is its contiguous dimension.
   static constexpr bool kBKMajor = kTransB;
   static constexpr int kKTilesPerBlock = kBlock / kTileK;
-  // The topology's indices a step reads, held as pointers (see the dsd tiles above).
-  const int* k_blocks;        // sparse block row (column, for B^T) of each block, in walk order
-  const int* stored_blocks;   // B: row-major index of each column-major block
-  int nnz;                    // for the debug checks
   int first, sub_n, num_k_tiles;
   long long m0;
   TileCoord c;
@@ -199,8 +197,7 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     const long long cols = kTransB ? static_cast<long long>(p.block_rows) * kBlock : kN;
     return static_cast<int>(kM / kTileM * (cols / kTileN));
   }
-  __device__ BsrTileCoords(const BsrGemmParams& p, int tile)
-      : k_blocks(kTransB ? p.column_indices : p.column_indices_t), stored_blocks(p.block_offsets_t), nnz(p.nnz) {
+  __device__ BsrTileCoords(const BsrGemmParams& p, int tile) {
     constexpr int kTilesM = static_cast<int>(kM / kTileM);
     constexpr int kSubN = kBlock / kTileN;
     const int tile_col = tile / kTilesM;
@@ -215,18 +212,18 @@ struct BsrTileCoords<OpKind::dds, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     m0 = static_cast<long long>(tile_row) * kTileM;
     c = TileCoord{block_col * kBlock + sub_n * kTileN, static_cast<int>(m0)};
   }
-  __device__ TileCoord a(int kt) const {
+  __device__ TileCoord a(const BsrGemmParams& p, int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const long long k0 =
-        static_cast<long long>(ptx::load_readonly(k_blocks + j)) * kBlock +
+        static_cast<long long>(ptx::load_readonly((kTransB ? p.column_indices : p.column_indices_t) + j)) * kBlock +
         (kt % kKTilesPerBlock) * kTileK;
     return operand_coord<kAKMajor>(m0, k0);
   }
-  __device__ TileCoord b(int kt) const {
+  __device__ TileCoord b(const BsrGemmParams& p, int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const int k_in_block = (kt % kKTilesPerBlock) * kTileK;
-    const int stored = kTransB ? j : ptx::load_readonly(stored_blocks + j);
-    MOEJIT_CHECK(stored >= 0 && stored < nnz);
+    const int stored = kTransB ? j : ptx::load_readonly(p.block_offsets_t + j);
+    MOEJIT_CHECK(stored >= 0 && stored < p.nnz);
     // Stored block rows are B's K (N-major), or B^T's N (K-major).
     return kTransB ? TileCoord{k_in_block, stored * kBlock + sub_n * kTileN}
                    : TileCoord{sub_n * kTileN, stored * kBlock + k_in_block};
@@ -256,10 +253,12 @@ struct SddBlockPair {
   int num_k_tiles;      // 0 for blocks past the live count
 
   // (Selects rather than indexing: a run-time index would put the arrays in local memory.)
-  __device__ TileCoord a(int kt, int part) const {
+  __device__ TileCoord a(const BsrGemmParams&, int kt, int part) const {
     return operand_coord<kAKMajor>(part == 0 ? m0[0] : m0[1], static_cast<long long>(kt) * kTileK);
   }
-  __device__ TileCoord b(int kt) const { return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK); }
+  __device__ TileCoord b(const BsrGemmParams&, int kt) const {
+    return operand_coord<kBKMajor>(n0, static_cast<long long>(kt) * kTileK);
+  }
   __device__ TileCoord c(int part) const { return TileCoord{0, (part == 0 ? stored[0] : stored[1]) * kBlock}; }
 };
 
@@ -377,8 +376,10 @@ struct SddRowPair {
   int num_k_tiles;    // 0 for blocks past the live count
 
   // (Selects rather than indexing: a run-time index would put the array in local memory.)
-  __device__ TileCoord a(int kt) const { return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK); }
-  __device__ TileCoord b(int kt, int part) const {
+  __device__ TileCoord a(const BsrGemmParams&, int kt) const {
+    return operand_coord<kAKMajor>(m0, static_cast<long long>(kt) * kTileK);
+  }
+  __device__ TileCoord b(const BsrGemmParams&, int kt, int part) const {
     return operand_coord<kBKMajor>(part == 0 ? n0[0] : n0[1], static_cast<long long>(kt) * kTileK);
   }
   __device__ TileCoord c(int part) const { return TileCoord{0, (stored + part) * kBlock}; }
@@ -472,9 +473,9 @@ struct ColumnPairTile : Coords {
   // Whether both tiles of the pair copy the same B tile at step kt: both reduce over the
   // same sparse block column (row, for A^T) there, and their B tiles lie in the same
   // tile column. The same answer in both CTAs.
-  __device__ bool shares_b(int kt) const {
+  __device__ bool shares_b(const BsrGemmParams& p, int kt) const {
     if (kt >= this->num_k_tiles || kt >= partner_k_tiles) return false;
-    return this->k_block(kt, this->first) == this->k_block(kt, partner_first);
+    return this->k_block(p, kt, this->first) == this->k_block(p, kt, partner_first);
   }
 };
 
