@@ -88,16 +88,17 @@
 // wgmmas: the H200 ran dsd with A = S^T 2-5% faster at the mixtral-8x7b and qwen3-30b-a3b
 // shapes (2026-11-29) with them found ahead.
 //
-// The producer waits empty[s], announces the stage's bytes on full[s] and issues the
-// copies; a consumer waits full[s], issues its share of the stage's wgmmas and releases
-// the stage of the previous step once those have completed (one batch stays in flight, so
-// the tensor cores never wait for the release handshake). The epilogue rounds the
-// accumulators to 16 bits into registers, stages them in the C buffer in the 128-byte
-// swizzled layout (conflict-free fragment writes) and stores them with TMA, which runs
-// while the warpgroup starts its next tile. With 256-column cooperative tiles the staging
-// itself waits for the next tile: one 64-column chunk after each of its first steps, while
-// the tensor cores run that step's wgmmas (the rounded tile takes half the accumulators'
-// registers, which the consumers' 232 hold beside them).
+// The producer looks up the step's tiles, waits empty[s], announces the stage's bytes on
+// full[s] and issues the copies; a consumer waits full[s], issues its share of the
+// stage's wgmmas and releases the stage of the previous step once those have completed
+// (one batch stays in flight, so the tensor cores never wait for the release handshake).
+// The epilogue rounds the accumulators to 16 bits into registers, stages them in the C
+// buffer in the 128-byte swizzled layout (conflict-free fragment writes) and stores them
+// with TMA, which runs while the warpgroup starts its next tile. With 256-column
+// cooperative tiles the staging itself waits for the next tile: one 64-column chunk after
+// each of its first steps, while the tensor cores run that step's wgmmas (the rounded
+// tile takes half the accumulators' registers, which the consumers' 232 hold beside
+// them).
 //
 // The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
 // with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
@@ -418,20 +419,14 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           // (the index's pointer, then the index), which took as many of the producer's
           // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
           // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
-          // With a cluster along N (A's slice by rank), the coordinates held across the
-          // wait spill the producer's 40 registers for some tiles: there they come after.
-          constexpr bool kLookUpFirst = kCluster == 1;
           TileCoord a_at{}, b_at{};
           bool shares_b = false;
-          const auto look_up = [&]() {
-            if (!copies) return;
+          if (copies) {
             if constexpr (!kPairs) a_at = tile.a(p, kt);
             if constexpr (!kRowPairs) b_at = tile.b(p, kt);
             if constexpr (kClusterM > 1) shares_b = tile.shares_b(p, kt);
-          };
-          if constexpr (kLookUpFirst) look_up();
+          }
           mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
-          if constexpr (!kLookUpFirst) look_up();
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
             mbarrier::arrive(full + 8 * s);
             if (kt == find_next_after) find_next();
