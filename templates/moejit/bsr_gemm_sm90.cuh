@@ -420,11 +420,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
           // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
           TileCoord a_at{}, b_at{};
-          bool shares_b = false;
+          bool b_shared = false;
           if (copies) {
             if constexpr (!kPairs) a_at = tile.a(p, kt);
             if constexpr (!kRowPairs) b_at = tile.b(p, kt);
-            if constexpr (kClusterM > 1) shares_b = tile.shares_b(p, kt);
+            if constexpr (kClusterM > 1) b_shared = tile.shares_b(p, kt);
           }
           mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
@@ -458,7 +458,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           } else if constexpr (kClusterM > 1) {
             // Half of a B tile both CTAs copy, into both; otherwise all of it, in the halves
             // the tensor map's box holds.
-            if (shares_b) {
+            if (b_shared) {
               sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b, b_at,
                                                                           full + 8 * s, cta_rank);
             } else {

@@ -153,8 +153,8 @@ struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
     c = TileCoord{static_cast<int>(n0), block_row * kBlock + sub_m * kTileM};
   }
   // The steps' lookups take the kernel's parameters (`p`, in the parameter space) rather
-  // than a pointer to them kept in the tile: through a pointer, each lookup first loaded
-  // the index array's address, a second dependent load.
+  // than a pointer to them kept in the tile: through such a pointer, each lookup first
+  // fetched the index array's address with a generic load, before the index itself.
   __device__ TileCoord a(const BsrGemmParams& p, int kt) const {
     const int j = first + kt / kKTilesPerBlock;
     const int k_in_block = (kt % kKTilesPerBlock) * kTileK;
