@@ -14,15 +14,12 @@ namespace {
 
 constexpr std::uint32_t kSwizzleElements = 64;   // 128 bytes of a 16-bit type
 
-// The rows of one box of an operand tile: a K-major tile is one box of {64, tile rows},
-// an MN-major one boxes of {64, 64}.
-std::uint32_t box_rows(bool k_major, int tile_rows) {
-  return k_major ? static_cast<std::uint32_t>(tile_rows) : kSwizzleElements;
-}
-
-// The stored matrix of an operand, copied in boxes of {64, rows}.
+// The stored matrix of an operand whose tile is `tile_rows` x 64 (`k_major`: tile rows
+// along M or N, 64 along K contiguous) or 64 x `tile_rows` (MN-major: tile rows contiguous),
+// copied by `share` CTAs in equal parts (1: by one). The device's load_operand and
+// load_operand_slice (templates/moejit/bsr_gemm_sm90.cuh) issue exactly these boxes.
 TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::int64_t ld, int element_bytes,
-                  std::uint32_t rows_per_box) {
+                  bool k_major, int tile_rows, int share = 1) {
   if (ld < cols) {
     throw SpecError(fmt::format("{}.ld", name), std::to_string(ld), fmt::format("at least {} (its columns)", cols));
   }
@@ -35,16 +32,32 @@ TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::i
   }
   TmaTensor t;
   t.box_cols = kSwizzleElements;
-  t.box_rows = rows_per_box;
+  if (k_major) {
+    t.box_rows = static_cast<std::uint32_t>(tile_rows / share);
+  } else {
+    // Whole chunks per CTA where they divide, else every chunk's share of the K rows.
+    const int chunks = tile_rows / static_cast<int>(kSwizzleElements);
+    const bool whole_chunks = chunks % share == 0;
+    t.box_rows = whole_chunks ? kSwizzleElements : kSwizzleElements / static_cast<std::uint32_t>(share);
+    t.box_chunks = static_cast<std::uint32_t>(whole_chunks ? chunks / share : 1);
+  }
   t.rows = static_cast<std::uint64_t>(std::max<std::int64_t>(rows, t.box_rows));
   t.cols = static_cast<std::uint64_t>(std::max<std::int64_t>(cols, t.box_cols));
   t.row_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(ld, t.cols)) * element_bytes;
+  // The chunked view reads whole chunks: a partial last chunk would read past the row
+  // instead of zeros. Every MN-major extent of the family is a multiple of its tile's
+  // (validate), and tiles are multiples of 64 there.
+  if (t.box_chunks != 0 && t.cols % kSwizzleElements != 0) {
+    throw SpecError(fmt::format("{}.columns", name), std::to_string(cols),
+                    fmt::format("a multiple of {} for an MN-major operand (its tiles' 64-column chunks)",
+                                kSwizzleElements));
+  }
   return t;
 }
 
 // C, stored by each consumer warpgroup as {64, 64} boxes.
 TmaTensor output(std::int64_t rows, std::int64_t cols, std::int64_t ld, int element_bytes) {
-  return operand("c", rows, cols, ld, element_bytes, kSwizzleElements);
+  return operand("c", rows, cols, ld, element_bytes, true, kSwizzleElements);
 }
 
 }  // namespace
@@ -66,10 +79,8 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       // own; a pair of one block row each block's B columns.
       const int a_rows = sdd_block_pairs(s) ? b : t.tile_m;
       const int b_cols = sdd_row_pairs(s) ? b : t.tile_n;
-      out.a = s.trans_a ? operand("a", k, m, lda, e, box_rows(false, a_rows))
-                        : operand("a", m, k, lda, e, box_rows(true, a_rows));
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, b_cols))
-                        : operand("b", k, n, ldb, e, box_rows(false, b_cols));
+      out.a = s.trans_a ? operand("a", k, m, lda, e, false, a_rows) : operand("a", m, k, lda, e, true, a_rows);
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, true, b_cols) : operand("b", k, n, ldb, e, false, b_cols);
       out.c = output(sparse_rows, b, b, e);
       break;
     }
@@ -78,13 +89,11 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t k = s.trans_a ? dyn_rows : s.k;
       const std::int64_t n = s.n;
       // A cluster's CTAs share the A tile, each copying 1/cluster of it (validate: whole
-      // 8-row swizzle atoms) into all of them by multicast: a box of that share's rows.
-      // Along M, they share the B tile the same way.
-      const auto cluster = static_cast<std::uint32_t>(t.cluster);
-      const auto cluster_m = static_cast<std::uint32_t>(t.cluster_m);
-      out.a = operand("a", sparse_rows, b, b, e, box_rows(!s.trans_a, t.tile_m) / cluster);
-      out.b = s.trans_b ? operand("b", n, k, ldb, e, box_rows(true, t.tile_n) / cluster_m)
-                        : operand("b", k, n, ldb, e, box_rows(false, t.tile_n) / cluster_m);
+      // 8-row swizzle atoms) into all of them by multicast: a box of that share. Along M,
+      // they share the B tile the same way.
+      out.a = operand("a", sparse_rows, b, b, e, !s.trans_a, t.tile_m, t.cluster);
+      out.b = s.trans_b ? operand("b", n, k, ldb, e, true, t.tile_n, t.cluster_m)
+                        : operand("b", k, n, ldb, e, false, t.tile_n, t.cluster_m);
       out.c = output(m, n, ldc, e);
       break;
     }
@@ -92,9 +101,8 @@ TmaLayout tma_layout(const KernelSpec& s, const SparseShape& sparse, std::int64_
       const std::int64_t m = s.m;
       const std::int64_t k = s.trans_b ? s.k : dyn_rows;
       const std::int64_t n = s.trans_b ? dyn_rows : s.n;
-      out.a = s.trans_a ? operand("a", k, m, lda, e, box_rows(false, t.tile_m))
-                        : operand("a", m, k, lda, e, box_rows(true, t.tile_m));
-      out.b = operand("b", sparse_rows, b, b, e, box_rows(s.trans_b, t.tile_n));
+      out.a = s.trans_a ? operand("a", k, m, lda, e, false, t.tile_m) : operand("a", m, k, lda, e, true, t.tile_m);
+      out.b = operand("b", sparse_rows, b, b, e, s.trans_b, t.tile_n);
       out.c = output(m, n, ldc, e);
       break;
     }

@@ -17,6 +17,11 @@ struct TmaTensor {
   std::uint64_t row_bytes = 0;   // distance between consecutive rows
   std::uint32_t box_cols = 0;    // one copy: box_cols x box_rows elements
   std::uint32_t box_rows = 0;
+  // 0: a 2-D tensor {cols, rows}. Otherwise a 3-D one, {64, rows, cols / 64}: the third
+  // dimension steps 64 columns (128 bytes) at a time, so one copy moves box_chunks
+  // 64-column chunks of box_rows rows, each landing as its own block of rows (an MN-major
+  // operand tile, which the swizzle cuts into 64-column chunks).
+  std::uint32_t box_chunks = 0;
   friend bool operator==(const TmaTensor&, const TmaTensor&) = default;
 };
 
@@ -24,10 +29,12 @@ struct TmaTensor {
 // a transposed view, rows `ld` elements apart); a sparse operand is its blocks stacked into
 // [nnz * block, block]. All tensors use the 128-byte swizzle, so no box is wider than 64
 // 16-bit elements: a K-major operand tile is one box of {64, tile rows}, an MN-major one
-// tile/64 boxes of {64, 64}, and C is stored in {64, 64} boxes by each consumer warpgroup.
-// A dsd tile with clusters (TileConfig::cluster) copies its A tile in cluster shares, one
-// per CTA, multicast to all: a box of {64, tile_m / cluster} (K-major A) or
-// {64, 64 / cluster} (MN-major A).
+// one box of tile/64 chunks of {64, 64} (a 3-D tensor, see box_chunks), and C is stored
+// in {64, 64} boxes by each consumer warpgroup. A dsd tile with clusters copies its shared
+// tile (A along N, TileConfig::cluster; B along M, cluster_m) in shares, one per CTA,
+// multicast to all: a box of {64, tile rows / cluster} (K-major), of the chunks / cluster
+// chunks (MN-major), or of {64, 64 / cluster} rows of one chunk (MN-major with fewer
+// chunks than CTAs, copied chunk by chunk).
 //
 // An extent of 0 (an empty topology) becomes one box: TMA rejects empty tensors, and a
 // product with an empty extent never copies from that operand (no reduction steps, or no

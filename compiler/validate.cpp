@@ -130,15 +130,16 @@ void require_no_cluster(const KernelSpec& s) {
 }
 
 // The CTAs of a cluster compute `cluster` N-adjacent tiles of one tile row, so a tile row
-// must hold whole clusters; each copies tile_m / cluster rows of a K-major A tile (or a
-// 64 / cluster-row slice of each MN-major box) with TMA multicast, in whole 8-row atoms of
-// the 128-byte swizzle.
+// must hold whole clusters; each copies tile_m / cluster rows of a K-major A tile (or its
+// share of an MN-major one: see compiler/tma_layout.hpp) with TMA multicast, in whole
+// 8-row atoms of the 128-byte swizzle.
 //
 // Along M (cluster_m = 2), the two CTAs compute tile rows 2i and 2i + 1 of one tile
 // column and copy half of each B tile they share into both: the cooperative schedule (a
 // pingpong warpgroup's turns would put different tiles of the pair side by side), and not
-// together with a cluster along N. B's halves (K-major: tile_n / 2 rows; MN-major: 32 K
-// rows of each 64-column box) are whole 8-row swizzle atoms for every wgmma tile_n.
+// together with a cluster along N. B's halves (K-major: tile_n / 2 rows; MN-major: half
+// the 64-column chunks, or 32 K rows of a single one) are whole 8-row swizzle atoms for
+// every wgmma tile_n.
 void validate_dsd_cluster(const KernelSpec& s) {
   const TileConfig& t = s.tile;
   if (t.cluster_m != 1) {

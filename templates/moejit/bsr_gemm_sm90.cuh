@@ -53,8 +53,9 @@
 // Thread-block clusters (TileConfig::cluster, dsd only): kCluster CTAs of one cluster take
 // kCluster neighbouring tiles of one tile row, which reduce over the same sparse block row
 // with the same A tiles and differ only in B's columns. Instead of each CTA copying all of
-// A, each copies 1/kCluster of it (rows for a K-major tile, K rows of each 64-row chunk
-// for an MN-major one) with a TMA multicast into the same stage of every CTA: L2 serves
+// A, each copies 1/kCluster of it (rows for a K-major tile; for an MN-major one its
+// 64-column chunks, or K rows of each where there are fewer chunks than CTAs; see
+// load_operand_slice) with a TMA multicast into the same stage of every CTA: L2 serves
 // A once per cluster, not once per CTA. The stage ring then spans the cluster: a stage
 // may be refilled only when every CTA's consumers are done with it, so each consumer
 // releases a stage on the empty barriers of all CTAs (which count kCluster times the
@@ -166,48 +167,64 @@ __device__ __forceinline__ unsigned dynamic_shared_bytes() {
 }
 
 // Copies one operand tile of `rows` x 64 (K-major: rows along M/N) or 64 x `rows`
-// (MN-major: rows along K) into shared memory. A K-major tile is one box of
-// {64, rows}; an MN-major tile is rows/64 boxes of {64, 64}, because the 128-byte swizzle
-// limits a box's contiguous extent to 64 elements. The host encodes the boxes the same
-// way (compiler/tma_layout.cpp).
+// (MN-major: rows along K) into shared memory. A K-major tile is one box of {64, rows}.
+// The 128-byte swizzle limits a box's contiguous extent to 64 elements, so an MN-major
+// tile is rows/64 chunks of {64, 64}, 8192 bytes apart in the stage: one box of a 3-D
+// tensor map whose third dimension steps from chunk to chunk (compiler/tma_layout.cpp),
+// a single copy where 2-D maps took one per chunk. The producer's one thread issues every
+// copy, each a dozen instructions (the copy and the loop NVVM puts around it to move its
+// operands into uniform registers): with a cluster along M it had stopped waiting for
+// free stages. On the H200 (2026-11-29, base clock) one copy per tile took 1.1-1.3% off
+// dsd with A^T's cycles at the mixtral-8x7b and qwen3-30b-a3b shapes (3.0% with .c2x1 at
+// qwen3's), 0.8% off qwen3's sdd and dsd; mixtral's sdd and dsd stayed within 0.4%.
 template <bool kKMajor, int kRows>
 __device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar) {
   if constexpr (kKMajor) {
     tma::load_2d(dst, map, at.x, at.y, bar);
   } else {
-#pragma unroll
-    for (int chunk = 0; chunk < kRows / 64; ++chunk) tma::load_2d(dst + chunk * 8192, map, at.x + 64 * chunk, at.y, bar);
+    tma::load_3d(dst, map, 0, at.y, at.x / 64, bar);
   }
 }
 
 // Slice `rank` of kCluster of an operand tile (see load_operand), multicast into every CTA
-// of the cluster: the rows of a K-major tile, or the K rows of each 64-element chunk of an
-// MN-major one, so every slice is a whole number of 8-row (1024-byte) swizzle atoms and
-// lands where load_operand would have put it. The host encodes the smaller boxes
-// (compiler/tma_layout.cpp).
+// of the cluster, landing where load_operand would have put it: the rows of a K-major
+// tile; the chunks of an MN-major one where they divide among the CTAs, else the K rows
+// of each chunk (a tile of fewer chunks than CTAs). Every slice is a whole number of 8-row
+// (1024-byte) swizzle atoms. The host encodes the same boxes (compiler/tma_layout.cpp).
 // With kMulticast = false the slice lands in this CTA only: a tile that is not shared,
 // copied slice by slice with the tensor map of the shared ones.
 template <bool kKMajor, int kRows, int kCluster, bool kMulticast = true>
 __device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar,
                                                    int rank) {
   constexpr unsigned short kAllCtas = (1u << kCluster) - 1;
-  const auto copy = [&](unsigned to, int x, int y) {
-    if constexpr (kMulticast) {
-      tma::load_2d_multicast(to, map, x, y, bar, kAllCtas);
-    } else {
-      tma::load_2d(to, map, x, y, bar);
-    }
-  };
   if constexpr (kKMajor) {
     constexpr int kSliceRows = kRows / kCluster;
     static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-    copy(dst + rank * kSliceRows * 128, at.x, at.y + rank * kSliceRows);
+    const unsigned to = dst + rank * kSliceRows * 128;
+    if constexpr (kMulticast) {
+      tma::load_2d_multicast(to, map, at.x, at.y + rank * kSliceRows, bar, kAllCtas);
+    } else {
+      tma::load_2d(to, map, at.x, at.y + rank * kSliceRows, bar);
+    }
   } else {
-    constexpr int kSliceRows = 64 / kCluster;
-    static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
+    const auto copy = [&](unsigned to, int y, int chunk) {
+      if constexpr (kMulticast) {
+        tma::load_3d_multicast(to, map, 0, y, chunk, bar, kAllCtas);
+      } else {
+        tma::load_3d(to, map, 0, y, chunk, bar);
+      }
+    };
+    constexpr int kChunks = kRows / 64;
+    if constexpr (kChunks % kCluster == 0) {
+      constexpr int kShare = kChunks / kCluster;
+      copy(dst + rank * kShare * 8192, at.y, at.x / 64 + rank * kShare);
+    } else {
+      constexpr int kSliceRows = 64 / kCluster;
+      static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
 #pragma unroll
-    for (int chunk = 0; chunk < kRows / 64; ++chunk) {
-      copy(dst + chunk * 8192 + rank * kSliceRows * 128, at.x + 64 * chunk, at.y + rank * kSliceRows);
+      for (int chunk = 0; chunk < kChunks; ++chunk) {
+        copy(dst + chunk * 8192 + rank * kSliceRows * 128, at.y + rank * kSliceRows, at.x / 64 + chunk);
+      }
     }
   }
 }

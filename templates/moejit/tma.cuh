@@ -1,4 +1,4 @@
-// The tensor memory accelerator (TMA, sm_90): 2-D tile copies between global memory and
+// The tensor memory accelerator (TMA, sm_90): 2-D and 3-D tile copies between global memory and
 // shared memory described by a tensor map, issued by one thread. Loads complete on an
 // mbarrier (the bytes they deliver count against its expected transaction count); stores
 // are tracked by bulk async-groups.
@@ -40,6 +40,27 @@ __device__ __forceinline__ void load_2d_multicast(unsigned dst, const TmaDescrip
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
       " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
       "l"(descriptor_address(map)), "r"(x), "r"(y), "r"(mbarrier), "h"(cta_mask)
+      : "memory");
+}
+
+// The 3-D forms of the two copies above, for the tensor maps of MN-major operands
+// (compiler/tma_layout.hpp): coordinates {column within a 64-column chunk, row, chunk}.
+// One copy moves a box of several chunks, each landing as its own block of rows.
+__device__ __forceinline__ void load_3d(unsigned dst, const TmaDescriptor& map, int x, int y, int z,
+                                        unsigned mbarrier) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(dst),
+      "l"(descriptor_address(map)), "r"(x), "r"(y), "r"(z), "r"(mbarrier)
+      : "memory");
+}
+
+__device__ __forceinline__ void load_3d_multicast(unsigned dst, const TmaDescriptor& map, int x, int y, int z,
+                                                  unsigned mbarrier, unsigned short cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+      "l"(descriptor_address(map)), "r"(x), "r"(y), "r"(z), "r"(mbarrier), "h"(cta_mask)
       : "memory");
 }
 

@@ -162,12 +162,15 @@ void check_kernel(const Outcome& outcome) {
     CHECK(k.resources.registers == r.launch);
     CHECK(r.producer * 128 + r.consumer * spec.tile.threads() <= k.resources.registers * k.threads);
     CHECK(r.consumer >= wgmma_warpgroup_rows(spec.tile) * spec.tile.tile_n / 128 + 32);   // accumulators and more
-    for (const char* instruction : {"wgmma.mma_async.sync.aligned", "cp.async.bulk.tensor.2d.shared::cluster.global",
-                                    "cp.async.bulk.tensor.2d.global.shared::cta", "mbarrier.try_wait.parity",
-                                    "setmaxnreg.inc.sync.aligned.u32", "setmaxnreg.dec.sync.aligned.u32"}) {
+    for (const char* instruction : {"wgmma.mma_async.sync.aligned", "cp.async.bulk.tensor.2d.global.shared::cta",
+                                    "mbarrier.try_wait.parity", "setmaxnreg.inc.sync.aligned.u32",
+                                    "setmaxnreg.dec.sync.aligned.u32"}) {
       CAPTURE(instruction);
       CHECK(contains(k.ptx, instruction));
     }
+    // Operand copies: 2-D for a K-major operand, 3-D for an MN-major one (its chunks).
+    CHECK((contains(k.ptx, "cp.async.bulk.tensor.2d.shared::cluster.global") ||
+           contains(k.ptx, "cp.async.bulk.tensor.3d.shared::cluster.global")));
     CHECK(!contains(k.ptx, "mma.sync.aligned"));
     CHECK(!contains(k.ptx, "ld.local"));
     CHECK(!contains(k.ptx, "st.local"));

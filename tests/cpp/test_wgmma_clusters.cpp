@@ -160,11 +160,14 @@ TEST_CASE("validate: clusters along M on the cooperative dsd only, 1 or 2 CTAs, 
 TEST_CASE("clusters along M: half of B's box per CTA, tile rows in pairs, the template argument") {
   const SparseShape sparse{12, 5, 896};   // 5 token blocks (an odd count), 896 ffn blocks
   const TileConfig tile{128, 256, 64, 4, 8, 1, false, 1, 2};
-  SUBCASE("dsd nn, MN-major B: boxes of {64, 32}; A and C the CTA's own") {
+  SUBCASE("dsd nn, MN-major B: two of the tile's four 64-column chunks; A and C the CTA's own") {
     const TmaLayout l = tma_layout(wgmma_spec(OpKind::dsd, false, false, tile), sparse, 0, 4096, 4096);
     CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 128});
-    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 32});
+    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64, 2});
     CHECK(l.c == TmaTensor{5 * 128, 4096, 4096 * 2, 64, 64});
+    // A 64-column tile has one chunk: each CTA copies 32 of its K rows.
+    const KernelSpec narrow = wgmma_spec(OpKind::dsd, false, false, {128, 64, 64, 6, 8, 1, false, 1, 2});
+    CHECK(tma_layout(narrow, sparse, 0, 4096, 4096).b == TmaTensor{114688, 4096, 4096 * 2, 64, 32, 1});
   }
   SUBCASE("dsd nt, K-major B: boxes of tile_n / 2 rows") {
     const TmaLayout l = tma_layout(wgmma_spec(OpKind::dsd, false, true, tile), sparse, 0, 114688, 4096);
@@ -254,19 +257,24 @@ TEST_CASE("TMA layout: each CTA of a cluster copies its share of A's rows") {
       const TmaLayout l = tma_layout(s, sparse, 0, 4096, 4096);
       CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, static_cast<std::uint32_t>(128 / cluster)});
       // B and C are each CTA's own.
-      CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+      CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64, 4});
       CHECK(l.c == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
     }
     const KernelSpec b64 = wgmma_spec(OpKind::dsd, false, false, {64, 256, 64, 4, 8, 1, true, 2}, 64);
     CHECK(tma_layout(b64, SparseShape{12, 6, 1792}, 0, 4096, 4096).a.box_rows == 32);
   }
-  SUBCASE("dsd tn, MN-major A: boxes of {64, 64 / cluster}") {
+  SUBCASE("dsd tn, MN-major A: its two chunks shared out, or 64 / cluster K rows of each") {
+    // cluster 1: both chunks; 2: one chunk each; 4: 16 K rows of each chunk.
+    const TmaTensor expected_a[] = {{12 * 128, 128, 128 * 2, 64, 64, 2},
+                                    {12 * 128, 128, 128 * 2, 64, 64, 1},
+                                    {12 * 128, 128, 128 * 2, 64, 16, 1}};
+    int i = 0;
     for (int cluster : {1, 2, 4}) {
       CAPTURE(cluster);
       const KernelSpec s = wgmma_spec(OpKind::dsd, true, false, {128, 128, 64, 5, 8, 1, true, cluster});
       const TmaLayout l = tma_layout(s, sparse, 0, 4096, 4096);
-      CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, static_cast<std::uint32_t>(64 / cluster)});
-      CHECK(l.b == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
+      CHECK(l.a == expected_a[i++]);
+      CHECK(l.b == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64, 2});
       CHECK(l.c == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
     }
   }

@@ -337,7 +337,7 @@ TEST_CASE("launch geometry: same tiles as mma, the family's threads and shared m
   CHECK(launch_geometry(d, SparseShape{10, 4, 896}).grid_x == 4 * (4096 / 256));
 }
 
-TEST_CASE("TMA layout: K-major operands are one box, MN-major ones 64-wide boxes, C 64x64") {
+TEST_CASE("TMA layout: K-major operands are one box, MN-major ones one box of 64-column chunks, C 64x64") {
   const SparseShape sparse{12, 6, 896};   // 6 token blocks, 896 ffn blocks
   SUBCASE("sdd nt: x [T, H] and w1 [E*F, H], both K-major; C the blocks") {
     const TmaLayout l = tma_layout(wgmma_spec(OpKind::sdd, false, true), sparse, 4096, 4096, 128);
@@ -349,18 +349,18 @@ TEST_CASE("TMA layout: K-major operands are one box, MN-major ones 64-wide boxes
     const KernelSpec s = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 3, 8, 1});
     const TmaLayout l = tma_layout(s, sparse, 0, 4096, 4096);
     CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 128});
-    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+    CHECK(l.b == TmaTensor{114688, 4096, 4096 * 2, 64, 64, 4});   // the tile's four chunks
     CHECK(l.c == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
   }
   SUBCASE("dsd tn: A^T the blocks read M-major, B [T, H], C [E*F, H]") {
     const TmaLayout l = tma_layout(wgmma_spec(OpKind::dsd, true, false), sparse, 0, 4096, 4096);
-    CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 64});
-    CHECK(l.b == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64});
+    CHECK(l.a == TmaTensor{12 * 128, 128, 128 * 2, 64, 64, 2});
+    CHECK(l.b == TmaTensor{6 * 128, 4096, 4096 * 2, 64, 64, 2});
     CHECK(l.c == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
   }
   SUBCASE("dds tt: A^T stored [K, M] M-major, B^T the blocks read K-major") {
     const TmaLayout l = tma_layout(wgmma_spec(OpKind::dds, true, true), sparse, 4096, 0, 6 * 128);
-    CHECK(l.a == TmaTensor{114688, 4096, 4096 * 2, 64, 64});
+    CHECK(l.a == TmaTensor{114688, 4096, 4096 * 2, 64, 64, 2});
     CHECK(l.b == TmaTensor{12 * 128, 128, 128 * 2, 64, 128});
     CHECK(l.c == TmaTensor{4096, 6 * 128, 6 * 128 * 2, 64, 64});
   }

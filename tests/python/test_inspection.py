@@ -172,7 +172,7 @@ def test_a_failed_compile_keeps_what_reproduces_it(cache, tmp_path, monkeypatch)
 
 WGMMA_SPEC = ("op=dsd trans=tn dtype=bf16 block=128 m=4096 n=2048 k=dyn tile=128x256x64.s3.w8x1 family=wgmma "
               "target=sm_90a")
-TMA_LOAD = "cp.async.bulk.tensor.2d.shared::cluster.global"
+TMA_LOAD = "cp.async.bulk.tensor.3d.shared::cluster.global"   # both operands MN-major: 3-D maps
 TMA_STORE = "cp.async.bulk.tensor.2d.global.shared::cta"
 
 
