@@ -19,10 +19,11 @@ struct alignas(64) TmaDescriptor {
 };
 
 struct BsrGemmSm90Params {
-  // Each operand's stored matrix as a 2-D tensor {columns (contiguous), rows}: a dense
-  // operand is the matrix it views (the underlying one for a transposed view), a sparse
-  // operand its blocks stacked into [nnz * block, block]. Boxes and swizzle are the
-  // kernel's: see compiler/tma_layout.hpp.
+  // Each operand's stored matrix {columns (contiguous), rows}: a dense operand is the
+  // matrix it views (the underlying one for a transposed view), a sparse operand its
+  // blocks stacked into [nnz * block, block]; a 2-D tensor, or for an MN-major operand a
+  // 3-D one whose third dimension steps 64 columns. Boxes and swizzle are the kernel's:
+  // see compiler/tma_layout.hpp.
   TmaDescriptor a;
   TmaDescriptor b;
   TmaDescriptor c;

@@ -1,8 +1,9 @@
 // Where one thread block of the wgmma family reads and writes, as TMA coordinates: the
 // counterpart of bsr_traversal.cuh for kernels that copy tiles with tensor maps instead
-// of pointers. Each operand is a 2-D tensor {x = column (contiguous), y = row} (see
+// of pointers. Each operand is a matrix {x = column (contiguous), y = row} (see
 // bsr_gemm_sm90_params.h); a coordinate names the stored element at the tile's logical
-// (0, 0) corner.
+// (0, 0) corner. (The copies of MN-major tiles turn x into 64-column chunks of a 3-D
+// tensor map: bsr_gemm_sm90.cuh, load_operand.)
 //
 // Every traversal provides:
 //   kAKMajor / kBKMajor   whether K is the contiguous dimension of the stored A / B tiles
