@@ -374,6 +374,13 @@ TEST_CASE("TMA layout: K-major operands are one box, MN-major ones one box of 64
     const KernelSpec s = wgmma_spec(OpKind::sdd, false, true);
     CHECK(spec_error_of([&] { tma_layout(s, sparse, 4100, 4096, 128); }).field == "a.ld");
     CHECK(spec_error_of([&] { tma_layout(s, sparse, 4096, 1000, 128); }).field == "b.ld");
+    // An MN-major operand is read in whole 64-column chunks: a partial last chunk would
+    // read the next row's elements instead of zeros (validate keeps such shapes out).
+    KernelSpec nn = wgmma_spec(OpKind::dsd, false, false, 128, {128, 256, 64, 4, 8, 1});
+    nn.n = 4104;
+    const auto e = spec_error_of([&] { tma_layout(nn, sparse, 0, 4104, 4104); });
+    CHECK(e.field == "b.columns");
+    CHECK(contains(e.what, "a multiple of 64"));
   }
 }
 
