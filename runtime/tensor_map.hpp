@@ -11,9 +11,9 @@
 namespace moejit {
 
 // A tensor map over `tensor` at `address` with the 128-byte swizzle: 2-D, or 3-D for an
-// MN-major operand's chunks (TmaTensor::box_chunks). Throws naming
-// `operand` when the driver lacks TMA (before CUDA 12) or rejects the map (for example an
-// address that is not 16-byte aligned).
+// MN-major operand's chunks (TmaTensor::box_chunks). Throws naming `operand` when the
+// driver lacks TMA (before CUDA 12) or rejects the map (for example an address that is
+// not 16-byte aligned).
 TmaDescriptor encode_tensor_map(const DriverApi& driver, const char* operand, const void* address,
                                 const TmaTensor& tensor, DType dtype);
 

@@ -172,7 +172,7 @@ __device__ __forceinline__ unsigned dynamic_shared_bytes() {
 // tile is rows/64 chunks of {64, 64}, 8192 bytes apart in the stage: one box of a 3-D
 // tensor map whose third dimension steps from chunk to chunk (compiler/tma_layout.cpp),
 // a single copy where 2-D maps took one per chunk. The producer's one thread issues every
-// copy, each a dozen instructions (the copy and the loop NVVM puts around it to move its
+// copy, each a dozen instructions (the copy and the loop ptxas puts around it to move its
 // operands into uniform registers): with a cluster along M it had stopped waiting for
 // free stages. On the H200 (2026-11-29, base clock) one copy per tile took 1.1-1.3% off
 // dsd with A^T's cycles at the mixtral-8x7b and qwen3-30b-a3b shapes (3.0% with .c2x1 at

@@ -1,7 +1,7 @@
 // The tensor memory accelerator (TMA, sm_90): 2-D and 3-D tile copies between global
-// memory and shared memory described by a tensor map, issued by one thread. Loads complete on an
-// mbarrier (the bytes they deliver count against its expected transaction count); stores
-// are tracked by bulk async-groups.
+// memory and shared memory described by a tensor map, issued by one thread. Loads
+// complete on an mbarrier (the bytes they deliver count against its expected transaction
+// count); stores are tracked by bulk async-groups.
 #pragma once
 
 #include "moejit/bsr_gemm_sm90_params.h"
