@@ -586,6 +586,18 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         }
         tma::store_commit();
       }
+    } else {
+      // Ablated: the chunk's values still go somewhere, folded into one word per thread
+      // of the idle C buffer. Stored nowhere, the accumulators are dead code to ptxas,
+      // which then drops the wgmmas as well: the first ablated kernels ran without a
+      // single tensor-pipe cycle (H200, 2026-11-29), timing the loads and handshakes alone.
+      unsigned folded = 0;
+#pragma unroll
+      for (int i = 0; i < kMmaM; ++i) {
+#pragma unroll
+        for (int q = 16 * c; q < 16 * c + 16; ++q) folded ^= out16[i][q];
+      }
+      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(c_buffer + 4 * threadIdx.x), "r"(folded) : "memory");
     }
   };
 
