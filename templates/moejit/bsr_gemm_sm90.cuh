@@ -101,6 +101,19 @@
 // tile takes half the accumulators' registers, which the consumers' 232 hold beside
 // them).
 //
+// Tried on the H200 and dropped (2026-11-29, interleaved against dense and Nsight Compute
+// at base clock, mixtral-8x7b and qwen3-30b-a3b):
+//   - Two issuing producer threads, A's copies in one warp and B's in another: mixtral
+//     dsd +1.2% cycles, dsd_t +0.5%; dsd_t 0.999 -> 0.988 of dense, .c2x1 0.975 -> 0.939.
+//   - A cluster along M finding the next tile between steps, as the others do, instead of
+//     before the tile's steps: .c2x1's cycles -0.3%, its times unchanged.
+//   - Handing a tile off to the next: its last step and the next tile's first as n128
+//     half batches, each half rounded while the other runs. ptxas serialises every wgmma
+//     of a kernel whose n128 wgmmas use halves of its n256 wgmmas' accumulators (C7511),
+//     so all steps went to n128 halves, which alone cost 1-2% (mixtral dsd_t 0.998 ->
+//     0.982 of dense); with the hand-off dsd_t took 4.7% (mixtral) and 5% (qwen3) more
+//     cycles.
+//
 // The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
 // with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
 // is warps_m = 4 per consumer warpgroup, warps_n = 1; the producer warpgroup comes on top.
@@ -523,7 +536,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // (2026-11-29, interleaved against dense) that made dsd 4-10% and dsd_t 3-5% faster at
   // the mixtral-8x7b and qwen3-30b-a3b shapes, but sdd's 128x128 tiles, whose steps are
   // half as long, 1-3% slower: narrower tiles store at once. So does pingpong, where the
-  // other warpgroup's mainloop hides the stores already.
+  // other warpgroup's mainloop hides the stores already. What the deferred stores still
+  // cost, by the epilogue's ablation (ablation.cuh; H200, base clock, 2026-11-29): 2.0% of
+  // mixtral-8x7b dsd_t's cycles (tiles of 33 steps), 1.8-2.5% of qwen3-30b-a3b's
+  // products (12-32 steps), nothing measurable of mixtral's sdd and dsd.
   constexpr bool kDeferStores = !kPingpong && kTileN == 256;
   unsigned out16[kMmaM][kTileN / 4];
   // Where this warpgroup's rows of out16 go: one place, or one per block of a row pair
