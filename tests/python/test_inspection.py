@@ -174,6 +174,7 @@ WGMMA_SPEC = ("op=dsd trans=tn dtype=bf16 block=128 m=4096 n=2048 k=dyn tile=128
               "target=sm_90a")
 TMA_LOAD = "cp.async.bulk.tensor.3d.shared::cluster.global"   # both operands MN-major: 3-D maps
 TMA_STORE = "cp.async.bulk.tensor.2d.global.shared::cta"
+ROUNDING = "cvt.rn.bf16x2.f32"   # the epilogue's rounding of two fp32 accumulators
 
 
 def test_ablations_compile_out_one_stage_each(cache, monkeypatch):
@@ -191,6 +192,10 @@ def test_ablations_compile_out_one_stage_each(cache, monkeypatch):
         for other in set(expected_missing.values()) - {missing}:
             assert other in ptx, (name, other)
         assert f"-DMOEJIT_ABLATE_{name.upper()}" in runtime.core.kernel_key(spec).compile_options.splitlines()
+        if name == "epilogue":
+            # The accumulators are still rounded (and the rounded values kept): dead, they
+            # take their wgmmas with them in ptxas, which the PTX would not show.
+            assert ptx.count(ROUNDING) == normal.count(ROUNDING) > 0
     with pytest.warns(moejit.MoejitWarning, match=r"ablated kernels \(epilogue\)"):
         assert moejit.Runtime(database=None, ablate="epilogue").ablate == ("epilogue",)
     monkeypatch.setenv("MOEJIT_ABLATE", "mma, epilogue")
