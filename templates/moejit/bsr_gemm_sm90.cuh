@@ -106,7 +106,8 @@
 //   - Two issuing producer threads, A's copies in one warp and B's in another: mixtral
 //     dsd +1.2% cycles, dsd_t +0.5%; dsd_t 0.999 -> 0.988 of dense, .c2x1 0.975 -> 0.939.
 //   - A cluster along M finding the next tile between steps, as the others do, instead of
-//     before the tile's steps: .c2x1's cycles -0.3%, its times unchanged.
+//     before the tile's steps: .c2x1's cycles -0.3%, no faster (mixtral dsd_t 0.970 ->
+//     0.968 of dense, dsd 0.989 -> 0.980).
 //   - Handing a tile off to the next: its last step and the next tile's first as n128
 //     half batches, each half rounded while the other runs. ptxas serialises every wgmma
 //     of a kernel whose n128 wgmmas use halves of its n256 wgmmas' accumulators (C7511),
