@@ -76,7 +76,9 @@ def main() -> None:
     parser.add_argument("--models", default="mixtral-8x7b,qwen3-30b-a3b")
     parser.add_argument("--roles", default="dsd,dsd_t")
     parser.add_argument("--tile", action="append", help="ROLE=TILE (default: the runtime's choice)")
-    parser.add_argument("--also", action="append", help="ROLE=TILE: another moejit tile to run beside")
+    parser.add_argument("--also", action="append",
+                        help="ROLE=TILE[@TEMPLATES]: another moejit tile to run beside, optionally from another "
+                        "template tree (as in tile_ab.py)")
     parser.add_argument("--no-peers", action="store_true", help="profile only the moejit kernels")
     parser.add_argument("--ablate", help="compile the moejit kernels without these stages (MOEJIT_ABLATE: "
                         "loads, mma, epilogue): their results are wrong, so they are not checked")
@@ -88,9 +90,15 @@ def main() -> None:
         if role not in ROLES:
             raise SystemExit(f"--roles {args.roles!r}: expected a comma-separated subset of {', '.join(ROLES)}")
     tiles = dict(role_tile("--tile", text) for text in args.tile or [])
-    also = [role_tile("--also", text) for text in args.also or []]
+    also = []   # (role, tile, template tree or None)
+    for text in args.also or []:
+        role, tile = role_tile("--also", text)
+        tile, _, templates = tile.partition("@")
+        also.append((role, tile, templates or None))
 
     runtime = moejit.default_runtime()
+    # One runtime per other template tree, made once: each compiles and caches its kernels.
+    other_runtimes = {t: moejit.Runtime(templates_dir=t, ablate=args.ablate) for _, _, t in also if t is not None}
     for model in args.models.split(","):
         shape = moejit.model(model)
         data = LayerData(shape, runtime=runtime, verbose=True)
@@ -107,13 +115,28 @@ def main() -> None:
             if not error < 2e-2:
                 raise SystemExit(f"{model} {role}: relative error {error:.1e}, not profiling a wrong kernel")
             calls = [("moejit", lambda: data.run(role, tile))]
-            for other_role, other_tile in also:
+            own_runtime = data.runtime
+            for other_role, other_tile, templates in also:
                 if other_role == role:
-                    error = 0.0 if args.ablate else data.error(role, other_tile)
-                    print(f"{model} {role} {other_tile}: relative error {error:.1e}", flush=True)
+                    label = other_tile + (f"@{templates}" if templates else "")
+                    other_runtime = other_runtimes[templates] if templates else own_runtime
+
+                    def other_call(t=other_tile, r=other_runtime):
+                        data.runtime = r
+                        try:
+                            return data.run(role, t)
+                        finally:
+                            data.runtime = own_runtime
+
+                    data.runtime = other_runtime
+                    try:
+                        error = 0.0 if args.ablate else data.error(role, other_tile)
+                    finally:
+                        data.runtime = own_runtime
+                    print(f"{model} {role} {label}: relative error {error:.1e}", flush=True)
                     if not error < 2e-2:
-                        raise SystemExit(f"{model} {role} {other_tile}: relative error {error:.1e}")
-                    calls.append((other_tile, lambda t=other_tile: data.run(role, t)))
+                        raise SystemExit(f"{model} {role} {label}: relative error {error:.1e}")
+                    calls.append((label, other_call))
             if not args.no_peers:
                 m, n, k = kernel_extents(role, data.topology.rows, shape.hidden, shape.ffn)
                 a = torch.randn(m, k, device="cuda").bfloat16()
