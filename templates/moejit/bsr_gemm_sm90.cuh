@@ -114,6 +114,19 @@
 //     so all steps went to n128 halves, which alone cost 1-2% (mixtral dsd_t 0.998 ->
 //     0.982 of dense); with the hand-off dsd_t took 4.7% (mixtral) and 5% (qwen3) more
 //     cycles.
+//   - The second cooperative warpgroup starting one batch behind the first, so that the
+//     two do not round and restart at the same time: cycles unchanged (mixtral dsd with
+//     A^T 3.74 M -> 3.75 M; with the accumulators no longer selected at each tile's start,
+//     3.67 M -> 3.69 M).
+//   - TMA prefetches into L2 (cp.async.bulk.prefetch.tensor) of the step 4 or 8 steps
+//     ahead: L2 traffic 24 -> 70 GB and 1.6x the cycles for mixtral's dsd with A^T.
+//   - dsd's row windows (RowWindowTiles) of 8 or 32 tile rows instead of 16: mixtral's
+//     DRAM reads 3.9 -> 3.8 / 5.8 GB, no fewer cycles, no faster at the power cap.
+//   - Where .c2x1 loses its cycles: without the multicast and with each CTA releasing
+//     only its own stages (no coupling left but the cluster launch and the paired walk),
+//     mixtral's dsd with A^T still took 3.4-4.0% more cycles than the plain tile, against
+//     5.1% with both; finding the next tile between steps changed nothing. The cost is
+//     in the paired walk or the launch, not in the lockstep.
 //
 // The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
 // with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
@@ -528,6 +541,13 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
   const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
   float acc[kMmaM][kTileN / 2];
+  // Zeroed once: a tile's first wgmmas overwrite them (see issue_step), and a tile without
+  // a step, whose epilogue stores zeros (out_zero), still rounds them.
+#pragma unroll
+  for (int i = 0; i < kMmaM; ++i) {
+#pragma unroll
+    for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
+  }
   // A tile's outputs, rounded to 16 bits two to a register as soon as its last wgmmas are
   // done, wait here to be stored (see the epilogue notes at the top of this file). The
   // cooperative schedule with 256-column tiles defers the stores into the next tile: the
@@ -549,6 +569,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   int out_parts = 0;
   bool out_rows = false;      // whether it has rows (not the missing block of a column pair)
   bool out_pending = false;   // whether out16 still has to be stored
+  bool out_zero = false;      // whether its tile had no step, and so stores zeros instead
   Walk walk(p, max_pairs);
   int step = 0;
   int turn = 0;
@@ -582,16 +603,28 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       // possibly of the previous tile) must be done reading it.
       if (wg_thread == 0) tma::store_wait_read<Layout::kCChunkBuffers - 1>();
       warpgroup::named_barrier(barrier_id, 128);
+      const auto stage_fragments = [&](bool zeros) {
 #pragma unroll
-      for (int i = 0; i < kMmaM; ++i) {
-        // Lane l gives the address of row l % 8 of matrix l / 8.
-        const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
+        for (int i = 0; i < kMmaM; ++i) {
+          // Lane l gives the address of row l % 8 of matrix l / 8.
+          const int r = (group0 + i) * 64 + warp * 16 + (lane / 8 % 2) * 8 + lane % 8;
 #pragma unroll
-        for (int j = 8 * c; j < 8 * c + 8; j += 2) {
-          const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
-          ptx::stmatrix_x4(buffer + r * 128 + ((group ^ (r % 8)) * 16), out16[i][2 * j], out16[i][2 * j + 1],
-                           out16[i][2 * j + 2], out16[i][2 * j + 3]);
+          for (int j = 8 * c; j < 8 * c + 8; j += 2) {
+            const int group = j % 8 + lane / 16;   // this lane's 8-column group within the chunk
+            const unsigned to = buffer + r * 128 + ((group ^ (r % 8)) * 16);
+            if (zeros) {
+              ptx::stmatrix_x4(to, 0u, 0u, 0u, 0u);
+            } else {
+              ptx::stmatrix_x4(to, out16[i][2 * j], out16[i][2 * j + 1], out16[i][2 * j + 2], out16[i][2 * j + 3]);
+            }
+          }
         }
+      };
+      // Two copies of the loop, not a choice per fragment, which ptxas would predicate.
+      if (out_zero) {
+        stage_fragments(true);
+      } else {
+        stage_fragments(false);
       }
       tma::fence_shared_to_async();
       warpgroup::named_barrier(barrier_id, 128);
@@ -662,17 +695,6 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // for each stage, releases it) and computes and stores nothing.
     bool has_rows = tile_present(tile);
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
-    // The tile's first wgmmas overwrite the accumulators (see issue_step): zeroing them here
-    // would keep the tensor cores waiting at every tile's start. Only a tile without a step
-    // needs zeros, which its epilogue stores (and every tile when timing without wgmmas,
-    // so that ablation still stores defined values).
-    if (k_tiles == 0 || ablate_mma()) {
-#pragma unroll
-      for (int i = 0; i < kMmaM; ++i) {
-#pragma unroll
-        for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
-      }
-    }
     // Pingpong: wait until the other warpgroup has waited for every stage of its tile
     // (see the top of this file: the parity waits below are only exact from then on).
     if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
@@ -753,11 +775,20 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
     if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
+    // Those of a tile without a step hold nothing of it: its epilogue stores zeros instead
+    // (out_zero), as it does for every tile when timing without wgmmas. Zeroing the
+    // accumulators at such a tile's start instead, ptxas selected every one of them
+    // against zero at every tile's start (128 FSEL per thread, issued while the tensor
+    // cores wait for the tile's first wgmmas). Without those (H200, base clock,
+    // 2026-11-29): mixtral-8x7b dsd with A^T 2.0% fewer cycles (tensor pipe 96.8% -> 98.3%
+    // busy), qwen3-30b-a3b dsd with A^T 3.1%, dsd 3.6%, sdd 1.7%; mixtral's dsd and sdd,
+    // whose tiles reduce over 224 and 64 steps, within 0.7%.
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
       for (int q = 0; q < kTileN / 4; ++q) out16[i][q] = ElementOps<Element>::pack2(acc[i][2 * q], acc[i][2 * q + 1]);
     }
+    out_zero = k_tiles == 0 || ablate_mma();
     // This warpgroup's rows of C: its block of a column pair, its rows of each block of a
     // row pair, or its rows of the tile.
     if constexpr (kPairs) {
