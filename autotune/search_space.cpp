@@ -41,8 +41,11 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     // tile rows share each B tile, a third less L2 traffic per step than no cluster (A's
     // share saves a sixth). On the H200 (2026-11-29, mixtral-8x7b and qwen3-30b-a3b) it
     // cut L2 throughput from 82% to 57% of peak for dsd with A^T and let the power-capped
-    // clock rise 2-6%, but the CTAs' lockstep cost 6-7% more cycles: 4-14% slower, short
-    // timings and sustained ones alike. Like .c2, a candidate for where L2 binds.
+    // clock rise 2-6%, but it took 6-7% more cycles: 4-14% slower, short timings and
+    // sustained ones alike; still 6% (mixtral) and 12% (qwen3) more with 96d065a's kernels.
+    // Not through the CTAs' lockstep: without the multicast and with each CTA releasing
+    // only its own stages it still took 3.4-4.0% more. Like .c2, a candidate for where L2
+    // binds.
     const auto add = [&](TileConfig tile) {
       candidate.tile = tile;
       if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) return;
