@@ -541,8 +541,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
   const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
   float acc[kMmaM][kTileN / 2];
-  // Zeroed once: a tile's first wgmmas overwrite them (see issue_step), and a tile without
-  // a step, whose epilogue stores zeros (out_zero), still rounds them.
+  // Zeroed once: a tile's first wgmmas overwrite them (see issue_step), a tile without a
+  // step, whose epilogue stores zeros (out_zero), still rounds them, and when timing
+  // without wgmmas (ablate_mma) they stay zero, which every tile then stores.
 #pragma unroll
   for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
@@ -776,10 +777,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
     // Those of a tile without a step hold nothing of it: its epilogue stores zeros instead
-    // (out_zero), as it does for every tile when timing without wgmmas. Zeroing the
-    // accumulators at such a tile's start instead, ptxas selected every one of them
-    // against zero at every tile's start (128 FSEL per thread, issued while the tensor
-    // cores wait for the tile's first wgmmas). Without those (H200, base clock,
+    // (out_zero). Zeroing the accumulators at such a tile's start instead, ptxas selected
+    // every one of them against zero at every tile's start (128 FSEL per thread, issued
+    // while the tensor cores wait for the tile's first wgmmas). Without those (H200, base clock,
     // 2026-11-29): mixtral-8x7b dsd with A^T 2.0% fewer cycles (tensor pipe 96.8% -> 98.3%
     // busy), qwen3-30b-a3b dsd with A^T 3.1%, dsd 3.6%, sdd 1.7%; mixtral's dsd and sdd,
     // whose tiles reduce over 224 and 64 steps, within 0.7%.
@@ -788,7 +788,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
       for (int q = 0; q < kTileN / 4; ++q) out16[i][q] = ElementOps<Element>::pack2(acc[i][2 * q], acc[i][2 * q + 1]);
     }
-    out_zero = k_tiles == 0 || ablate_mma();
+    out_zero = k_tiles == 0;
     // This warpgroup's rows of C: its block of a column pair, its rows of each block of a
     // row pair, or its rows of the tile.
     if constexpr (kPairs) {
