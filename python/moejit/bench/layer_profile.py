@@ -1,7 +1,7 @@
 """Where a moejit.dMoE layer's time goes on the GPU: forward+backward under torch.profiler,
 CUDA kernel time grouped by what the kernel does. Not a test: run it on a GPU machine.
 
-    python tests/gpu/layer_profile.py [--model qwen3-30b-a3b] [--tokens T] [--steps 5]
+    python -m moejit.bench.layer_profile [--model qwen3-30b-a3b] [--tokens T] [--steps 5]
 """
 
 import argparse

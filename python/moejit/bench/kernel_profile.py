@@ -4,7 +4,7 @@ routed tokens. Not a test: run it on a GPU machine under Nsight Compute, which t
 only the calls inside the profiled region (warm-up and checks stay outside it):
 
     ncu --profile-from-start off --clock-control none --section SpeedOfLight \\
-        python tests/gpu/kernel_profile.py [--models mixtral-8x7b] [--roles dsd,dsd_t] [--tile T]
+        python -m moejit.bench.kernel_profile [--models mixtral-8x7b] [--roles dsd,dsd_t] [--tile T]
 
 Each call is checked against the float32 reference first, so a profile is never one of
 a wrong kernel.

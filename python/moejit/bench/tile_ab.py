@@ -1,7 +1,7 @@
 """Interleaved A/B timing of layer products: tiles, or template trees, next to dense cuBLAS.
 Not a test: run it on a GPU machine to decide whether a kernel change pays.
 
-    python tests/gpu/tile_ab.py --variant dsd_t=128x256x64.s4.w8x1 \\
+    python -m moejit.bench.tile_ab --variant dsd_t=128x256x64.s4.w8x1 \\
         --variant dsd_t=128x256x64.s4.w8x1@/path/to/old/templates [--models qwen3-30b-a3b] [--rounds 7]
 
 A variant is ROLE=TILE[@TEMPLATES]: a product of the layer (sdd, dsd or dsd_t, see
