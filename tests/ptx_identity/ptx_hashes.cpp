@@ -2,11 +2,13 @@
 // "<spec text>  <hash>" line per spec, or compares them with a committed list, so that a
 // refactoring of templates/ can prove it left the release PTX of every variant alone.
 //
-//   ptx_hashes [--full] [--list] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]
+//   ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]
 //
 // The default list is the CI subset (every schedule, op, transpose, cluster kind, pair kind,
 // dtype and block size at one model shape); --full adds every tile of the search space at
-// four model shapes, the explicit-only tiles and the mma search space.
+// four model shapes, the explicit-only tiles and the mma search space. --match keeps the
+// specs whose text the regular expression finds; --list prints them without compiling;
+// --dump writes each spec's hashed PTX to DIR/<FNV-1a 64 of the spec text>.ptx.
 //
 // What is hashed: the PTX NVRTC emits for the release options (KernelCompiler::options),
 // compiled to PTX only (compute_XX instead of sm_XX, no ptxas: the PTX text is the same,
@@ -23,6 +25,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -48,11 +51,13 @@ using namespace moejit;
 namespace {
 
 // The PTX of `spec` under the release options, without running ptxas.
-std::string release_ptx(const KernelCompiler& compiler, const KernelSpec& spec) {
+std::string release_ptx(const KernelCompiler& compiler, const KernelSpec& spec, const std::string& extra_option) {
   const NvrtcLibrary& nvrtc = compiler.nvrtc();
   const GeneratedSource generated = generate_source(spec);
   std::vector<std::string> options;
-  for (const std::string& o : compiler.options(spec)) {
+  CompileOptions compile_options;
+  if (!extra_option.empty()) compile_options.extra_options.push_back(extra_option);
+  for (const std::string& o : compiler.options(spec, compile_options)) {
     if (o.starts_with("--ptxas-options")) continue;   // ptxas does not run for compute_XX
     if (o == "--gpu-architecture=" + spec.target.text()) {
       options.push_back("--gpu-architecture=compute_" + spec.target.text().substr(3));
@@ -77,7 +82,7 @@ std::string release_ptx(const KernelCompiler& compiler, const KernelSpec& spec) 
     nvrtc.GetProgramLogSize(program, &size);
     std::string log(size, '\0');
     nvrtc.GetProgramLog(program, log.data());
-    throw std::runtime_error(fmt::format("{} does not compile:\n{}", spec.text(), log));
+    throw std::runtime_error(fmt::format("{} {} does not compile:\n{}", spec.text(), extra_option, log));
   }
   std::size_t size = 0;
   nvrtc.check(nvrtc.GetPTXSize(program, &size), "nvrtcGetPTXSize");
@@ -126,7 +131,7 @@ std::map<std::string, std::string> read_list(const std::string& path) {
 }
 
 int usage() {
-  std::fputs("usage: ptx_hashes [--full] [--list] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]\n",
+  std::fputs("usage: ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]\n",
              stderr);
   return 2;
 }
@@ -138,7 +143,7 @@ int main(int argc, char** argv) {
   bool list_only = false;
   int jobs = 1;
   std::string templates = MOEJIT_TEMPLATES_DIR;
-  std::string dump, write, check;
+  std::string dump, write, check, match;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--full") {
@@ -153,14 +158,19 @@ int main(int argc, char** argv) {
     if (arg == "--jobs") jobs = std::max(1, std::stoi(argv[++i]));
     else if (arg == "--templates") templates = argv[++i];
     else if (arg == "--dump") dump = argv[++i];
+    else if (arg == "--match") match = argv[++i];
     else if (arg == "--write") write = argv[++i];
     else if (arg == "--check") check = argv[++i];
     else return usage();
   }
   try {
-    const std::vector<KernelSpec> specs = full ? ptx_identity::full_list() : ptx_identity::ci_list();
+    std::vector<ptx_identity::Variant> specs = full ? ptx_identity::full_list() : ptx_identity::ci_list();
+    if (!match.empty()) {
+      const std::regex pattern(match);
+      std::erase_if(specs, [&](const ptx_identity::Variant& v) { return !std::regex_search(v.name(), pattern); });
+    }
     if (list_only) {
-      for (const KernelSpec& s : specs) fmt::print("{}\n", s.text());
+      for (const ptx_identity::Variant& v : specs) fmt::print("{}\n", v.name());
       return 0;
     }
     const TemplateLibrary library(templates);
@@ -174,9 +184,9 @@ int main(int argc, char** argv) {
     const auto work = [&] {
       for (std::size_t i = next++; i < specs.size(); i = next++) {
         try {
-          const std::string ptx = without_unreferenced_globals(release_ptx(compiler, specs[i]));
+          const std::string ptx = without_unreferenced_globals(release_ptx(compiler, specs[i].spec, specs[i].option));
           hashes[i] = hex64(fnv1a64(ptx));
-          if (!dump.empty()) std::ofstream(fmt::format("{}/{}.ptx", dump, hex64(fnv1a64(specs[i].text())))) << ptx;
+          if (!dump.empty()) std::ofstream(fmt::format("{}/{}.ptx", dump, hex64(fnv1a64(specs[i].name())))) << ptx;
         } catch (const std::exception& e) {
           const std::lock_guard lock(errors_mutex);
           errors.push_back(e.what());
@@ -192,7 +202,7 @@ int main(int argc, char** argv) {
     if (!errors.empty()) return 1;
 
     std::string listing;
-    for (std::size_t i = 0; i < specs.size(); ++i) listing += fmt::format("{}  {}\n", specs[i].text(), hashes[i]);
+    for (std::size_t i = 0; i < specs.size(); ++i) listing += fmt::format("{}  {}\n", specs[i].name(), hashes[i]);
     if (!write.empty()) {
       std::ofstream out(write);
       out << "# ptx_hashes" << (full ? " --full" : "") << ": spec text, FNV-1a 64 of its release PTX (see ptx_hashes.cpp)\n"
@@ -206,12 +216,12 @@ int main(int argc, char** argv) {
     const std::map<std::string, std::string> expected = read_list(check);
     int changed = 0, unlisted = 0;
     for (std::size_t i = 0; i < specs.size(); ++i) {
-      const auto it = expected.find(specs[i].text());
+      const auto it = expected.find(specs[i].name());
       if (it == expected.end()) {
-        fmt::print("NOT IN {}: {}\n", check, specs[i].text());
+        fmt::print("NOT IN {}: {}\n", check, specs[i].name());
         ++unlisted;
       } else if (it->second != hashes[i]) {
-        fmt::print("PTX CHANGED: {}\n", specs[i].text());
+        fmt::print("PTX CHANGED: {}\n", specs[i].name());
         ++changed;
       }
     }

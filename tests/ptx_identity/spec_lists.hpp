@@ -26,22 +26,34 @@ inline constexpr ProductShape kQwen3{2048, 768 * 128};     // qwen3-30b-a3b
 inline constexpr ProductShape kOlmoe{2048, 1024 * 64};     // olmoe-1b-7b
 inline constexpr ProductShape kSmall{1024, 1024 * 8};      // a small layer: 8 experts of 1024
 
-// Specs in first-seen order, each once, invalid ones (a tile that does not fit) left out.
+// A kernel to compile: a spec, and an NVRTC option on top of the release ones (the
+// ablations' -DMOEJIT_ABLATE_<X>, templates/moejit/ablation.cuh) or none.
+struct Variant {
+  KernelSpec spec;
+  std::string option;
+  std::string name() const { return option.empty() ? spec.text() : spec.text() + " " + option; }
+};
+
+// Variants in first-seen order, each once, invalid ones (a tile that does not fit) left out.
 class SpecList {
  public:
-  void add(const KernelSpec& spec) {
-    try {
-      validate(spec);
-    } catch (const SpecError&) {
-      return;
+  void add(const KernelSpec& spec, const std::string& option = {}) {
+    if (!is_routing(spec.op)) {
+      try {
+        validate(spec);
+      } catch (const SpecError&) {
+        return;
+      }
     }
-    if (seen_.insert(spec.text()).second) specs_.push_back(spec);
+    Variant v{spec, option};
+    if (seen_.insert(v.name()).second) variants_.push_back(std::move(v));
   }
-  std::vector<KernelSpec> take() { return std::move(specs_); }
+  void add(const Variant& v) { add(v.spec, v.option); }
+  std::vector<Variant> take() { return std::move(variants_); }
 
  private:
   std::set<std::string> seen_;
-  std::vector<KernelSpec> specs_;
+  std::vector<Variant> variants_;
 };
 
 inline KernelSpec product(OpKind op, const test::Transpose& t, DType dtype, int block, KernelFamily family,
@@ -83,8 +95,8 @@ inline void add_routing(SpecList& list) {
 // CI: at the mixtral-8x7b shape, every op x transpose x dtype x block with its heuristic
 // tile in both families, every wgmma schedule of test_support.hpp (pingpong, both pair
 // kinds, deferred stores, clusters along N and M) and the explicit-only tiles, and the
-// routing and activation kernels.
-inline std::vector<KernelSpec> ci_list() {
+// routing and activation kernels; and each ablation of the wgmma kernel's schedules.
+inline std::vector<Variant> ci_list() {
   SpecList list;
   for (KernelFamily family : {KernelFamily::wgmma, KernelFamily::mma}) {
     for (OpKind op : test::kOps)
@@ -106,14 +118,23 @@ inline std::vector<KernelSpec> ci_list() {
         }
       }
   add_routing(list);
+  for (const char* ablation : {"-DMOEJIT_ABLATE_LOADS", "-DMOEJIT_ABLATE_MMA", "-DMOEJIT_ABLATE_EPILOGUE"}) {
+    for (OpKind op : test::kOps)
+      for (const TileConfig& tile : explicit_wgmma_tiles(op, 128)) {
+        KernelSpec s = product(op, test::kTransposes[op == OpKind::dsd ? 2 : 1], DType::bf16, 128,
+                               KernelFamily::wgmma, kMixtral);
+        s.tile = tile;
+        list.add(s, ablation);
+      }
+  }
   return list.take();
 }
 
 // Everything: the CI list, and at four model shapes every tile of both families' search
 // spaces (wgmma: every shape; mma: the mixtral-8x7b shape) and the explicit-only tiles.
-inline std::vector<KernelSpec> full_list() {
+inline std::vector<Variant> full_list() {
   SpecList list;
-  for (const KernelSpec& s : ci_list()) list.add(s);
+  for (const Variant& v : ci_list()) list.add(v);
   for (ProductShape shape : {kMixtral, kQwen3, kOlmoe, kSmall}) {
     for (OpKind op : test::kOps)
       for (const test::Transpose& t : test::kTransposes)
