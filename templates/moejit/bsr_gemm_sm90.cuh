@@ -1,329 +1,17 @@
-// The wgmma family of block-sparse products (sm_90a, Hopper): persistent, warp-specialised
-// thread blocks in which one producer warpgroup copies operand tiles with TMA into a ring
-// of shared-memory stages and one or two consumer warpgroups multiply them with wgmma,
-// accumulating in fp32 registers. One kernel template serves sdd, dsd and dds with every
-// operand transpose; the op only changes the tile coordinates (bsr_tile_coords.cuh).
-//
-//   stage s:   [ A tile | B tile ]   128-byte swizzled, 1024-byte aligned, K depth 64
-//   C buffer:  two 64-column chunks of the tile's output, staged for the TMA stores (its
-//              own memory, so the producer keeps filling stages for the next tile
-//              during the epilogue; chunk by chunk, so wide tiles have room for a
-//              fourth stage)
-//   full[s]:   the producer's TMA loads have landed (1 arrival + the stage's bytes)
-//   empty[s]:  every consumer warpgroup that reads the stage is done with it
-//
-// The grid is at most one thread block per SM (runtime: launch_bsr_gemm); block i
-// computes C tiles i, i + grid, i + 2 grid, ... in the traversal's order, so the blocks
-// running at one time work on neighbouring tiles that share operands in L2. Producer and
-// consumers walk the same tiles and count the same steps, so the ring's stage and phase
-// follow from one running step counter on both sides.
-//
-// Two consumer schedules (TileConfig::pingpong):
-//   cooperative  both warpgroups work on every tile, each on its own rows (64, or 128 for
-//                a 256-row tile, as two m64 wgmmas per K slice); both release each stage.
-//   pingpong     the warpgroups take turns: the block's 1st, 3rd, ... tiles are the first
-//                warpgroup's, the others the second's, each a whole tile of 64 or 128
-//                rows, with a C buffer per warpgroup. The ring hands stages out in tile
-//                order, so one warpgroup's mainloop runs while the other rounds and
-//                stores its previous tile: the epilogue is hidden behind the other's
-//                mainloop (CUTLASS's "ping-pong" kernel schedule), which pays where
-//                reductions are short. Only the owner releases a stage.
-//                A warpgroup starts a tile's mainloop only once the other has waited
-//                for every stage of the tile before (an order barrier, named barrier
-//                3 + warpgroup): this is needed for correctness, not only for speed. A
-//                stage's full barrier is waited for by phase parity, which names a phase
-//                only within one phase of the barrier's current one; a warpgroup that
-//                skipped the other's tile (k steps) is k steps ahead in the ring, and
-//                without the order it would wait on a stage two or more phases ahead of
-//                what the producer has filled: the parity then matches an older phase,
-//                the wait passes at once, and the warpgroup reads (and releases) the
-//                other tile's stages. With the order, every step before a warpgroup's
-//                first step of a tile has landed (the other warpgroup waited for it),
-//                and its own steps it waits for in order, so each wait is on the
-//                barrier's current or next phase, as in the cooperative schedule.
-// sdd with tile_m = 2 x block pairs two blocks of one block column (SddPairCursor in
-// bsr_tile_coords.cuh): one B tile, two A copies into the stage, each consumer warpgroup
-// one block; the second warpgroup of a single-block pair keeps the ring's handshake but
-// neither computes nor stores. sdd with tile_n = 2 x block pairs two blocks of one block
-// row (SddRowPairWalk): one A tile, two B copies side by side, which the warpgroups
-// multiply as one tile twice the block wide and store as two blocks; a single-block pair
-// copies one B and stores one block (the other half of its product is never read), and
-// the walk's empty slots are skipped by both sides without a step.
-//
-// Thread-block clusters (TileConfig::cluster, dsd only): kCluster CTAs of one cluster take
-// kCluster neighbouring tiles of one tile row, which reduce over the same sparse block row
-// with the same A tiles and differ only in B's columns. Instead of each CTA copying all of
-// A, each copies 1/kCluster of it (rows for a K-major tile; for an MN-major one its
-// 64-column chunks, or K rows of each where there are fewer chunks than CTAs; see
-// load_operand_slice) with a TMA multicast into the same stage of every CTA: L2 serves
-// A once per cluster, not once per CTA. The stage ring then spans the cluster: a stage
-// may be refilled only when every CTA's consumers are done with it, so each consumer
-// releases a stage on the empty barriers of all CTAs (which count kCluster times the
-// local releases), and each CTA's full barrier completes when its own B copy and all the
-// A slices have landed. The tile order (block i of the grid takes tiles i, i + grid, ...,
-// with a grid and a tile count that are multiples of kCluster and tiles per row a
-// multiple of kCluster) gives the CTAs of a cluster, ranks 0 .. kCluster - 1 with
-// consecutive block indices, tiles t .. t + kCluster - 1 of the walk at every step:
-// neighbours in one row, in RowWindowTiles' order too (bsr_tile_coords.cuh), so they
-// walk the same stages in lockstep. No CTA may exit while a peer can still arrive
-// on its barriers: the kernel ends with a cluster-wide barrier.
-//
-// Clusters along M (TileConfig::cluster_m = 2, dsd's cooperative schedule only) share B
-// instead: the two CTAs take tile rows 2i and 2i + 1 of one tile column (ColumnPairTiles in
-// bsr_tile_coords.cuh), which read the same B tiles wherever their sparse rows hold the
-// same blocks, as the rows of one expert do. Both walk the ring for the longer of the two
-// reductions and release every stage on both CTAs' empty barriers, as above; at each step
-// both decide alike (ColumnPairTile::shares_b) whether they read the same B tile: then each
-// copies half of it into both, and otherwise each copies all of its own B in the two
-// halves the tensor map's box holds. A step of the partner's longer reduction copies
-// nothing (the stage completes on the producer's arrival alone) and computes nothing; an
-// odd last tile row's absent partner only keeps the handshake.
-//
-// Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd
-// and for dsd with A = S^T and live rows) one tile ahead: the producer once the ring is
-// full of the current tile's steps; the consumers of 256-column cooperative tiles once
-// they have issued the previous tile's deferred stores (a few steps into the current
-// tile), the other consumers once the current tile's last wgmmas are issued, so the loads
-// run while those complete and the epilogue rounds (and stores) the tile. Found at the top
-// of each tile, their latency came out of the ring's lead and held up the tile's first
-// wgmmas: the H200 ran dsd with A = S^T 2-5% faster at the mixtral-8x7b and qwen3-30b-a3b
-// shapes (2026-11-29) with them found ahead.
-//
-// The producer looks up the step's tiles, waits empty[s], announces the stage's bytes on
-// full[s] and issues the copies; a consumer waits full[s], issues its share of the
-// stage's wgmmas and releases the stage of the previous step once those have completed
-// (one batch stays in flight, so the tensor cores never wait for the release handshake).
-// The epilogue rounds the accumulators to 16 bits into registers, stages them in the C
-// buffer in the 128-byte swizzled layout (conflict-free fragment writes) and stores them
-// with TMA, which runs while the warpgroup starts its next tile. With 256-column
-// cooperative tiles the staging itself waits for the next tile: one 64-column chunk after
-// each of its first steps, while the tensor cores run that step's wgmmas (the rounded
-// tile takes half the accumulators' registers, which the consumers' 232 hold beside
-// them).
-//
-// Tried on the H200 and dropped (2026-11-29, interleaved against dense and Nsight Compute
-// at base clock, mixtral-8x7b and qwen3-30b-a3b):
-//   - Two issuing producer threads, A's copies in one warp and B's in another: mixtral
-//     dsd +1.2% cycles, dsd_t +0.5%; dsd_t 0.999 -> 0.988 of dense, .c2x1 0.975 -> 0.939.
-//   - A cluster along M finding the next tile between steps, as the others do, instead of
-//     before the tile's steps: .c2x1's cycles -0.3%, no faster (mixtral dsd_t 0.970 ->
-//     0.968 of dense, dsd 0.989 -> 0.980).
-//   - Handing a tile off to the next: its last step and the next tile's first as n128
-//     half batches, each half rounded while the other runs. ptxas serialises every wgmma
-//     of a kernel whose n128 wgmmas use halves of its n256 wgmmas' accumulators (C7511),
-//     so all steps went to n128 halves, which alone cost 1-2% (mixtral dsd_t 0.998 ->
-//     0.982 of dense); with the hand-off dsd_t took 4.7% (mixtral) and 5% (qwen3) more
-//     cycles.
-//   - The second cooperative warpgroup starting one batch behind the first, so that the
-//     two do not round and restart at the same time: cycles unchanged (mixtral dsd with
-//     A^T 3.74 M -> 3.75 M; with the accumulators no longer selected at each tile's start,
-//     3.67 M -> 3.69 M).
-//   - TMA prefetches into L2 (cp.async.bulk.prefetch.tensor) of the step 4 or 8 steps
-//     ahead: L2 traffic 24 -> 70 GB and 1.6x the cycles for mixtral's dsd with A^T.
-//   - dsd's row windows (RowWindowTiles) of 8 or 32 tile rows instead of 16: mixtral's
-//     DRAM reads 3.9 -> 3.8 / 5.8 GB, no fewer cycles, no faster at the power cap.
-//   - Where .c2x1 loses its cycles: without the multicast and with each CTA releasing
-//     only its own stages (no coupling left but the cluster launch and the paired walk),
-//     mixtral's dsd with A^T still took 3.4-4.0% more cycles than the plain tile, against
-//     5.1% with both; finding the next tile between steps changed nothing. The cost is
-//     in the paired walk or the launch, not in the lockstep.
-//
-// The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
-// with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
-// is warps_m = 4 per consumer warpgroup, warps_n = 1; the producer warpgroup comes on top.
 #pragma once
-
-#include "moejit/ablation.cuh"
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/bsr_gemm_sm90_params.h"
-#include "moejit/bsr_tile_coords.cuh"
 #include "moejit/cluster.cuh"
-#include "moejit/element.cuh"
-#include "moejit/mbarrier.cuh"
 #include "moejit/ptx.cuh"
-#include "moejit/tma.cuh"
+#include "moejit/sm90/epilogue.cuh"
+#include "moejit/sm90/kernel_config.cuh"
+#include "moejit/sm90/mainloop.cuh"
+#include "moejit/sm90/producer.cuh"
+#include "moejit/sm90/shared_storage.cuh"
+#include "moejit/sm90/tile_scheduler.cuh"
 #include "moejit/warpgroup.cuh"
-#include "moejit/wgmma.cuh"
-
 namespace moejit {
-
-// Shared memory and register budget of one thread block. The host mirrors the byte count
-// in compiler/tile_config.cpp (wgmma_shared_bytes); the kernel traps if it got less.
-template <int kTileM, int kTileN, int kTileK, int kStages, int kConsumers, bool kPingpong>
-struct Sm90Layout {
-  static constexpr int kConsumerWarpgroups = kConsumers;
-  static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
-  // Rows of a tile one consumer warpgroup computes (compiler: wgmma_warpgroup_rows).
-  static constexpr int kWarpgroupRows = kPingpong ? kTileM : kTileM / kConsumerWarpgroups;
-  static constexpr int kABytes = kTileM * kTileK * 2;
-  static constexpr int kBBytes = kTileN * kTileK * 2;
-  static constexpr int kStageBytes = kABytes + kBBytes;
-  // One C buffer: the tile's rows by two 64-column chunks (all of a narrower tile). The
-  // epilogue stages and stores a wider tile chunk by chunk, alternating between the two
-  // halves, so the stages keep the shared memory a whole C tile would take: 128x256
-  // tiles get a fourth stage (4 x 48 KB + 32 KB instead of 3 x 48 KB + 64 KB).
-  static constexpr int kCChunks = kTileN / 64;
-  static constexpr int kCChunkBuffers = kCChunks < 2 ? kCChunks : 2;
-  static constexpr int kCBytes = kTileM * 128 * kCChunkBuffers;
-  static constexpr int kCBuffers = kPingpong ? kConsumerWarpgroups : 1;
-  // The dynamic shared memory base is only 16-byte aligned by contract; the swizzled
-  // tiles need 1024, so the kernel rounds up within this slack.
-  static constexpr int kAlignSlack = 1024;
-  static constexpr int kCOffset = kStages * kStageBytes;
-  static constexpr int kBarrierOffset = kCOffset + kCBuffers * kCBytes;
-  static constexpr int kSharedBytes = kAlignSlack + kBarrierOffset + 2 * kStages * 8;
-  // Registers: ptxas allocates every thread the launch bound's share of the 65536
-  // registers of an SM (it does not shrink a kernel that uses setmaxnreg), one block per
-  // SM. The producer keeps kProducerRegisters, the consumers take the rest: setmaxnreg
-  // moves registers only within the block's allocation, so the split must fit it or
-  // setmaxnreg.inc would wait forever. compiler/tile_config.cpp mirrors these numbers
-  // and tests/cpp checks ptxas's count against them.
-  static constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8 > 240 ? 240 : 65536 / kThreads / 8 * 8;
-  static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegistersRaw =
-      (kLaunchRegisters * kThreads - kProducerRegisters * 128) / (kConsumerWarpgroups * 128) / 8 * 8;
-  static constexpr int kConsumerRegisters = kConsumerRegistersRaw > 240 ? 240 : kConsumerRegistersRaw;
-};
-
 namespace sm90 {
-
-__device__ __forceinline__ unsigned dynamic_shared_bytes() {
-  unsigned bytes;
-  asm("mov.u32 %0, %%dynamic_smem_size;\n" : "=r"(bytes));
-  return bytes;
-}
-
-// Copies one operand tile of `rows` x 64 (K-major: rows along M/N) or 64 x `rows`
-// (MN-major: rows along K) into shared memory. A K-major tile is one box of {64, rows}.
-// The 128-byte swizzle limits a box's contiguous extent to 64 elements, so an MN-major
-// tile is rows/64 chunks of {64, 64}, 8192 bytes apart in the stage: one box of a 3-D
-// tensor map whose third dimension steps from chunk to chunk (compiler/tma_layout.cpp),
-// a single copy where 2-D maps took one per chunk. The producer's one thread issues every
-// copy, each a dozen instructions (the copy and the loop ptxas puts around it to move its
-// operands into uniform registers): with a cluster along M it had stopped waiting for
-// free stages. On the H200 (2026-11-29, base clock) one copy per tile took 1.1-1.3% off
-// dsd with A^T's cycles at the mixtral-8x7b and qwen3-30b-a3b shapes (3.0% with .c2x1 at
-// qwen3's), 0.8% off qwen3's sdd and dsd; mixtral's sdd and dsd stayed within 0.4%.
-template <bool kKMajor, int kRows>
-__device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar) {
-  if constexpr (kKMajor) {
-    tma::load_2d(dst, map, at.x, at.y, bar);
-  } else {
-    tma::load_3d(dst, map, 0, at.y, at.x / 64, bar);
-  }
-}
-
-// Slice `rank` of kCluster of an operand tile (see load_operand), multicast into every CTA
-// of the cluster, landing where load_operand would have put it: the rows of a K-major
-// tile; the chunks of an MN-major one where they divide among the CTAs, else the K rows
-// of each chunk (a tile of fewer chunks than CTAs). Every slice is a whole number of 8-row
-// (1024-byte) swizzle atoms. The host encodes the same boxes (compiler/tma_layout.cpp).
-// With kMulticast = false the slice lands in this CTA only: a tile that is not shared,
-// copied slice by slice with the tensor map of the shared ones.
-template <bool kKMajor, int kRows, int kCluster, bool kMulticast = true>
-__device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar,
-                                                   int rank) {
-  constexpr unsigned short kAllCtas = (1u << kCluster) - 1;
-  if constexpr (kKMajor) {
-    constexpr int kSliceRows = kRows / kCluster;
-    static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-    const unsigned to = dst + rank * kSliceRows * 128;
-    if constexpr (kMulticast) {
-      tma::load_2d_multicast(to, map, at.x, at.y + rank * kSliceRows, bar, kAllCtas);
-    } else {
-      tma::load_2d(to, map, at.x, at.y + rank * kSliceRows, bar);
-    }
-  } else {
-    const auto copy = [&](unsigned to, int y, int chunk) {
-      if constexpr (kMulticast) {
-        tma::load_3d_multicast(to, map, 0, y, chunk, bar, kAllCtas);
-      } else {
-        tma::load_3d(to, map, 0, y, chunk, bar);
-      }
-    };
-    constexpr int kChunks = kRows / 64;
-    if constexpr (kChunks % kCluster == 0) {
-      constexpr int kShare = kChunks / kCluster;
-      copy(dst + rank * kShare * 8192, at.y, at.x / 64 + rank * kShare);
-    } else {
-      constexpr int kSliceRows = 64 / kCluster;
-      static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-#pragma unroll
-      for (int chunk = 0; chunk < kChunks; ++chunk) {
-        copy(dst + chunk * 8192 + rank * kSliceRows * 128, at.y + rank * kSliceRows, at.x / 64 + chunk);
-      }
-    }
-  }
-}
-
-// Hands stage barrier `bar` (empty[s]) one release from this CTA's warpgroup, called by
-// the warpgroup's lanes 0 .. 31 of its first warp: lane 0 releases the local barrier, or
-// with a cluster lane i releases the one of CTA i, all in one instruction.
-template <int kCluster>
-__device__ __forceinline__ void release_stage(unsigned bar, int lane) {
-  if constexpr (kCluster == 1) {
-    if (lane == 0) mbarrier::arrive(bar);
-  } else {
-    if (lane < kCluster) cluster::arrive_remote(cluster::map_shared(bar, lane));
-  }
-}
-
-// The descriptor of the 16-deep K slice `k16` of an operand tile at `base` (see
-// wgmma::descriptor_sw128): K-major tiles advance 32 bytes within the swizzled row,
-// MN-major ones by two 8-row groups; MN-major 64-element chunks lie 8192 bytes apart.
-template <bool kKMajor>
-__device__ __forceinline__ unsigned long long operand_descriptor(unsigned base, int k16) {
-  return kKMajor ? wgmma::descriptor_sw128(base + 32 * k16, 16, 1024)
-                 : wgmma::descriptor_sw128(base + 2048 * k16, 8192, 1024);
-}
-
-// Tiles numbered 0 .. num_tiles - 1, each of which the traversal computes on its own; the
-// walk interface of SddPairCursor and SddRowPairWalk (bsr_tile_coords.cuh), whose tiles
-// are counted on the device. Every walk is made from the parameters and the most pairs of
-// any block row (max_row_pairs; only SddRowPairWalk uses it).
-template <class Coords>
-struct IndexedTiles {
-  using Tile = Coords;
-  int count;
-  __device__ IndexedTiles(const BsrGemmParams& p, int) : count(Coords::num_tiles(p)) {}
-  __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
-  __device__ Coords at(const BsrGemmParams& p, int t) const { return Coords(p, t); }
-};
-
-// Whether the walk has tile `t`; if so, its coordinates go to `tile`: how the producer and
-// the consumers find each next tile. (Their first tile they find inline, seek before the
-// Tile is made: through this function the sdd column pairs' PTX came out different.)
-template <class Walk>
-__device__ __forceinline__ bool find_tile(Walk& walk, const BsrGemmParams& p, int t, typename Walk::Tile& tile) {
-  const bool found = walk.seek(p, t);
-  if (found) tile = walk.at(p, t);
-  return found;
-}
-
-// One batch of a consumer warpgroup's wgmmas, one committed group: its kMmaM 64-row
-// groups of the stage's A tile (group0, group0 + 1, ...) times the B tile (at byte
-// kABytes of the stage), over the stage's first kSlices K slices of 16. The first slice
-// adds to the accumulators, or with `accumulate` = 0 (a tile's first step) overwrites them.
-template <int kSlices, class Mma, bool kAKMajor, bool kBKMajor, int kABytes, int kMmaM, int kAccumulators>
-__device__ __forceinline__ void mma_batch(float (&acc)[kMmaM][kAccumulators], unsigned stage, int group0,
-                                          int accumulate) {
-#pragma unroll
-  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-  wgmma::fence();
-#pragma unroll
-  for (int k16 = 0; k16 < kSlices; ++k16) {
-    const unsigned long long b_desc = operand_descriptor<kBKMajor>(stage + kABytes, k16);
-#pragma unroll
-    for (int i = 0; i < kMmaM; ++i) {
-      Mma::mma(acc[i], operand_descriptor<kAKMajor>(stage + (group0 + i) * 8192, k16), b_desc,
-               k16 == 0 ? accumulate : 1);
-    }
-  }
-  wgmma::commit_group();
-#pragma unroll
-  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-}
-
 template <bool kCondition, class IfTrue, class IfFalse>
 struct Select {
   using type = IfTrue;
@@ -334,7 +22,6 @@ struct Select<false, IfTrue, IfFalse> {
 };
 
 }  // namespace sm90
-
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
           int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster,
           int kClusterM = 1>
@@ -349,14 +36,14 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   constexpr int kCtas = kCluster * kClusterM;   // thread blocks per cluster
   using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
   using Walk = typename sm90::Select<
-      kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
+      kPairs, SddColumnPairTiles<kTransA, kTransB, kBlock, kK, kTileK>,
       typename sm90::Select<
-          kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
+          kRowPairs, SddRowPairTiles<kTransA, kTransB, kBlock, kK, kTileK>,
           typename sm90::Select<
               kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
               typename sm90::Select<kOp == OpKind::dsd && !kTransA,
                                     RowWindowTiles<Coords, static_cast<int>(kN / kTileN), kCluster>,
-                                    sm90::IndexedTiles<Coords>>::type>::type>::type>::type;
+                                    IndexedTiles<Coords>>::type>::type>::type>::type;
   using Tile = typename Walk::Tile;
   using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
   constexpr int kConsumers = Layout::kConsumerWarpgroups;
