@@ -12,80 +12,31 @@
 #include "moejit/warpgroup.cuh"
 namespace moejit {
 namespace sm90 {
-template <bool kCondition, class IfTrue, class IfFalse>
-struct Select {
-  using type = IfTrue;
-};
-template <class IfTrue, class IfFalse>
-struct Select<false, IfTrue, IfFalse> {
-  using type = IfFalse;
-};
-
 }  // namespace sm90
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
           int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster,
           int kClusterM = 1>
 __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
-  using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
-  // sdd with a tile of two blocks: pairs of one block column, or of one block row (see the
-  // top of this file).
-  constexpr bool kPairs = kOp == OpKind::sdd && kTileM == 2 * kBlock;
-  constexpr bool kRowPairs = kOp == OpKind::sdd && kTileN == 2 * kBlock;
-  // dsd with a cluster along M: tile rows in pairs (ColumnPairTiles).
-  constexpr int kCtas = kCluster * kClusterM;   // thread blocks per cluster
-  using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
-  using Walk = typename sm90::Select<
-      kPairs, SddColumnPairTiles<kTransA, kTransB, kBlock, kK, kTileK>,
-      typename sm90::Select<
-          kRowPairs, SddRowPairTiles<kTransA, kTransB, kBlock, kK, kTileK>,
-          typename sm90::Select<
-              kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
-              typename sm90::Select<kOp == OpKind::dsd && !kTransA,
-                                    RowWindowTiles<Coords, static_cast<int>(kN / kTileN), kCluster>,
-                                    IndexedTiles<Coords>>::type>::type>::type>::type;
-  using Tile = typename Walk::Tile;
-  using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
-  constexpr int kConsumers = Layout::kConsumerWarpgroups;
-  constexpr int kMmaM = Layout::kWarpgroupRows / 64;   // m64 wgmmas per K slice and warpgroup
-  static_assert(kTileK == 64, "the 128-byte swizzle holds 64 16-bit elements of K per row");
-  static_assert(kWarpsN == 1 && (kWarpsM == 4 || kWarpsM == 8), "one or two consumer warpgroups of 4 warps");
-  static_assert(kConsumers == 2 || !kPingpong, "pingpong needs two consumer warpgroups");
-  static_assert(kPingpong || Layout::kWarpgroupRows * kConsumers == kTileM, "cooperative warpgroups split the rows");
-  static_assert(kMmaM == 1 || kMmaM == 2, "a consumer warpgroup owns 64 or 128 rows");
-  static_assert(kMmaM * kTileN / 2 <= 128, "at most 128 fp32 accumulators per consumer thread");
-  static_assert(kTileN % 64 == 0 && kTileN <= 256, "wgmma n up to 256, in 64-element swizzle chunks");
-  static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
-                "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
-  static_assert(!kRowPairs || (kTileM == kBlock && !kPingpong && kCluster == 1),
-                "a row pair of sdd blocks: the whole block's rows, cooperative warpgroups, no cluster");
-  static_assert(kStages >= 2, "the pipeline needs at least two stages");
-  static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
-  static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
-                "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");
-  static_assert(kClusterM == 1 || (kClusterM == 2 && kOp == OpKind::dsd && !kPingpong && kCluster == 1),
-                "a cluster along M shares B: dsd's cooperative schedule, two CTAs, not also along N");
-
+  using Config = sm90::GemmConfig<kOp, kTransA, kTransB, Element, kBlock, kM, kN, kK, kTileM, kTileN, kTileK, kStages,
+                                  kWarpsM, kWarpsN, kPingpong, kCluster, kClusterM>;
+  using Layout = typename Config::Layout;
+  constexpr bool kPairs = Config::kColumnPairs;
+  constexpr bool kRowPairs = Config::kRowPairs;
+  constexpr int kCtas = Config::kCtas;
+  using Walk = typename Config::Walk;
+  using Tile = typename Config::Tile;
+  using Mma = typename Config::Mma;
+  constexpr int kConsumers = Config::kConsumers;
+  constexpr int kMmaM = Config::kMmaM;
   const BsrGemmParams& p = params.gemm;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const unsigned smem = (ptx::shared_address(smem_raw) + 1023u) & ~1023u;
-  const unsigned full = smem + Layout::kBarrierOffset;   // full[s] at full + 8 s
-  const unsigned empty = full + 8 * kStages;              // empty[s] at empty + 8 s
+  const typename Config::Storage storage(ptx::shared_address(smem_raw));
   const int warpgroup = threadIdx.x / 128;
   const int wg_thread = threadIdx.x % 128;
 
-  if (threadIdx.x == 0) {
-    // A launch with less shared memory than this instantiation lays out would corrupt
-    // memory silently: stop with an error instead.
-    if (sm90::dynamic_shared_bytes() < static_cast<unsigned>(Layout::kSharedBytes)) __trap();
-#pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      mbarrier::init(full + 8 * s, 1);
-      mbarrier::init(empty + 8 * s, (kPingpong ? 1 : kConsumers) * kCtas);
-    }
-    mbarrier::fence_init();
-  }
+  if (threadIdx.x == 0) storage.template init_barriers<(kPingpong ? 1 : kConsumers) * kCtas>();
   // With a cluster, the peers' barriers must be initialised before any multicast or
   // release reaches them.
   if constexpr (kCtas == 1) {
@@ -97,7 +48,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // Row pairs: the most pairs of any block row, found by the whole block, with the C
   // buffer's first word as scratch (no epilogue writes it before the last read).
   int max_pairs = 0;
-  if constexpr (kRowPairs) max_pairs = max_row_pairs(p, smem + Layout::kCOffset);
+  if constexpr (kRowPairs) max_pairs = max_row_pairs(p, storage.scratch());
 
   if (warpgroup == kConsumers) {
     // Producer warpgroup: one thread issues every copy; the others only give up registers.
@@ -112,7 +63,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       tma::prefetch_descriptor(params.a);
       tma::prefetch_descriptor(params.b);
       Walk walk(p, max_pairs);
-      int step = 0;
+      typename Config::State state{0};
       int t = blockIdx.x;
       bool more = walk.seek(p, t);
       Tile tile{};
@@ -138,8 +89,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         if constexpr (kRowPairs) stage_bytes -= (2 - tile.count) * (Layout::kBBytes / 2);
         // Steps of the ring: the tile's reduction, or its pair's longer one (clusters along M).
         const int k_steps = skip ? 0 : ring_steps(tile);
-        for (int kt = 0; kt < k_steps; ++kt, ++step) {
-          const int s = step % kStages;
+        for (int kt = 0; kt < k_steps; ++kt, ++state) {
+          const int s = state.index();
           // A step of the pair's longer reduction only (clusters along M): this CTA copies
           // nothing and its partner shares nothing, so the stage is full at once.
           bool copies = true;
@@ -157,33 +108,33 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             if constexpr (!kRowPairs) b_at = tile.b(p, kt);
             if constexpr (kClusterM > 1) b_shared = tile.shares_b(p, kt);
           }
-          mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+          mbarrier::wait(storage.empty(s), state.phase() ^ 1);
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
-            mbarrier::arrive(full + 8 * s);
+            mbarrier::arrive(storage.full(s));
             if (kt == find_next_after) find_next();
             continue;
           }
-          mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
-          const unsigned stage = smem + s * Layout::kStageBytes;
+          mbarrier::arrive_expect_tx(storage.full(s), stage_bytes);
+          const unsigned stage = storage.stage(s);
           if constexpr (kPairs) {
 #pragma unroll
             for (int part = 0; part < 2; ++part) {
               if (part < tile.count) {
                 sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
-                                                           tile.a(p, kt, part), full + 8 * s);
+                                                           tile.a(p, kt, part), storage.full(s));
               }
             }
           } else if constexpr (kCluster > 1) {
-            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, a_at, full + 8 * s, cta_rank);
+            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, a_at, storage.full(s), cta_rank);
           } else {
-            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, a_at, full + 8 * s);
+            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, a_at, storage.full(s));
           }
           if constexpr (kRowPairs) {
 #pragma unroll
             for (int part = 0; part < 2; ++part) {
               if (part < tile.count) {
                 sm90::load_operand<Tile::kBKMajor, kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2),
-                                                           params.b, tile.b(p, kt, part), full + 8 * s);
+                                                           params.b, tile.b(p, kt, part), storage.full(s));
               }
             }
           } else if constexpr (kClusterM > 1) {
@@ -191,16 +142,16 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             // the tensor map's box holds.
             if (b_shared) {
               sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b, b_at,
-                                                                          full + 8 * s, cta_rank);
+                                                                          storage.full(s), cta_rank);
             } else {
 #pragma unroll
               for (int half = 0; half < kClusterM; ++half) {
                 sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM, false>(stage + Layout::kABytes, params.b,
-                                                                                   b_at, full + 8 * s, half);
+                                                                                   b_at, storage.full(s), half);
               }
             }
           } else {
-            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, b_at, full + 8 * s);
+            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, b_at, storage.full(s));
           }
           if (kt == find_next_after) find_next();
         }
@@ -226,7 +177,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   const int my_turn = 3 + warpgroup;
   const int other_turn = 3 + (1 - warpgroup);
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
-  const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
+  const unsigned c_buffer = storage.c_buffer(warpgroup);
   float acc[kMmaM][kTileN / 2];
   // Zeroed once: a tile's first wgmmas overwrite them (see issue_step), a tile without a
   // step, whose epilogue stores zeros (out_zero), still rounds them, and when timing
@@ -259,7 +210,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   bool out_pending = false;   // whether out16 still has to be stored
   bool out_zero = false;      // whether its tile had no step, and so stores zeros instead
   Walk walk(p, max_pairs);
-  int step = 0;
+  typename Config::State state{0};
   int turn = 0;
   int t = blockIdx.x;
   bool more = walk.seek(p, t);
@@ -370,7 +321,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if constexpr (kPingpong) {
       // The other warpgroup's turn: count its steps to stay in phase with the ring.
       if ((turn++ & 1) != warpgroup) {
-        step += k_steps;
+        state += k_steps;
         find_next();
         tile = next;
         t = t_next;
@@ -393,9 +344,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // (see BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
     constexpr bool kPartialLastStep = kOp == OpKind::dsd && kTransA;
     const auto issue_step = [&](int kt) {
-      const int s = step % kStages;
-      mbarrier::wait(full + 8 * s, (step / kStages) & 1);
-      const unsigned stage = smem + s * Layout::kStageBytes;
+      const int s = state.index();
+      mbarrier::wait(storage.full(s), state.phase());
+      const unsigned stage = storage.stage(s);
       const int accumulate = kt > 0;
       bool computes = has_rows;
       if constexpr (kClusterM > 1) computes = computes && kt < k_tiles;   // past it: the partner's steps
@@ -428,8 +379,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       } else {
         wgmma::wait_group<1>();
       }
-      if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
-      ++step;
+      if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(storage.empty(state.previous().index()), lane);
+      ++state;
     };
     // The first steps store the previous tile's chunks, one each: chunk c once step c + 1
     // is issued, so the tensor cores have two batches to run while the warpgroup stores.
@@ -461,7 +412,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     wgmma::wait_group<0>();
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-    if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
+    if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(storage.empty(state.previous().index()), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
     // Those of a tile without a step hold nothing of it: its epilogue stores zeros instead
     // (out_zero). Zeroing the accumulators at such a tile's start instead, ptxas selected
