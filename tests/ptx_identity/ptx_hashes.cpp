@@ -21,9 +21,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -92,6 +94,48 @@ std::string release_ptx(const KernelCompiler& compiler, const KernelSpec& spec, 
   return ptx;
 }
 
+template <class T>
+bool read_at(const std::string& bytes, std::uint64_t at, T& value) {
+  if (at + sizeof(T) > bytes.size()) return false;
+  std::memcpy(&value, bytes.data() + at, sizeof(T));
+  return true;
+}
+
+// The bytes of ELF section `wanted` of a CUBIN (ELF64 little endian); throws if absent.
+std::string elf_section(const std::string& elf, const std::string& wanted) {
+  std::uint64_t shoff = 0;
+  std::uint16_t shentsize = 0, shnum = 0, shstrndx = 0;
+  if (elf.compare(0, 4, "\x7f" "ELF") != 0 || !read_at(elf, 0x28, shoff) || !read_at(elf, 0x3a, shentsize) ||
+      !read_at(elf, 0x3c, shnum) || !read_at(elf, 0x3e, shstrndx) || shentsize < 64 || shstrndx >= shnum) {
+    throw std::runtime_error("not an ELF64 CUBIN");
+  }
+  const auto header = [&](std::uint16_t i, std::uint32_t& name, std::uint64_t& offset, std::uint64_t& size) {
+    const std::uint64_t h = shoff + std::uint64_t{i} * shentsize;
+    return read_at(elf, h, name) && read_at(elf, h + 0x18, offset) && read_at(elf, h + 0x20, size);
+  };
+  std::uint32_t name = 0;
+  std::uint64_t names = 0, names_size = 0;
+  if (!header(shstrndx, name, names, names_size)) throw std::runtime_error("CUBIN without section names");
+  for (std::uint16_t i = 0; i < shnum; ++i) {
+    std::uint64_t offset = 0, size = 0;
+    if (!header(i, name, offset, size) || name >= names_size || offset + size > elf.size()) continue;
+    if (elf.compare(names + name, wanted.size() + 1, wanted.c_str(), wanted.size() + 1) == 0) {
+      return elf.substr(offset, size);
+    }
+  }
+  throw std::runtime_error("CUBIN without section " + wanted);
+}
+
+// What the GPU runs: the kernel's machine code (its .text section, which names no global
+// symbol) and the registers and stack frame ptxas gave it, from the release compile.
+std::string machine_code_hash(const KernelCompiler& compiler, const KernelSpec& spec, const std::string& option) {
+  CompileOptions options;
+  if (!option.empty()) options.extra_options.push_back(option);
+  const CompiledKernel kernel = compiler.compile(spec, options);
+  const std::string text = elf_section(kernel.cubin, ".text." + kernel.lowered_name);
+  return hex64(fnv1a64(fmt::format("{} {} ", kernel.resources.registers, kernel.resources.stack_bytes), fnv1a64(text)));
+}
+
 std::size_t occurrences(const std::string& text, const std::string& word) {
   std::size_t n = 0;
   for (std::size_t at = text.find(word); at != std::string::npos; at = text.find(word, at + word.size())) ++n;
@@ -116,42 +160,78 @@ std::string without_unreferenced_globals(const std::string& ptx) {
   return out;
 }
 
-std::map<std::string, std::string> read_list(const std::string& path) {
+// A listed variant's hashes: its PTX and, where listed, its machine code.
+struct Listed {
+  std::string ptx;
+  std::string code;
+};
+
+// Lines "<name>  <PTX hash>" or "<name>  <PTX hash>  <machine code hash>".
+std::map<std::string, Listed> read_list(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(fmt::format("--check {}: cannot read the list", path));
-  std::map<std::string, std::string> out;
+  std::map<std::string, Listed> out;
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
-    const std::size_t gap = line.rfind("  ");
+    std::size_t gap = line.rfind("  ");
     if (gap == std::string::npos) throw std::runtime_error(fmt::format("{}: not \"spec  hash\": {}", path, line));
-    out[line.substr(0, gap)] = line.substr(gap + 2);
+    Listed listed;
+    std::string last = line.substr(gap + 2);
+    const std::size_t before = gap == 0 ? std::string::npos : line.rfind("  ", gap - 1);
+    if (before != std::string::npos && line.find('=', before) == std::string::npos) {
+      listed.ptx = line.substr(before + 2, gap - before - 2);
+      listed.code = last;
+      gap = before;
+    } else {
+      listed.ptx = last;
+    }
+    out[line.substr(0, gap)] = listed;
   }
   return out;
 }
 
 int usage() {
-  std::fputs("usage: ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]\n",
+  std::fputs("usage: ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR]\n"
+             "                  [--write FILE [--machine-code] | --check FILE [--against DIR]]\n",
              stderr);
   return 2;
+}
+
+// Runs work(i) for i in [0, n) on `jobs` threads; returns the messages of what threw.
+template <class Work>
+std::vector<std::string> parallel_for(std::size_t n, int jobs, const Work& work) {
+  std::vector<std::string> errors;
+  std::mutex mutex;
+  std::atomic<std::size_t> next{0};
+  const auto run = [&] {
+    for (std::size_t i = next++; i < n; i = next++) {
+      try {
+        work(i);
+      } catch (const std::exception& e) {
+        const std::lock_guard lock(mutex);
+        errors.push_back(e.what());
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int j = 1; j < jobs; ++j) threads.emplace_back(run);
+  run();
+  for (std::thread& t : threads) t.join();
+  return errors;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool full = false;
-  bool list_only = false;
+  bool full = false, list_only = false, with_code = false;
   int jobs = 1;
   std::string templates = MOEJIT_TEMPLATES_DIR;
-  std::string dump, write, check, match;
+  std::string dump, write, check, match, against;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--full") {
-      full = true;
-      continue;
-    }
-    if (arg == "--list") {
-      list_only = true;
+    if (arg == "--full" || arg == "--list" || arg == "--machine-code") {
+      (arg == "--full" ? full : arg == "--list" ? list_only : with_code) = true;
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -161,6 +241,7 @@ int main(int argc, char** argv) {
     else if (arg == "--match") match = argv[++i];
     else if (arg == "--write") write = argv[++i];
     else if (arg == "--check") check = argv[++i];
+    else if (arg == "--against") against = argv[++i];
     else return usage();
   }
   try {
@@ -173,61 +254,88 @@ int main(int argc, char** argv) {
       for (const ptx_identity::Variant& v : specs) fmt::print("{}\n", v.name());
       return 0;
     }
-    const TemplateLibrary library(templates);
     const NvrtcLibrary nvrtc;
+    const TemplateLibrary library(templates);
     const KernelCompiler compiler(nvrtc, library);
-    std::vector<std::string> hashes(specs.size());
-    std::vector<std::string> errors;
-    std::mutex errors_mutex;
-    std::atomic<std::size_t> next{0};
     const auto start = std::chrono::steady_clock::now();
-    const auto work = [&] {
-      for (std::size_t i = next++; i < specs.size(); i = next++) {
-        try {
-          const std::string ptx = without_unreferenced_globals(release_ptx(compiler, specs[i].spec, specs[i].option));
-          hashes[i] = hex64(fnv1a64(ptx));
-          if (!dump.empty()) std::ofstream(fmt::format("{}/{}.ptx", dump, hex64(fnv1a64(specs[i].name())))) << ptx;
-        } catch (const std::exception& e) {
-          const std::lock_guard lock(errors_mutex);
-          errors.push_back(e.what());
-        }
-      }
+    const auto seconds = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
-    std::vector<std::thread> threads;
-    for (int j = 1; j < jobs; ++j) threads.emplace_back(work);
-    work();
-    for (std::thread& t : threads) t.join();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+    std::vector<std::string> ptx_hashes(specs.size()), code_hashes(specs.size());
+    std::vector<std::string> errors = parallel_for(specs.size(), jobs, [&](std::size_t i) {
+      const std::string ptx = without_unreferenced_globals(release_ptx(compiler, specs[i].spec, specs[i].option));
+      ptx_hashes[i] = hex64(fnv1a64(ptx));
+      if (with_code) code_hashes[i] = machine_code_hash(compiler, specs[i].spec, specs[i].option);
+      if (!dump.empty()) std::ofstream(fmt::format("{}/{}.ptx", dump, hex64(fnv1a64(specs[i].name())))) << ptx;
+    });
     for (const std::string& e : errors) fmt::print(stderr, "ptx_hashes: {}\n", e);
     if (!errors.empty()) return 1;
 
-    std::string listing;
-    for (std::size_t i = 0; i < specs.size(); ++i) listing += fmt::format("{}  {}\n", specs[i].name(), hashes[i]);
-    if (!write.empty()) {
-      std::ofstream out(write);
-      out << "# ptx_hashes" << (full ? " --full" : "") << ": spec text, FNV-1a 64 of its release PTX (see ptx_hashes.cpp)\n"
-          << listing;
-    } else if (check.empty()) {
-      fmt::print("{}", listing);
+    if (check.empty()) {
+      std::string listing;
+      for (std::size_t i = 0; i < specs.size(); ++i) {
+        listing += fmt::format("{}  {}{}\n", specs[i].name(), ptx_hashes[i], with_code ? "  " + code_hashes[i] : "");
+      }
+      if (write.empty()) {
+        fmt::print("{}", listing);
+      } else {
+        std::ofstream(write) << "# ptx_hashes" << (full ? " --full" : "") << (with_code ? " --machine-code" : "")
+                             << ": variant, FNV-1a 64 of its release PTX"
+                             << (with_code ? " and of its machine code" : "") << " (see ptx_hashes.cpp)\n"
+                             << listing;
+      }
+      fmt::print(stderr, "ptx_hashes: {} variants in {:.1f} s with {} jobs\n", specs.size(), seconds(), jobs);
+      return 0;
     }
-    fmt::print(stderr, "ptx_hashes: {} specs in {:.1f} s with {} jobs\n", specs.size(), seconds, jobs);
-    if (check.empty()) return 0;
 
-    const std::map<std::string, std::string> expected = read_list(check);
-    int changed = 0, unlisted = 0;
+    // Where the PTX differs, the machine code decides: the list's hash of it, or that of
+    // the same variant compiled from the templates in --against.
+    const std::map<std::string, Listed> expected = read_list(check);
+    std::vector<std::size_t> differ;
+    int unlisted = 0;
     for (std::size_t i = 0; i < specs.size(); ++i) {
       const auto it = expected.find(specs[i].name());
       if (it == expected.end()) {
         fmt::print("NOT IN {}: {}\n", check, specs[i].name());
         ++unlisted;
-      } else if (it->second != hashes[i]) {
-        fmt::print("PTX CHANGED: {}\n", specs[i].name());
+      } else if (it->second.ptx != ptx_hashes[i]) {
+        differ.push_back(i);
+      }
+    }
+    std::unique_ptr<TemplateLibrary> old_library;
+    std::unique_ptr<KernelCompiler> old_compiler;
+    if (!against.empty()) {
+      old_library = std::make_unique<TemplateLibrary>(against);
+      old_compiler = std::make_unique<KernelCompiler>(nvrtc, *old_library);
+    }
+    std::vector<int> verdict(differ.size(), 0);   // 1: same machine code, 2: changed, 3: nothing to compare with
+    errors = parallel_for(differ.size(), jobs, [&](std::size_t d) {
+      const ptx_identity::Variant& v = specs[differ[d]];
+      std::string old_code = expected.at(v.name()).code;
+      if (old_code.empty() && old_compiler) old_code = machine_code_hash(*old_compiler, v.spec, v.option);
+      if (old_code.empty()) {
+        verdict[d] = 3;
+        return;
+      }
+      verdict[d] = machine_code_hash(compiler, v.spec, v.option) == old_code ? 1 : 2;
+    });
+    for (const std::string& e : errors) fmt::print(stderr, "ptx_hashes: {}\n", e);
+    int same_code = 0, changed = 0;
+    for (std::size_t d = 0; d < differ.size(); ++d) {
+      const std::string& name = specs[differ[d]].name();
+      if (verdict[d] == 1) {
+        fmt::print("PTX DIFFERS, SAME MACHINE CODE: {}\n", name);
+        ++same_code;
+      } else {
+        fmt::print("{}: {}\n", verdict[d] == 2 ? "MACHINE CODE CHANGED" : "PTX CHANGED (no machine code to compare)", name);
         ++changed;
       }
     }
-    fmt::print("{} of {} specs compiled to other PTX than {} lists; {} not in it\n", changed, specs.size(), check,
-               unlisted);
-    return changed == 0 && unlisted == 0 ? 0 : 1;
+    fmt::print("{} variants in {:.1f} s: {} with the listed PTX, {} with other PTX but the same machine code, {} changed, "
+               "{} not in {}\n",
+               specs.size(), seconds(), specs.size() - differ.size() - unlisted, same_code, changed, unlisted, check);
+    return changed == 0 && unlisted == 0 && errors.empty() ? 0 : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "ptx_hashes: {}\n", e.what());
     return 1;
