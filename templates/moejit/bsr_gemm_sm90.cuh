@@ -1,18 +1,40 @@
+// The wgmma family of block-sparse products (sm_90a, Hopper): persistent, warp-specialised
+// thread blocks in which one producer warpgroup copies operand tiles with TMA into a ring
+// of shared-memory stages and one or two consumer warpgroups multiply them with wgmma,
+// accumulating in fp32 registers, and store C with TMA. One kernel serves sdd, dsd and dds
+// with every operand transpose; docs/kernels/wgmma.md describes the design. Its parts:
+//
+//   sm90/kernel_config.cuh   the compile-time configuration and its checks
+//   sm90/shared_storage.cuh  stages, C buffers and barriers (Sm90Layout), named barriers
+//   sm90/pipeline_state.cuh  a position in the stage ring: index and phase
+//   sm90/tile_scheduler.cuh  the tile walk per op and schedule (sm90/tile_walks.cuh)
+//   sm90/operand_copies.cuh  the producer's TMA copies, plain and multicast
+//   sm90/mainloop.cuh        the consumers' wgmma batches and stage releases
+//
+// The producer's loop, the consumers' loop and the epilogue are written out below rather
+// than as objects: the same code through member functions compiled to other PTX (NVVM
+// numbers and schedules it differently), and tests/ptx_identity pins the release PTX.
+//
+// compiler/codegen.cpp instantiates one kernel per spec.
 #pragma once
+
+#include "moejit/ablation.cuh"
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/bsr_gemm_sm90_params.h"
 #include "moejit/cluster.cuh"
+#include "moejit/element.cuh"
+#include "moejit/mbarrier.cuh"
 #include "moejit/ptx.cuh"
-#include "moejit/sm90/epilogue.cuh"
 #include "moejit/sm90/kernel_config.cuh"
 #include "moejit/sm90/mainloop.cuh"
-#include "moejit/sm90/producer.cuh"
+#include "moejit/sm90/operand_copies.cuh"
 #include "moejit/sm90/shared_storage.cuh"
 #include "moejit/sm90/tile_scheduler.cuh"
+#include "moejit/tma.cuh"
 #include "moejit/warpgroup.cuh"
+
 namespace moejit {
-namespace sm90 {
-}  // namespace sm90
+
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
           int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster,
           int kClusterM = 1>
@@ -69,17 +91,17 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       Tile tile{};
       if (more) tile = walk.at(p, t);
       while (more) {
-        // The next tile, found (see the top of this file) once the ring is full of this
-        // tile's steps, when the producer would wait anyway: after the last step of a tile
-        // of fewer steps than stages, at once for a tile without steps.
+        // The next tile is found once the ring is full of this tile's steps, when the
+        // producer would wait anyway: after the last step of a tile of fewer steps than
+        // stages, at once for a tile without steps.
         const int t_next = t + static_cast<int>(gridDim.x);
         bool more_next = false;
         Tile next{};
         const auto find_next = [&]() { more_next = sm90::find_tile(walk, p, t_next, next); };
         const bool skip = empty_tile(tile);   // the consumers skip it too
         // A cluster along M finds it at once, before this tile's steps, which is also when
-        // the ring is full (of the last tile's steps): found between two steps, the pair's
-        // two lookups spilled the producer's 40 registers.
+        // the ring is full (of the last tile's steps): between two steps the pair's two
+        // lookups spill the producer's registers.
         const int find_next_after = skip || kClusterM > 1 ? -1 : min(kStages, ring_steps(tile)) - 1;
         if (find_next_after < 0) find_next();
         // A single-block pair copies one A tile (one B tile for a row pair): the stage then
@@ -97,10 +119,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
           if constexpr (kClusterM > 1) copies = kt < tile.num_k_tiles;
           // The step's tiles, found before the wait for its stage: dsd and dds look up the
           // step's sparse block in the topology, loads whose latency the wait then hides.
-          // Found after it, they held every step's copies back by two dependent loads
-          // (the index's pointer, then the index), which took as many of the producer's
-          // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
-          // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
+          // The paired tiles of sdd blocks (two per stage) are found below.
           TileCoord a_at{}, b_at{};
           bool b_shared = false;
           if (copies) {
@@ -171,11 +190,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   warpgroup::acquire_registers<Layout::kConsumerRegisters>();
   const int warp = wg_thread / 32;
   const int lane = wg_thread % 32;
-  const int barrier_id = 1 + warpgroup;   // this warpgroup's named barrier (0 is __syncthreads)
-  // Pingpong: named barrier 3 + w is warpgroup w's turn to run a mainloop (this warpgroup
-  // waits on it with its 128 threads, the other signals it with its 128).
-  const int my_turn = 3 + warpgroup;
-  const int other_turn = 3 + (1 - warpgroup);
+  const int barrier_id = sm90::NamedBarriers::epilogue(warpgroup);
+  const int my_turn = sm90::NamedBarriers::turn(warpgroup);   // pingpong only
+  const int other_turn = sm90::NamedBarriers::turn(1 - warpgroup);
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
   const unsigned c_buffer = storage.c_buffer(warpgroup);
   float acc[kMmaM][kTileN / 2];
@@ -187,20 +204,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
     for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
   }
-  // A tile's outputs, rounded to 16 bits two to a register as soon as its last wgmmas are
-  // done, wait here to be stored (see the epilogue notes at the top of this file). The
-  // cooperative schedule with 256-column tiles defers the stores into the next tile: the
-  // warpgroup stores one chunk per step while that tile's first batches run on the tensor
-  // cores, which otherwise idle while both warpgroups store (about a fifth of a product's
-  // time at the qwen3-30b-a3b shape, whose tiles reduce over 12-17 steps). On the H200
-  // (2026-11-29, interleaved against dense) that made dsd 4-10% and dsd_t 3-5% faster at
-  // the mixtral-8x7b and qwen3-30b-a3b shapes, but sdd's 128x128 tiles, whose steps are
-  // half as long, 1-3% slower: narrower tiles store at once. So does pingpong, where the
-  // other warpgroup's mainloop hides the stores already. What the deferred stores still
-  // cost, by the epilogue's ablation (ablation.cuh; H200, base clock, 2026-11-29): 2.0% of
-  // mixtral-8x7b dsd_t's cycles (tiles of 33 steps), 1.8-2.5% of qwen3-30b-a3b's
-  // products (12-32 steps), nothing measurable of mixtral's sdd and dsd.
-  constexpr bool kDeferStores = !kPingpong && kTileN == 256;
+  // The epilogue's state: a tile's outputs, rounded to 16 bits two to a register as soon
+  // as its last wgmmas are done, wait here to be stored, at once or (Config::kDeferStores)
+  // during the next tile's first steps.
+  constexpr bool kDeferStores = Config::kDeferStores;
   unsigned out16[kMmaM][kTileN / 4];
   // Where this warpgroup's rows of out16 go: one place, or one per block of a row pair
   // (its left and right halves), of which out_parts exist.
@@ -217,18 +224,13 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   Tile tile{};
   if (more) tile = walk.at(p, t);
 
-  // Epilogue of one 64-column chunk of out16: [tile_m rows][64 elements] in one of the C
-  // buffer's two halves, each 128-byte row swizzled like the operand tiles, then a TMA
-  // store of this warpgroup's rows, which runs while the next chunk is staged in the
-  // other half. A warp writes its 16 rows x 16 columns at a time with one stmatrix (four
-  // 8x8 matrices: column groups j and j + 1, rows 0-7 and 8-15, exactly the accumulator
-  // fragments of wgmma's layout); each matrix's eight 16-byte rows fall in distinct bank
-  // groups thanks to the swizzle. A quarter of the instructions of 4-byte stores.
-  // Called with a compile-time `c` (unrolled loops), so out16 stays in registers.
-  // The halves alternate with this warpgroup's stores (`half` is the next one's), not with
-  // the chunk's number: the missing block of a pair stores nothing, so a 64x128 row pair
-  // of one block stores only chunk 0, and the next tile's chunk 0 would write the half
-  // that store may still be reading.
+  // The epilogue of one 64-column chunk of out16: staged in one of the C buffer's two
+  // halves (128-byte rows swizzled like the operand tiles, one stmatrix per warp and 16x16
+  // fragment), then a TMA store of this warpgroup's rows, which runs while the next chunk
+  // is staged in the other half. Called with a compile-time `c` (unrolled loops), so out16
+  // stays in registers. The halves alternate with this warpgroup's stores (`half` is the
+  // next one's), not with the chunk's number: the missing block of a pair stores nothing,
+  // and the next tile's chunk 0 must not write the half a store may still be reading.
   int half = 0;
   const auto store_chunk = [&](int c) {
     if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
@@ -277,9 +279,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       }
     } else {
       // Ablated: the chunk's values still go somewhere, folded into one word per thread
-      // of the idle C buffer. Stored nowhere, the accumulators are dead code to ptxas,
-      // which then drops the wgmmas as well: the first ablated kernels ran without a
-      // single tensor-pipe cycle (H200, 2026-11-29), timing the loads and handshakes alone.
+      // of the idle C buffer. Stored nowhere, the accumulators would be dead code to
+      // ptxas, which would then drop the wgmmas as well.
       unsigned folded = 0;
 #pragma unroll
       for (int i = 0; i < kMmaM; ++i) {
@@ -302,9 +303,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // computes the first k_tiles.
     const int k_tiles = tile.num_k_tiles;
     const int k_steps = ring_steps(tile);
-    // The next tile, found (see the top of this file) a few steps into this one (256-column
-    // cooperative tiles) or once its last wgmmas are issued, or at once where the other
-    // warpgroup computes this one.
+    // The next tile, found a few steps into this one (deferred stores) or once its last
+    // wgmmas are issued, so its topology loads run under this tile's wgmmas; at once where
+    // the other warpgroup computes this one.
     const int t_next = t + static_cast<int>(gridDim.x);
     bool more_next = false;
     Tile next{};
@@ -334,15 +335,15 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // for each stage, releases it) and computes and stores nothing.
     bool has_rows = tile_present(tile);
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
-    // Pingpong: wait until the other warpgroup has waited for every stage of its tile
-    // (see the top of this file: the parity waits below are only exact from then on).
+    // Pingpong: wait until the other warpgroup has waited for every stage of its tile: the
+    // parity waits below are only exact from then on (docs/kernels/wgmma.md).
     if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
     // One step of the reduction in two halves: wait for its stage and issue its batch of
     // wgmmas; then, once the previous batch is done reading its stage, hand that stage
     // back (one batch stays in flight, so the tensor cores never wait for the release).
     // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
     // (see BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
-    constexpr bool kPartialLastStep = kOp == OpKind::dsd && kTransA;
+    constexpr bool kPartialLastStep = Config::kPartialLastStep;
     const auto issue_step = [&](int kt) {
       const int s = state.index();
       mbarrier::wait(storage.full(s), state.phase());
@@ -397,8 +398,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // dependent loads (the column's offsets, its last block's row, that row's live rows),
     // longer than the last batch that would hide them.
     if constexpr (kDeferStores) find_next();
-    // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
-    // H200); the larger loop body of the schedules below made it stop doing so unasked.
+    // Unrolled by two, as NVVM chose unasked for the kernel's first, smaller body.
 #pragma unroll 2
     for (int kt = kStoreSteps; kt < k_steps; ++kt) {
       issue_step(kt);
@@ -415,12 +415,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(storage.empty(state.previous().index()), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
     // Those of a tile without a step hold nothing of it: its epilogue stores zeros instead
-    // (out_zero). Zeroing the accumulators at such a tile's start instead, ptxas selected
-    // every one of them against zero at every tile's start (128 FSEL per thread, issued
-    // while the tensor cores wait for the tile's first wgmmas). Without those (H200, base clock,
-    // 2026-11-29): mixtral-8x7b dsd with A^T 2.0% fewer cycles (tensor pipe 96.8% -> 98.3%
-    // busy), qwen3-30b-a3b dsd with A^T 3.1%, dsd 3.6%, sdd 1.7%; mixtral's dsd and sdd,
-    // whose tiles reduce over 224 and 64 steps, within 0.7%.
+    // (out_zero), cheaper than zeroing the accumulators at every tile's start, which ptxas
+    // turns into a select per accumulator while the tensor cores wait.
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
@@ -461,4 +457,5 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // ... and the peers' last releases of its stages, which may still be on their way.
   if constexpr (kCtas > 1) cluster::sync();
 }
+
 }  // namespace moejit

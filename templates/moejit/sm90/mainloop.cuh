@@ -1,13 +1,9 @@
-// The consumer warpgroups' main loop: for each step of a tile's reduction, wait for its
-// stage, issue the stage's wgmmas as one committed batch, and hand the previous step's
-// stage back once that batch is done reading it (one batch stays in flight, so the tensor
-// cores never wait for the release handshake).
+// The consumer warpgroups' side of the stage ring: one step's batch of wgmmas over a
+// stage, and the release of a stage back to the producer (of every CTA of a cluster).
 #pragma once
 
-#include "moejit/ablation.cuh"
 #include "moejit/cluster.cuh"
 #include "moejit/mbarrier.cuh"
-#include "moejit/sm90/tile_walks.cuh"
 #include "moejit/wgmma.cuh"
 
 namespace moejit {
@@ -57,83 +53,6 @@ __device__ __forceinline__ void mma_batch(float (&acc)[kMmaM][kAccumulators], un
 #pragma unroll
   for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
 }
-
-// One consumer warpgroup's side of the ring. Its rows of a tile are the 64-row groups
-// group0, group0 + 1, ... (kMmaM of them); both A layouts put 64-row group g at byte
-// 8192 g of the stage's A tile.
-template <class Config>
-struct ConsumerMainloop {
-  using Layout = typename Config::Layout;
-  using Tile = typename Config::Tile;
-  using Mma = typename Config::Mma;
-  using Accumulators = float[Config::kMmaM][Config::kTileN / 2];
-
-  typename Config::Storage storage;
-  int group0;
-  int warp;
-  int lane;
-  typename Config::State state;   // the step this warpgroup waits for next
-
-  // The other pingpong warpgroup's tile: its steps pass this warpgroup by.
-  __device__ __forceinline__ void skip(int steps) { state += steps; }
-
-  // Waits for step kt's stage and issues its batch of wgmmas, unless this warpgroup has no
-  // rows in the tile or (clusters along M) the step is the partner's only.
-  __device__ __forceinline__ void issue(const Tile& tile, int kt, int k_tiles, bool has_rows, Accumulators& acc) {
-    const int s = state.index();
-    mbarrier::wait(storage.full(s), state.phase());
-    const unsigned stage = storage.stage(s);
-    const int accumulate = kt > 0;
-    bool computes = has_rows;
-    if constexpr (Config::kClusterM > 1) computes = computes && kt < k_tiles;
-    if (computes && !ablate_mma()) {
-      if constexpr (Config::kPartialLastStep) {
-        // A batch of fewer slices is a whole other batch, not a loop cut short: ptxas
-        // serialises the wgmmas of a batch that a branch can leave early (C7520).
-        static_assert(Config::kTileK == 64, "the partial batches below are those of 64-deep steps");
-        const int slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
-        if (slices == 4) {
-          batch<4>(acc, stage, accumulate);
-        } else if (slices == 3) {
-          batch<3>(acc, stage, accumulate);
-        } else if (slices == 2) {
-          batch<2>(acc, stage, accumulate);
-        } else {
-          batch<1>(acc, stage, accumulate);
-        }
-      } else {
-        batch<Config::kTileK / 16>(acc, stage, accumulate);
-      }
-    }
-  }
-
-  // Once the previous step's batch is done, hands its stage back.
-  __device__ __forceinline__ void retire(int kt, int k_tiles) {
-    // A step of the partner's longer reduction (clusters along M) committed no batch, so the
-    // batch in flight may be the previous step's: wait for all of it.
-    if (Config::kClusterM > 1 && kt >= k_tiles) {
-      wgmma::wait_group<0>();
-    } else {
-      wgmma::wait_group<1>();
-    }
-    if (kt > 0 && warp == 0) release_stage<Config::kCtas>(storage.empty(state.previous().index()), lane);
-    ++state;
-  }
-
-  // After a tile's last step: its last batch is done, its stage goes back.
-  __device__ __forceinline__ void finish(int k_steps, Accumulators& acc) {
-    wgmma::wait_group<0>();
-#pragma unroll
-    for (int i = 0; i < Config::kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-    if (k_steps > 0 && warp == 0) release_stage<Config::kCtas>(storage.empty(state.previous().index()), lane);
-  }
-
- private:
-  template <int kSlices>
-  __device__ __forceinline__ void batch(Accumulators& acc, unsigned stage, int accumulate) {
-    mma_batch<kSlices, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-  }
-};
 
 }  // namespace sm90
 }  // namespace moejit

@@ -1,7 +1,7 @@
 // Which tiles a persistent wgmma thread block computes and in what order: the tile walk
-// chosen per op and schedule (a trait), and the scheduler both the producer and the
-// consumers run over it. Block i takes tiles i, i + grid, i + 2 grid, ... of the walk, so
-// the blocks running at one time hold neighbouring tiles that share operands in L2.
+// chosen per op and schedule (a trait). Block i takes tiles i, i + grid, i + 2 grid, ... of
+// the walk, so the blocks running at one time hold neighbouring tiles that share operands
+// in L2; producer and consumers walk the same tiles.
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
@@ -58,41 +58,6 @@ __device__ __forceinline__ bool find_tile(Walk& walk, const BsrGemmParams& p, in
   if (found) tile = walk.at(p, t);
   return found;
 }
-
-// This block's current tile and the next one. The next is looked up while the current one
-// is computed (find_next, where the caller's schedule hides the topology loads best) and
-// becomes current with advance().
-template <class Walk>
-struct TileScheduler {
-  using Tile = typename Walk::Tile;
-  Walk walk;
-  int t;           // the current tile's index in the walk
-  bool more;       // whether it exists
-  Tile tile;
-  int t_next;
-  bool more_next;
-  Tile next;
-
-  // The first tile is found inline, seek before the Tile is made (through find_tile the sdd
-  // column pairs compile differently).
-  __device__ __forceinline__ TileScheduler(const BsrGemmParams& p, int max_pairs) : walk(p, max_pairs), t(blockIdx.x) {
-    more = walk.seek(p, t);
-    tile = Tile{};
-    if (more) tile = walk.at(p, t);
-  }
-  // At the top of each tile: the next one is not found yet.
-  __device__ __forceinline__ void begin_tile() {
-    t_next = t + static_cast<int>(gridDim.x);
-    more_next = false;
-    next = Tile{};
-  }
-  __device__ __forceinline__ void find_next(const BsrGemmParams& p) { more_next = find_tile(walk, p, t_next, next); }
-  __device__ __forceinline__ void advance() {
-    tile = next;
-    t = t_next;
-    more = more_next;
-  }
-};
 
 }  // namespace sm90
 }  // namespace moejit
