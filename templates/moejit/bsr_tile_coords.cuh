@@ -3,7 +3,7 @@
 // of pointers. Each operand is a matrix {x = column (contiguous), y = row} (see
 // bsr_gemm_sm90_params.h); a coordinate names the stored element at the tile's logical
 // (0, 0) corner. (The copies of MN-major tiles turn x into 64-column chunks of a 3-D
-// tensor map: bsr_gemm_sm90.cuh, load_operand.)
+// tensor map: sm90/operand_copies.cuh, load_operand.)
 //
 // Every traversal provides:
 //   kAKMajor / kBKMajor   whether K is the contiguous dimension of the stored A / B tiles
@@ -17,9 +17,9 @@
 //                         parameters, which hold the topology that dsd and dds look up)
 //   c                     coordinates of the C tile
 //   num_tiles(p)          C tiles of the product (the persistent grid strides over them)
-// The host counts the tiles with the same arithmetic: compiler/launch_geometry.cpp.
-// The walks of sdd block pairs at the end (SddPairCursor, SddRowPairWalk) are the exception:
-// pairs of sdd blocks, counted on the device.
+// The host counts the tiles with the same arithmetic: compiler/launch_geometry.cpp. The
+// order in which a kernel walks them is sm90/tile_walks.cuh's (which also has the pairs of
+// sdd blocks, counted on the device).
 #pragma once
 
 #include "moejit/bsr_gemm_params.h"
@@ -106,9 +106,8 @@ struct BsrTileCoords<OpKind::sdd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, 
 // order for A^T and in windows of rows for A (RowWindowTiles). For A^T the reduction runs
 // over A's rows: with BsrGemmParams::live_rows it ends at the last block's last step that
 // holds rows in use, and that step needs only the wgmma K slices (16 rows each) up to the
-// last row in use (last_step_k16). An MoE weight gradient reduces over one expert's
-// tokens, whose last block is padded by half a block on average: 6% of the reduction at
-// qwen3-30b-a3b, of which this skips all but about 8 rows.
+// last row in use (last_step_k16): an MoE weight gradient reduces over one expert's
+// tokens, whose last block is padded.
 template <bool kTransA, bool kTransB, int kBlock, long long kM, long long kN, long long kK, int kTileM, int kTileN,
           int kTileK>
 struct BsrTileCoords<OpKind::dsd, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK> {

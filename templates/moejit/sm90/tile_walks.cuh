@@ -138,22 +138,12 @@ __device__ __forceinline__ WindowSlot window_slot(int t, int rows, int columns) 
 // sdd with thread blocks of two blocks of one block row (wgmma tile_m = block, tile_n =
 // 2 x block): the two blocks share their row's A tile, each has a B tile of its own block
 // column (two copies into one stage), and the consumers multiply one tile twice the block
-// wide, as dsd's 128x256 tiles: per flop, a quarter less shared-memory and L2 traffic
-// than a tile of one block. A row's live blocks, stored one after the other (positions
-// offsets[r] .. min(offsets[r + 1], live) of the row-major order), form ceil(n / 2) pairs,
-// the last one single when n is odd. The tiles go through windows of kWindow block rows,
-// and within a window pair by pair, down the window's rows for each: the thread blocks
-// running at one time take a few pairs of a few neighbouring rows, which for the MoE
-// topology (each of an expert's token block rows holds all of the expert's ffn columns)
-// share the rows' A tiles and the expert's weight columns in L2 (a window of 16 rows
-// holds 16 MB of A at the mixtral-8x7b shape, and the ~8 pairs a wave reaches 16 MB of
-// B). Down all rows for each pair instead, a wave of thread blocks took 132 rows' A tiles
-// and the next pair read them again from DRAM: on the H200 0.95 of dense at mixtral-8x7b
-// where the windows reach 1.01 (2026-11-29). `max_pairs`, the most pairs of any row, the
-// kernel finds at its start
-// (max_row_pairs below); a row with fewer leaves empty tiles (count 0), which the thread
-// blocks skip: none for the MoE topology, whose live rows all hold the same count, but
-// one per pair for each unused row, whose range is empty. Then come the unused blocks past
+// wide. A row's live blocks (positions offsets[r] .. min(offsets[r + 1], live) of the
+// row-major order) form ceil(n / 2) pairs, the last one single when n is odd. The tiles go
+// through windows of kWindow block rows, pair by pair down the window's rows, so the
+// blocks running at one time share a few rows' A tiles and the expert's weight columns in
+// L2. `max_pairs` (max_row_pairs below) is the most pairs of any row; a row with fewer
+// leaves empty tiles (count 0), which both sides skip. Then come the unused blocks past
 // the live count, whose C is written with zeros, in pairs of consecutive stored blocks.
 template <bool kTransA, bool kTransB, int kBlock, long long kK, int kTileK>
 struct SddRowPairTile {
@@ -218,19 +208,10 @@ struct SddRowPairTiles {
 };
 
 // The tiles of a dsd product with A not transposed, in windows of kWindow tile rows and
-// within a window column by column, down the window's rows for each: the 132 thread
-// blocks running at one time then share 16 rows' A tiles and 8 columns' B tiles rather
-// than 8 rows' and all 16 columns' (mixtral-8x7b, tiles of 128 x 256), whose K-deep
-// panels are 3.7 MB (A) and 7.3 MB (B): a fifth fewer distinct bytes per wave, as the
-// sdd row pairs' windows (SddRowPairTiles). On the H200 (2026-11-29, mixtral-8x7b dsd,
-// Nsight Compute) the windows cut DRAM reads from 3.86 to 3.60 GB and L2 traffic from
-// 26.7 to 22.1 GB; less power at the power cap, a higher clock: interleaved against
-// dense, 1.019 -> 1.032 (mixtral-8x7b) and 1.092 -> 1.111 (qwen3-30b-a3b), within the
-// noise of a single run but the same way at both shapes. The columns go kCluster at a
-// time, so that a cluster's CTAs (consecutive tiles, see bsr_gemm_sm90.cuh) still hold
-// neighbouring tiles of one row. A row-major walk (one tile row's columns one after the
-// other) is the right one for A^T, whose B panel (the expert's output gradient) every
-// tile row of the expert reads again and which stays in L2.
+// within a window column by column, down the window's rows for each, so the blocks
+// running at one time share a few rows' A tiles and a few columns' B tiles in L2. The
+// columns go kCluster at a time, so that a cluster's CTAs (consecutive tiles) still hold
+// neighbouring tiles of one row.
 template <class Coords, int kTilesN, int kCluster>
 struct RowWindowTiles {
   using Tile = Coords;
@@ -250,7 +231,7 @@ struct RowWindowTiles {
 // and 2i + 1 of one column at every step. Each CTA also knows its partner's reduction
 // (where it starts and how many steps it has): both walk the ring for the longer of the
 // two, and at each step both decide alike whether they copy the same B tile, which
-// they then share (bsr_gemm_sm90.cuh). An odd last tile row's partner lies past the end:
+// they then share. An odd last tile row's partner lies past the end:
 // absent, it computes and stores nothing but keeps the pair's handshake.
 template <class Coords>
 struct ColumnPairTile : Coords {
