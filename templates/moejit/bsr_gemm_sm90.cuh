@@ -134,44 +134,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             continue;
           }
           mbarrier::arrive_expect_tx(storage.full(s), stage_bytes);
-          const unsigned stage = storage.stage(s);
-          if constexpr (kPairs) {
-#pragma unroll
-            for (int part = 0; part < 2; ++part) {
-              if (part < tile.count) {
-                sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
-                                                           tile.a(p, kt, part), storage.full(s));
-              }
-            }
-          } else if constexpr (kCluster > 1) {
-            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, a_at, storage.full(s), cta_rank);
-          } else {
-            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, a_at, storage.full(s));
-          }
-          if constexpr (kRowPairs) {
-#pragma unroll
-            for (int part = 0; part < 2; ++part) {
-              if (part < tile.count) {
-                sm90::load_operand<Tile::kBKMajor, kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2),
-                                                           params.b, tile.b(p, kt, part), storage.full(s));
-              }
-            }
-          } else if constexpr (kClusterM > 1) {
-            // Half of a B tile both CTAs copy, into both; otherwise all of it, in the halves
-            // the tensor map's box holds.
-            if (b_shared) {
-              sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b, b_at,
-                                                                          storage.full(s), cta_rank);
-            } else {
-#pragma unroll
-              for (int half = 0; half < kClusterM; ++half) {
-                sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM, false>(stage + Layout::kABytes, params.b,
-                                                                                   b_at, storage.full(s), half);
-              }
-            }
-          } else {
-            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, b_at, storage.full(s));
-          }
+          sm90::load_step<Config>(params, tile, kt, a_at, b_at, b_shared, storage.stage(s), storage.full(s), cta_rank);
           if (kt == find_next_after) find_next();
         }
         tile = next;
@@ -341,9 +304,6 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // One step of the reduction in two halves: wait for its stage and issue its batch of
     // wgmmas; then, once the previous batch is done reading its stage, hand that stage
     // back (one batch stays in flight, so the tensor cores never wait for the release).
-    // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
-    // (see BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
-    constexpr bool kPartialLastStep = Config::kPartialLastStep;
     const auto issue_step = [&](int kt) {
       const int s = state.index();
       mbarrier::wait(storage.full(s), state.phase());
@@ -352,23 +312,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       bool computes = has_rows;
       if constexpr (kClusterM > 1) computes = computes && kt < k_tiles;   // past it: the partner's steps
       if (computes && !ablate_mma()) {
-        if constexpr (kPartialLastStep) {
-          // A batch of fewer slices is a whole other batch, not a loop cut short: ptxas
-          // serialises the wgmmas of a batch that a branch can leave early (C7520).
-          static_assert(kTileK == 64, "the partial batches below are those of 64-deep steps");
-          const int slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
-          if (slices == 4) {
-            sm90::mma_batch<4, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else if (slices == 3) {
-            sm90::mma_batch<3, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else if (slices == 2) {
-            sm90::mma_batch<2, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else {
-            sm90::mma_batch<1, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          }
-        } else {
-          sm90::mma_batch<kTileK / 16, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-        }
+        // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
+        // (BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
+        int slices = kTileK / 16;
+        if constexpr (Config::kPartialLastStep) slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
+        sm90::mma_step<Config>(acc, stage, group0, accumulate, slices);
       }
     };
     const auto retire_step = [&](int kt) {

@@ -5,8 +5,11 @@
 //   ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR] [--write FILE | --check FILE]
 //
 // The default list is the CI subset (every schedule, op, transpose, cluster kind, pair kind,
-// dtype and block size at one model shape); --full adds every tile of the search space at
-// four model shapes, the explicit-only tiles and the mma search space. --match keeps the
+// dtype and block size at one model shape); --full adds every tile of the wgmma search
+// space and the explicit-only tiles at the mixtral-8x7b shape, --all-shapes three more
+// shapes and the mma search space (spec_lists.hpp). --against DIR alone compares each
+// variant with the same variant compiled from the templates in DIR (an old checkout)
+// instead of with a list. --match keeps the
 // specs whose text the regular expression finds; --list prints them without compiling;
 // --dump writes each spec's hashed PTX to DIR/<FNV-1a 64 of the spec text>.ptx.
 //
@@ -166,13 +169,20 @@ struct Listed {
   std::string code;
 };
 
-// Lines "<name>  <PTX hash>" or "<name>  <PTX hash>  <machine code hash>".
-std::map<std::string, Listed> read_list(const std::string& path) {
+// Lines "<name>  <PTX hash>" or "<name>  <PTX hash>  <machine code hash>". The hashes hold
+// for one NVRTC version only, which the list names ("# nvrtc 13.0").
+std::map<std::string, Listed> read_list(const std::string& path, const std::string& nvrtc_version) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(fmt::format("--check {}: cannot read the list", path));
   std::map<std::string, Listed> out;
   std::string line;
   while (std::getline(in, line)) {
+    if (line.starts_with("# nvrtc ") && line.substr(8) != nvrtc_version) {
+      throw std::runtime_error(fmt::format(
+          "{} holds the PTX of NVRTC {}, this is NVRTC {}: write the list again (--write) from the "
+          "templates before the change, with this NVRTC",
+          path, line.substr(8), nvrtc_version));
+    }
     if (line.empty() || line[0] == '#') continue;
     std::size_t gap = line.rfind("  ");
     if (gap == std::string::npos) throw std::runtime_error(fmt::format("{}: not \"spec  hash\": {}", path, line));
@@ -192,8 +202,8 @@ std::map<std::string, Listed> read_list(const std::string& path) {
 }
 
 int usage() {
-  std::fputs("usage: ptx_hashes [--full] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR]\n"
-             "                  [--write FILE [--machine-code] | --check FILE [--against DIR]]\n",
+  std::fputs("usage: ptx_hashes [--full [--all-shapes]] [--list] [--match REGEX] [--jobs N] [--templates DIR] [--dump DIR]\n"
+             "                  [--write FILE [--machine-code] | --check FILE [--against DIR] | --against DIR]\n",
              stderr);
   return 2;
 }
@@ -224,14 +234,14 @@ std::vector<std::string> parallel_for(std::size_t n, int jobs, const Work& work)
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool full = false, list_only = false, with_code = false;
+  bool full = false, all_shapes = false, list_only = false, with_code = false;
   int jobs = 1;
   std::string templates = MOEJIT_TEMPLATES_DIR;
   std::string dump, write, check, match, against;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--full" || arg == "--list" || arg == "--machine-code") {
-      (arg == "--full" ? full : arg == "--list" ? list_only : with_code) = true;
+    if (arg == "--full" || arg == "--all-shapes" || arg == "--list" || arg == "--machine-code") {
+      (arg == "--full" ? full : arg == "--all-shapes" ? all_shapes : arg == "--list" ? list_only : with_code) = true;
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -245,7 +255,7 @@ int main(int argc, char** argv) {
     else return usage();
   }
   try {
-    std::vector<ptx_identity::Variant> specs = full ? ptx_identity::full_list() : ptx_identity::ci_list();
+    std::vector<ptx_identity::Variant> specs = full ? ptx_identity::full_list(all_shapes) : ptx_identity::ci_list();
     if (!match.empty()) {
       const std::regex pattern(match);
       std::erase_if(specs, [&](const ptx_identity::Variant& v) { return !std::regex_search(v.name(), pattern); });
@@ -272,7 +282,7 @@ int main(int argc, char** argv) {
     for (const std::string& e : errors) fmt::print(stderr, "ptx_hashes: {}\n", e);
     if (!errors.empty()) return 1;
 
-    if (check.empty()) {
+    if (check.empty() && against.empty()) {
       std::string listing;
       for (std::size_t i = 0; i < specs.size(); ++i) {
         listing += fmt::format("{}  {}{}\n", specs[i].name(), ptx_hashes[i], with_code ? "  " + code_hashes[i] : "");
@@ -283,6 +293,7 @@ int main(int argc, char** argv) {
         std::ofstream(write) << "# ptx_hashes" << (full ? " --full" : "") << (with_code ? " --machine-code" : "")
                              << ": variant, FNV-1a 64 of its release PTX"
                              << (with_code ? " and of its machine code" : "") << " (see ptx_hashes.cpp)\n"
+                             << "# nvrtc " << nvrtc.version() << "\n"
                              << listing;
       }
       fmt::print(stderr, "ptx_hashes: {} variants in {:.1f} s with {} jobs\n", specs.size(), seconds(), jobs);
@@ -291,7 +302,22 @@ int main(int argc, char** argv) {
 
     // Where the PTX differs, the machine code decides: the list's hash of it, or that of
     // the same variant compiled from the templates in --against.
-    const std::map<std::string, Listed> expected = read_list(check);
+    std::map<std::string, Listed> expected;
+    if (!check.empty()) {
+      expected = read_list(check, nvrtc.version());
+    } else {
+      // No list: the variants' PTX from the templates in --against is what to match.
+      const TemplateLibrary old_templates(against);
+      const KernelCompiler old(nvrtc, old_templates);
+      std::vector<std::string> old_hashes(specs.size());
+      errors = parallel_for(specs.size(), jobs, [&](std::size_t i) {
+        old_hashes[i] = hex64(fnv1a64(without_unreferenced_globals(release_ptx(old, specs[i].spec, specs[i].option))));
+      });
+      for (const std::string& e : errors) fmt::print(stderr, "ptx_hashes: {}\n", e);
+      if (!errors.empty()) return 1;
+      for (std::size_t i = 0; i < specs.size(); ++i) expected[specs[i].name()].ptx = old_hashes[i];
+      check = against;
+    }
     std::vector<std::size_t> differ;
     int unlisted = 0;
     for (std::size_t i = 0; i < specs.size(); ++i) {

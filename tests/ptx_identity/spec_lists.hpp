@@ -130,12 +130,16 @@ inline std::vector<Variant> ci_list() {
   return list.take();
 }
 
-// Everything: the CI list, and at four model shapes every tile of both families' search
-// spaces (wgmma: every shape; mma: the mixtral-8x7b shape) and the explicit-only tiles.
-inline std::vector<Variant> full_list() {
+// Every wgmma variant the tuner may pick at the mixtral-8x7b shape (every tile of the
+// search space and the explicit-only tiles, both dtypes) and the CI list; with
+// `all_shapes`, also at the qwen3-30b-a3b, olmoe-1b-7b and a small shape, and the mma
+// search space at the mixtral-8x7b shape (about 7300 variants).
+inline std::vector<Variant> full_list(bool all_shapes) {
   SpecList list;
   for (const Variant& v : ci_list()) list.add(v);
   for (ProductShape shape : {kMixtral, kQwen3, kOlmoe, kSmall}) {
+    const bool mixtral = shape.hidden == kMixtral.hidden && shape.ffn_total == kMixtral.ffn_total;
+    if (!mixtral && !all_shapes) continue;
     for (OpKind op : test::kOps)
       for (const test::Transpose& t : test::kTransposes)
         for (DType dtype : test::kDTypes)
@@ -147,8 +151,9 @@ inline std::vector<Variant> full_list() {
               s.tile = tile;
               list.add(s);
             }
-            if (shape.hidden != kMixtral.hidden || shape.ffn_total != kMixtral.ffn_total) continue;
+            if (!mixtral) continue;
             KernelSpec m = product(op, t, dtype, block, KernelFamily::mma, shape);
+            if (!all_shapes) continue;
             for (const TileConfig& tile : search_space(m)) {
               m.tile = tile;
               list.add(m);

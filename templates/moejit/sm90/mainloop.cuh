@@ -54,5 +54,29 @@ __device__ __forceinline__ void mma_batch(float (&acc)[kMmaM][kAccumulators], un
   for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
 }
 
+// A consumer warpgroup's batch of one step: all the stage's K slices, or (a partial last
+// step) its first `slices`. A batch of fewer slices is a whole other batch, not a loop cut
+// short: ptxas serialises the wgmmas of a batch that a branch can leave early (C7520).
+template <class Config, class Accumulators>
+__device__ __forceinline__ void mma_step(Accumulators& acc, unsigned stage, int group0, int accumulate, int slices) {
+  using Mma = typename Config::Mma;
+  using Tile = typename Config::Tile;
+  constexpr int kABytes = Config::Layout::kABytes;
+  if constexpr (Config::kPartialLastStep) {
+    static_assert(Config::kTileK == 64, "the partial batches below are those of 64-deep steps");
+    if (slices == 4) {
+      mma_batch<4, Mma, Tile::kAKMajor, Tile::kBKMajor, kABytes>(acc, stage, group0, accumulate);
+    } else if (slices == 3) {
+      mma_batch<3, Mma, Tile::kAKMajor, Tile::kBKMajor, kABytes>(acc, stage, group0, accumulate);
+    } else if (slices == 2) {
+      mma_batch<2, Mma, Tile::kAKMajor, Tile::kBKMajor, kABytes>(acc, stage, group0, accumulate);
+    } else {
+      mma_batch<1, Mma, Tile::kAKMajor, Tile::kBKMajor, kABytes>(acc, stage, group0, accumulate);
+    }
+  } else {
+    mma_batch<Config::kTileK / 16, Mma, Tile::kAKMajor, Tile::kBKMajor, kABytes>(acc, stage, group0, accumulate);
+  }
+}
+
 }  // namespace sm90
 }  // namespace moejit

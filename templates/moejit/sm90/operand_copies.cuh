@@ -67,5 +67,55 @@ __device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescri
   }
 }
 
+// The producer's copies of step kt of `tile` into `stage`, completing on barrier `full`:
+// A whole, as the two blocks of a column pair, or as this CTA's multicast slice (clusters
+// along N); B whole, as the two blocks of a row pair, or (clusters along M) half of a B
+// tile both CTAs read, into both, else all of this CTA's own in the halves the tensor
+// map's box holds. `a_at`, `b_at` and `b_shared` are looked up before the wait for the
+// stage, which then hides the topology loads; the pairs' tiles are found here.
+template <class Config>
+__device__ __forceinline__ void load_step(const BsrGemmSm90Params& params, const typename Config::Tile& tile, int kt,
+                                          TileCoord a_at, TileCoord b_at, bool b_shared, unsigned stage,
+                                          unsigned full, int cta_rank) {
+  using Layout = typename Config::Layout;
+  using Tile = typename Config::Tile;
+  const BsrGemmParams& p = params.gemm;
+  if constexpr (Config::kColumnPairs) {
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {
+      if (part < tile.count) {
+        load_operand<Tile::kAKMajor, Config::kBlock>(stage + part * (Layout::kABytes / 2), params.a,
+                                                     tile.a(p, kt, part), full);
+      }
+    }
+  } else if constexpr (Config::kCluster > 1) {
+    load_operand_slice<Tile::kAKMajor, Config::kTileM, Config::kCluster>(stage, params.a, a_at, full, cta_rank);
+  } else {
+    load_operand<Tile::kAKMajor, Config::kTileM>(stage, params.a, a_at, full);
+  }
+  if constexpr (Config::kRowPairs) {
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {
+      if (part < tile.count) {
+        load_operand<Tile::kBKMajor, Config::kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2), params.b,
+                                                     tile.b(p, kt, part), full);
+      }
+    }
+  } else if constexpr (Config::kClusterM > 1) {
+    if (b_shared) {
+      load_operand_slice<Tile::kBKMajor, Config::kTileN, Config::kClusterM>(stage + Layout::kABytes, params.b, b_at,
+                                                                            full, cta_rank);
+    } else {
+#pragma unroll
+      for (int half = 0; half < Config::kClusterM; ++half) {
+        load_operand_slice<Tile::kBKMajor, Config::kTileN, Config::kClusterM, false>(stage + Layout::kABytes, params.b,
+                                                                                     b_at, full, half);
+      }
+    }
+  } else {
+    load_operand<Tile::kBKMajor, Config::kTileN>(stage + Layout::kABytes, params.b, b_at, full);
+  }
+}
+
 }  // namespace sm90
 }  // namespace moejit
