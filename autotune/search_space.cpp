@@ -21,31 +21,18 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
   if (problem.family == KernelFamily::wgmma) {
     // wgmma: C tiles of one or two 64-row consumer warpgroups by 64 to 256 columns, and
     // every ring depth from 2 to 6 that fits shared memory next to the C buffer (K depth
-    // is fixed at 64 by the 128-byte swizzle): about 25 candidates.
-    // Then the schedule that hides the epilogue (bsr_gemm_sm90.cuh): pingpong tiles (each
-    // consumer warpgroup a whole tile, at most 128 accumulators) with 3 to 6 stages, about
-    // 10 more. For sdd the 2 x block wide tiles are pairs of blocks of one block row, the
-    // rule of thumb at blocks of 128 (tile_heuristics.cpp). Not the sdd tiles that pair two
-    // blocks of a block column (tile_m = 2 x block): on the H200 they ran 12-14% slower
-    // than the (then 128x128) default at the mixtral-8x7b and
-    // qwen3-30b-a3b shapes (2026-11-29), and they count a block as live by its position in
+    // is fixed at 64 by the 128-byte swizzle): about 25 candidates. Then pingpong tiles
+    // (each consumer warpgroup a whole tile, at most 128 accumulators; docs/kernels/wgmma.md)
+    // with 3 to 6 stages, about 10 more. For sdd the 2 x block wide tiles are pairs of blocks
+    // of one block row. Not the sdd tiles that pair two blocks of a block column (tile_m =
+    // 2 x block): slower than the default, and they count a block as live by its position in
     // the column-major order, which only a routing plan's topology guarantees to agree with
-    // the stored index (Topology's live_nnz); they stay available as an explicit tile.
-    // Last, for dsd, two cluster tiles (.c2): the CTAs of a thread-block cluster compute
-    // N-adjacent tiles of one tile row and share its A tile by TMA multicast, which halves
-    // A's L2 traffic. On the H200 (2026-11-29) they ran 0-7% slower than the same tile
-    // without a cluster at the mixtral-8x7b and qwen3-30b-a3b shapes, clusters of 4 and
-    // pingpong cluster tiles 13-65% slower: only the best two stay candidates, for GPUs
-    // or shapes where L2 bandwidth binds. validate() prunes them for every other op and
-    // for n / tile_n not a multiple of the cluster. Then one cluster along M (.c2x1): two
-    // tile rows share each B tile, a third less L2 traffic per step than no cluster (A's
-    // share saves a sixth). On the H200 (2026-11-29, mixtral-8x7b and qwen3-30b-a3b) it
-    // cut L2 throughput from 82% to 57% of peak for dsd with A^T and let the power-capped
-    // clock rise 2-6%, but it took 6-7% more cycles: 4-14% slower, short timings and
-    // sustained ones alike; still 6% (mixtral) and 12% (qwen3) more with 96d065a's kernels.
-    // Not through the CTAs' lockstep: without the multicast and with each CTA releasing
-    // only its own stages it still took 3.4-4.0% more. Like .c2, a candidate for where L2
-    // binds.
+    // the stored index (Topology's live_nnz); they stay an explicit tile.
+    // Last, for dsd, the two best cluster tiles along N (.c2: the CTAs share A's tile by TMA
+    // multicast, halving A's L2 traffic) and one along M (.c2x1: two tile rows share each B
+    // tile): slower where L2 bandwidth does not bind, candidates for where it does.
+    // validate() prunes them for every other op and for n / tile_n not a multiple of the
+    // cluster. docs/performance-log.md has the measurements behind these choices.
     const auto add = [&](TileConfig tile) {
       candidate.tile = tile;
       if (std::find(out.begin(), out.end(), candidate.tile) != out.end()) return;
@@ -69,10 +56,10 @@ std::vector<TileConfig> search_space(const KernelSpec& problem) {
     for (const TileConfig& tile : cluster_tiles) add(tile);
     return out;
   }
-  // mma: C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth 32 or 64 with the stage
-  // counts that fit shared memory. The sweep behind the heuristic (2026-11-28, H200) found
-  // the good mma.sync configurations inside this set, and smaller tiles lost everywhere;
-  // keeping it to ~50 candidates holds a model's tuning near a minute.
+  // mma: C tiles of 4K to 32K elements (64x64 for block-64 sdd) with 4 or 8 warps; K depth
+  // 32 or 64 with the stage counts that fit shared memory. The sweep behind the heuristic
+  // found the good mma.sync configurations inside this set; keeping it to ~50 candidates
+  // holds a model's tuning near a minute.
   const std::pair<int, int> tiles[] = {{128, 128}, {64, 128}, {128, 64}, {128, 256}, {256, 128}, {64, 64}};
   const std::pair<int, int> warp_grids[] = {{2, 2}, {4, 2}, {2, 4}};
   const std::pair<int, int> depths[] = {{32, 3}, {32, 4}, {64, 2}, {64, 3}};

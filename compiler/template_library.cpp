@@ -33,16 +33,17 @@ TemplateLibrary::TemplateLibrary(std::string include_dir) : include_dir_(std::mo
         "kernel templates not found: {} has no moejit/bsr_gemm_sm80.cuh (is moejit installed completely?)",
         include_dir_));
   }
-  // Sorted names and contents, so the hash depends on nothing but the files.
+  // Sorted names and contents, so the hash depends on nothing but the files; headers in
+  // subfolders (moejit/sm90/) count, named by their path below moejit/.
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(root)) {
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
     const std::string ext = entry.path().extension().string();
     if (entry.is_regular_file() && (ext == ".cuh" || ext == ".h")) files.push_back(entry.path());
   }
   std::sort(files.begin(), files.end());
   std::uint64_t h = fnv1a64("moejit-templates");
   for (const fs::path& file : files) {
-    h = fnv1a64(file.filename().string(), h);
+    h = fnv1a64(file.lexically_relative(root).generic_string(), h);
     h = fnv1a64(slurp(file), h);
   }
   content_hash_ = h;

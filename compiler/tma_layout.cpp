@@ -17,7 +17,7 @@ constexpr std::uint32_t kSwizzleElements = 64;   // 128 bytes of a 16-bit type
 // The stored matrix of an operand whose tile is `tile_rows` x 64 (`k_major`: tile rows
 // along M or N, 64 along K contiguous) or 64 x `tile_rows` (MN-major: tile rows contiguous),
 // copied by `share` CTAs in equal parts (1: by one). The device's load_operand and
-// load_operand_slice (templates/moejit/bsr_gemm_sm90.cuh) issue exactly these boxes.
+// load_operand_slice (templates/moejit/sm90/operand_copies.cuh) issue exactly these boxes.
 TmaTensor operand(const char* name, std::int64_t rows, std::int64_t cols, std::int64_t ld, int element_bytes,
                   bool k_major, int tile_rows, int share = 1) {
   if (ld < cols) {

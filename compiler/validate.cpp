@@ -183,10 +183,10 @@ void validate_op_fit(const KernelSpec& s) {
   switch (s.op) {
     case OpKind::sdd:
       if (sdd_block_pairs(s)) {
-        // Two blocks of one block column share the B tile (bsr_tile_coords.cuh).
+        // Two blocks of one block column share the B tile (sm90/tile_walks.cuh).
         validate_sdd_pair(s, "tile_m", t.tile_m, "tile_n", t.tile_n, "column");
       } else if (sdd_row_pairs(s)) {
-        // Two blocks of one block row share the A tile (bsr_tile_coords.cuh).
+        // Two blocks of one block row share the A tile (sm90/tile_walks.cuh).
         validate_sdd_pair(s, "tile_n", t.tile_n, "tile_m", t.tile_m, "row");
       } else {
         require(b % t.tile_m == 0, "tile_m", t.tile_m,

@@ -9,12 +9,12 @@ namespace moejit {
 void validate(const KernelSpec& spec);
 
 // Whether an sdd spec's thread blocks each compute two blocks of one block column (a
-// wgmma tile of 2 x block rows, templates/moejit/bsr_tile_coords.cuh): the two blocks
+// wgmma tile of 2 x block rows, templates/moejit/sm90/tile_walks.cuh): the two blocks
 // share the B tile, which halves B's shared-memory and L2 traffic per block.
 bool sdd_block_pairs(const KernelSpec& spec);
 
 // Whether an sdd spec's thread blocks each compute two blocks of one block row (a wgmma
-// tile of 2 x block columns, templates/moejit/bsr_tile_coords.cuh): the two blocks share
+// tile of 2 x block columns, templates/moejit/sm90/tile_walks.cuh): the two blocks share
 // the A tile, and the consumers multiply one tile twice the block wide.
 bool sdd_row_pairs(const KernelSpec& spec);
 

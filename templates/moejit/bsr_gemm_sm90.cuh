@@ -1,404 +1,64 @@
 // The wgmma family of block-sparse products (sm_90a, Hopper): persistent, warp-specialised
 // thread blocks in which one producer warpgroup copies operand tiles with TMA into a ring
 // of shared-memory stages and one or two consumer warpgroups multiply them with wgmma,
-// accumulating in fp32 registers. One kernel template serves sdd, dsd and dds with every
-// operand transpose; the op only changes the tile coordinates (bsr_tile_coords.cuh).
+// accumulating in fp32 registers, and store C with TMA. One kernel serves sdd, dsd and dds
+// with every operand transpose; docs/kernels/wgmma.md describes the design. Its parts:
 //
-//   stage s:   [ A tile | B tile ]   128-byte swizzled, 1024-byte aligned, K depth 64
-//   C buffer:  two 64-column chunks of the tile's output, staged for the TMA stores (its
-//              own memory, so the producer keeps filling stages for the next tile
-//              during the epilogue; chunk by chunk, so wide tiles have room for a
-//              fourth stage)
-//   full[s]:   the producer's TMA loads have landed (1 arrival + the stage's bytes)
-//   empty[s]:  every consumer warpgroup that reads the stage is done with it
+//   sm90/kernel_config.cuh   the compile-time configuration and its checks
+//   sm90/shared_storage.cuh  stages, C buffers and barriers (Sm90Layout), named barriers
+//   sm90/pipeline_state.cuh  a position in the stage ring: index and phase
+//   sm90/tile_scheduler.cuh  the tile walk per op and schedule (sm90/tile_walks.cuh)
+//   sm90/operand_copies.cuh  the producer's TMA copies, plain and multicast
+//   sm90/mainloop.cuh        the consumers' wgmma batches and stage releases
 //
-// The grid is at most one thread block per SM (runtime: launch_bsr_gemm); block i
-// computes C tiles i, i + grid, i + 2 grid, ... in the traversal's order, so the blocks
-// running at one time work on neighbouring tiles that share operands in L2. Producer and
-// consumers walk the same tiles and count the same steps, so the ring's stage and phase
-// follow from one running step counter on both sides.
+// The producer's loop, the consumers' loop and the epilogue are written out below rather
+// than as objects: the same code through member functions compiled to other PTX (NVVM
+// numbers and schedules it differently), and tests/ptx_identity pins the release PTX.
 //
-// Two consumer schedules (TileConfig::pingpong):
-//   cooperative  both warpgroups work on every tile, each on its own rows (64, or 128 for
-//                a 256-row tile, as two m64 wgmmas per K slice); both release each stage.
-//   pingpong     the warpgroups take turns: the block's 1st, 3rd, ... tiles are the first
-//                warpgroup's, the others the second's, each a whole tile of 64 or 128
-//                rows, with a C buffer per warpgroup. The ring hands stages out in tile
-//                order, so one warpgroup's mainloop runs while the other rounds and
-//                stores its previous tile: the epilogue is hidden behind the other's
-//                mainloop (CUTLASS's "ping-pong" kernel schedule), which pays where
-//                reductions are short. Only the owner releases a stage.
-//                A warpgroup starts a tile's mainloop only once the other has waited
-//                for every stage of the tile before (an order barrier, named barrier
-//                3 + warpgroup): this is needed for correctness, not only for speed. A
-//                stage's full barrier is waited for by phase parity, which names a phase
-//                only within one phase of the barrier's current one; a warpgroup that
-//                skipped the other's tile (k steps) is k steps ahead in the ring, and
-//                without the order it would wait on a stage two or more phases ahead of
-//                what the producer has filled: the parity then matches an older phase,
-//                the wait passes at once, and the warpgroup reads (and releases) the
-//                other tile's stages. With the order, every step before a warpgroup's
-//                first step of a tile has landed (the other warpgroup waited for it),
-//                and its own steps it waits for in order, so each wait is on the
-//                barrier's current or next phase, as in the cooperative schedule.
-// sdd with tile_m = 2 x block pairs two blocks of one block column (SddPairCursor in
-// bsr_tile_coords.cuh): one B tile, two A copies into the stage, each consumer warpgroup
-// one block; the second warpgroup of a single-block pair keeps the ring's handshake but
-// neither computes nor stores. sdd with tile_n = 2 x block pairs two blocks of one block
-// row (SddRowPairWalk): one A tile, two B copies side by side, which the warpgroups
-// multiply as one tile twice the block wide and store as two blocks; a single-block pair
-// copies one B and stores one block (the other half of its product is never read), and
-// the walk's empty slots are skipped by both sides without a step.
-//
-// Thread-block clusters (TileConfig::cluster, dsd only): kCluster CTAs of one cluster take
-// kCluster neighbouring tiles of one tile row, which reduce over the same sparse block row
-// with the same A tiles and differ only in B's columns. Instead of each CTA copying all of
-// A, each copies 1/kCluster of it (rows for a K-major tile; for an MN-major one its
-// 64-column chunks, or K rows of each where there are fewer chunks than CTAs; see
-// load_operand_slice) with a TMA multicast into the same stage of every CTA: L2 serves
-// A once per cluster, not once per CTA. The stage ring then spans the cluster: a stage
-// may be refilled only when every CTA's consumers are done with it, so each consumer
-// releases a stage on the empty barriers of all CTAs (which count kCluster times the
-// local releases), and each CTA's full barrier completes when its own B copy and all the
-// A slices have landed. The tile order (block i of the grid takes tiles i, i + grid, ...,
-// with a grid and a tile count that are multiples of kCluster and tiles per row a
-// multiple of kCluster) gives the CTAs of a cluster, ranks 0 .. kCluster - 1 with
-// consecutive block indices, tiles t .. t + kCluster - 1 of the walk at every step:
-// neighbours in one row, in RowWindowTiles' order too (bsr_tile_coords.cuh), so they
-// walk the same stages in lockstep. No CTA may exit while a peer can still arrive
-// on its barriers: the kernel ends with a cluster-wide barrier.
-//
-// Clusters along M (TileConfig::cluster_m = 2, dsd's cooperative schedule only) share B
-// instead: the two CTAs take tile rows 2i and 2i + 1 of one tile column (ColumnPairTiles in
-// bsr_tile_coords.cuh), which read the same B tiles wherever their sparse rows hold the
-// same blocks, as the rows of one expert do. Both walk the ring for the longer of the two
-// reductions and release every stage on both CTAs' empty barriers, as above; at each step
-// both decide alike (ColumnPairTile::shares_b) whether they read the same B tile: then each
-// copies half of it into both, and otherwise each copies all of its own B in the two
-// halves the tensor map's box holds. A step of the partner's longer reduction copies
-// nothing (the stage completes on the producer's arrival alone) and computes nothing; an
-// odd last tile row's absent partner only keeps the handshake.
-//
-// Both sides find a tile's coordinates (topology loads, a chain of dependent ones for sdd
-// and for dsd with A = S^T and live rows) one tile ahead: the producer once the ring is
-// full of the current tile's steps; the consumers of 256-column cooperative tiles once
-// they have issued the previous tile's deferred stores (a few steps into the current
-// tile), the other consumers once the current tile's last wgmmas are issued, so the loads
-// run while those complete and the epilogue rounds (and stores) the tile. Found at the top
-// of each tile, their latency came out of the ring's lead and held up the tile's first
-// wgmmas: the H200 ran dsd with A = S^T 2-5% faster at the mixtral-8x7b and qwen3-30b-a3b
-// shapes (2026-11-29) with them found ahead.
-//
-// The producer looks up the step's tiles, waits empty[s], announces the stage's bytes on
-// full[s] and issues the copies; a consumer waits full[s], issues its share of the
-// stage's wgmmas and releases the stage of the previous step once those have completed
-// (one batch stays in flight, so the tensor cores never wait for the release handshake).
-// The epilogue rounds the accumulators to 16 bits into registers, stages them in the C
-// buffer in the 128-byte swizzled layout (conflict-free fragment writes) and stores them
-// with TMA, which runs while the warpgroup starts its next tile. With 256-column
-// cooperative tiles the staging itself waits for the next tile: one 64-column chunk after
-// each of its first steps, while the tensor cores run that step's wgmmas (the rounded
-// tile takes half the accumulators' registers, which the consumers' 232 hold beside
-// them).
-//
-// Tried on the H200 and dropped (2026-11-29, interleaved against dense and Nsight Compute
-// at base clock, mixtral-8x7b and qwen3-30b-a3b):
-//   - Two issuing producer threads, A's copies in one warp and B's in another: mixtral
-//     dsd +1.2% cycles, dsd_t +0.5%; dsd_t 0.999 -> 0.988 of dense, .c2x1 0.975 -> 0.939.
-//   - A cluster along M finding the next tile between steps, as the others do, instead of
-//     before the tile's steps: .c2x1's cycles -0.3%, no faster (mixtral dsd_t 0.970 ->
-//     0.968 of dense, dsd 0.989 -> 0.980).
-//   - Handing a tile off to the next: its last step and the next tile's first as n128
-//     half batches, each half rounded while the other runs. ptxas serialises every wgmma
-//     of a kernel whose n128 wgmmas use halves of its n256 wgmmas' accumulators (C7511),
-//     so all steps went to n128 halves, which alone cost 1-2% (mixtral dsd_t 0.998 ->
-//     0.982 of dense); with the hand-off dsd_t took 4.7% (mixtral) and 5% (qwen3) more
-//     cycles.
-//   - The second cooperative warpgroup starting one batch behind the first, so that the
-//     two do not round and restart at the same time: cycles unchanged (mixtral dsd with
-//     A^T 3.74 M -> 3.75 M; with the accumulators no longer selected at each tile's start,
-//     3.67 M -> 3.69 M).
-//   - TMA prefetches into L2 (cp.async.bulk.prefetch.tensor) of the step 4 or 8 steps
-//     ahead: L2 traffic 24 -> 70 GB and 1.6x the cycles for mixtral's dsd with A^T.
-//   - dsd's row windows (RowWindowTiles) of 8 or 32 tile rows instead of 16: mixtral's
-//     DRAM reads 3.9 -> 3.8 / 5.8 GB, no fewer cycles, no faster at the power cap.
-//   - Where .c2x1 loses its cycles: without the multicast and with each CTA releasing
-//     only its own stages (no coupling left but the cluster launch and the paired walk),
-//     mixtral's dsd with A^T still took 3.4-4.0% more cycles than the plain tile, against
-//     5.1% with both; finding the next tile between steps changed nothing. The cost is
-//     in the paired walk or the launch, not in the lockstep.
-//
-// The code generator (compiler/codegen.cpp) instantiates one of these per kernel spec
-// with the template arguments of bsr_gemm_sm80 and the schedule. The consumers' warp grid
-// is warps_m = 4 per consumer warpgroup, warps_n = 1; the producer warpgroup comes on top.
+// compiler/codegen.cpp instantiates one kernel per spec.
 #pragma once
 
 #include "moejit/ablation.cuh"
 #include "moejit/bsr_gemm_params.h"
 #include "moejit/bsr_gemm_sm90_params.h"
-#include "moejit/bsr_tile_coords.cuh"
 #include "moejit/cluster.cuh"
 #include "moejit/element.cuh"
 #include "moejit/mbarrier.cuh"
 #include "moejit/ptx.cuh"
+#include "moejit/sm90/kernel_config.cuh"
+#include "moejit/sm90/mainloop.cuh"
+#include "moejit/sm90/operand_copies.cuh"
+#include "moejit/sm90/shared_storage.cuh"
+#include "moejit/sm90/tile_scheduler.cuh"
 #include "moejit/tma.cuh"
 #include "moejit/warpgroup.cuh"
-#include "moejit/wgmma.cuh"
 
 namespace moejit {
-
-// Shared memory and register budget of one thread block. The host mirrors the byte count
-// in compiler/tile_config.cpp (wgmma_shared_bytes); the kernel traps if it got less.
-template <int kTileM, int kTileN, int kTileK, int kStages, int kConsumers, bool kPingpong>
-struct Sm90Layout {
-  static constexpr int kConsumerWarpgroups = kConsumers;
-  static constexpr int kThreads = (kConsumerWarpgroups + 1) * 128;
-  // Rows of a tile one consumer warpgroup computes (compiler: wgmma_warpgroup_rows).
-  static constexpr int kWarpgroupRows = kPingpong ? kTileM : kTileM / kConsumerWarpgroups;
-  static constexpr int kABytes = kTileM * kTileK * 2;
-  static constexpr int kBBytes = kTileN * kTileK * 2;
-  static constexpr int kStageBytes = kABytes + kBBytes;
-  // One C buffer: the tile's rows by two 64-column chunks (all of a narrower tile). The
-  // epilogue stages and stores a wider tile chunk by chunk, alternating between the two
-  // halves, so the stages keep the shared memory a whole C tile would take: 128x256
-  // tiles get a fourth stage (4 x 48 KB + 32 KB instead of 3 x 48 KB + 64 KB).
-  static constexpr int kCChunks = kTileN / 64;
-  static constexpr int kCChunkBuffers = kCChunks < 2 ? kCChunks : 2;
-  static constexpr int kCBytes = kTileM * 128 * kCChunkBuffers;
-  static constexpr int kCBuffers = kPingpong ? kConsumerWarpgroups : 1;
-  // The dynamic shared memory base is only 16-byte aligned by contract; the swizzled
-  // tiles need 1024, so the kernel rounds up within this slack.
-  static constexpr int kAlignSlack = 1024;
-  static constexpr int kCOffset = kStages * kStageBytes;
-  static constexpr int kBarrierOffset = kCOffset + kCBuffers * kCBytes;
-  static constexpr int kSharedBytes = kAlignSlack + kBarrierOffset + 2 * kStages * 8;
-  // Registers: ptxas allocates every thread the launch bound's share of the 65536
-  // registers of an SM (it does not shrink a kernel that uses setmaxnreg), one block per
-  // SM. The producer keeps kProducerRegisters, the consumers take the rest: setmaxnreg
-  // moves registers only within the block's allocation, so the split must fit it or
-  // setmaxnreg.inc would wait forever. compiler/tile_config.cpp mirrors these numbers
-  // and tests/cpp checks ptxas's count against them.
-  static constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8 > 240 ? 240 : 65536 / kThreads / 8 * 8;
-  static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegistersRaw =
-      (kLaunchRegisters * kThreads - kProducerRegisters * 128) / (kConsumerWarpgroups * 128) / 8 * 8;
-  static constexpr int kConsumerRegisters = kConsumerRegistersRaw > 240 ? 240 : kConsumerRegistersRaw;
-};
-
-namespace sm90 {
-
-__device__ __forceinline__ unsigned dynamic_shared_bytes() {
-  unsigned bytes;
-  asm("mov.u32 %0, %%dynamic_smem_size;\n" : "=r"(bytes));
-  return bytes;
-}
-
-// Copies one operand tile of `rows` x 64 (K-major: rows along M/N) or 64 x `rows`
-// (MN-major: rows along K) into shared memory. A K-major tile is one box of {64, rows}.
-// The 128-byte swizzle limits a box's contiguous extent to 64 elements, so an MN-major
-// tile is rows/64 chunks of {64, 64}, 8192 bytes apart in the stage: one box of a 3-D
-// tensor map whose third dimension steps from chunk to chunk (compiler/tma_layout.cpp),
-// a single copy where 2-D maps took one per chunk. The producer's one thread issues every
-// copy, each a dozen instructions (the copy and the loop ptxas puts around it to move its
-// operands into uniform registers): with a cluster along M it had stopped waiting for
-// free stages. On the H200 (2026-11-29, base clock) one copy per tile took 1.1-1.3% off
-// dsd with A^T's cycles at the mixtral-8x7b and qwen3-30b-a3b shapes (3.0% with .c2x1 at
-// qwen3's), 0.8% off qwen3's sdd and dsd; mixtral's sdd and dsd stayed within 0.4%.
-template <bool kKMajor, int kRows>
-__device__ __forceinline__ void load_operand(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar) {
-  if constexpr (kKMajor) {
-    tma::load_2d(dst, map, at.x, at.y, bar);
-  } else {
-    tma::load_3d(dst, map, 0, at.y, at.x / 64, bar);
-  }
-}
-
-// Slice `rank` of kCluster of an operand tile (see load_operand), multicast into every CTA
-// of the cluster, landing where load_operand would have put it: the rows of a K-major
-// tile; the chunks of an MN-major one where they divide among the CTAs, else the K rows
-// of each chunk (a tile of fewer chunks than CTAs). Every slice is a whole number of 8-row
-// (1024-byte) swizzle atoms. The host encodes the same boxes (compiler/tma_layout.cpp).
-// With kMulticast = false the slice lands in this CTA only: a tile that is not shared,
-// copied slice by slice with the tensor map of the shared ones.
-template <bool kKMajor, int kRows, int kCluster, bool kMulticast = true>
-__device__ __forceinline__ void load_operand_slice(unsigned dst, const TmaDescriptor& map, TileCoord at, unsigned bar,
-                                                   int rank) {
-  constexpr unsigned short kAllCtas = (1u << kCluster) - 1;
-  if constexpr (kKMajor) {
-    constexpr int kSliceRows = kRows / kCluster;
-    static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-    const unsigned to = dst + rank * kSliceRows * 128;
-    if constexpr (kMulticast) {
-      tma::load_2d_multicast(to, map, at.x, at.y + rank * kSliceRows, bar, kAllCtas);
-    } else {
-      tma::load_2d(to, map, at.x, at.y + rank * kSliceRows, bar);
-    }
-  } else {
-    const auto copy = [&](unsigned to, int y, int chunk) {
-      if constexpr (kMulticast) {
-        tma::load_3d_multicast(to, map, 0, y, chunk, bar, kAllCtas);
-      } else {
-        tma::load_3d(to, map, 0, y, chunk, bar);
-      }
-    };
-    constexpr int kChunks = kRows / 64;
-    if constexpr (kChunks % kCluster == 0) {
-      constexpr int kShare = kChunks / kCluster;
-      copy(dst + rank * kShare * 8192, at.y, at.x / 64 + rank * kShare);
-    } else {
-      constexpr int kSliceRows = 64 / kCluster;
-      static_assert(kSliceRows % 8 == 0, "slices of whole 8-row swizzle atoms");
-#pragma unroll
-      for (int chunk = 0; chunk < kChunks; ++chunk) {
-        copy(dst + chunk * 8192 + rank * kSliceRows * 128, at.y + rank * kSliceRows, at.x / 64 + chunk);
-      }
-    }
-  }
-}
-
-// Hands stage barrier `bar` (empty[s]) one release from this CTA's warpgroup, called by
-// the warpgroup's lanes 0 .. 31 of its first warp: lane 0 releases the local barrier, or
-// with a cluster lane i releases the one of CTA i, all in one instruction.
-template <int kCluster>
-__device__ __forceinline__ void release_stage(unsigned bar, int lane) {
-  if constexpr (kCluster == 1) {
-    if (lane == 0) mbarrier::arrive(bar);
-  } else {
-    if (lane < kCluster) cluster::arrive_remote(cluster::map_shared(bar, lane));
-  }
-}
-
-// The descriptor of the 16-deep K slice `k16` of an operand tile at `base` (see
-// wgmma::descriptor_sw128): K-major tiles advance 32 bytes within the swizzled row,
-// MN-major ones by two 8-row groups; MN-major 64-element chunks lie 8192 bytes apart.
-template <bool kKMajor>
-__device__ __forceinline__ unsigned long long operand_descriptor(unsigned base, int k16) {
-  return kKMajor ? wgmma::descriptor_sw128(base + 32 * k16, 16, 1024)
-                 : wgmma::descriptor_sw128(base + 2048 * k16, 8192, 1024);
-}
-
-// Tiles numbered 0 .. num_tiles - 1, each of which the traversal computes on its own; the
-// walk interface of SddPairCursor and SddRowPairWalk (bsr_tile_coords.cuh), whose tiles
-// are counted on the device. Every walk is made from the parameters and the most pairs of
-// any block row (max_row_pairs; only SddRowPairWalk uses it).
-template <class Coords>
-struct IndexedTiles {
-  using Tile = Coords;
-  int count;
-  __device__ IndexedTiles(const BsrGemmParams& p, int) : count(Coords::num_tiles(p)) {}
-  __device__ bool seek(const BsrGemmParams&, int t) const { return t < count; }
-  __device__ Coords at(const BsrGemmParams& p, int t) const { return Coords(p, t); }
-};
-
-// Whether the walk has tile `t`; if so, its coordinates go to `tile`: how the producer and
-// the consumers find each next tile. (Their first tile they find inline, seek before the
-// Tile is made: through this function the sdd column pairs' PTX came out different.)
-template <class Walk>
-__device__ __forceinline__ bool find_tile(Walk& walk, const BsrGemmParams& p, int t, typename Walk::Tile& tile) {
-  const bool found = walk.seek(p, t);
-  if (found) tile = walk.at(p, t);
-  return found;
-}
-
-// One batch of a consumer warpgroup's wgmmas, one committed group: its kMmaM 64-row
-// groups of the stage's A tile (group0, group0 + 1, ...) times the B tile (at byte
-// kABytes of the stage), over the stage's first kSlices K slices of 16. The first slice
-// adds to the accumulators, or with `accumulate` = 0 (a tile's first step) overwrites them.
-template <int kSlices, class Mma, bool kAKMajor, bool kBKMajor, int kABytes, int kMmaM, int kAccumulators>
-__device__ __forceinline__ void mma_batch(float (&acc)[kMmaM][kAccumulators], unsigned stage, int group0,
-                                          int accumulate) {
-#pragma unroll
-  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-  wgmma::fence();
-#pragma unroll
-  for (int k16 = 0; k16 < kSlices; ++k16) {
-    const unsigned long long b_desc = operand_descriptor<kBKMajor>(stage + kABytes, k16);
-#pragma unroll
-    for (int i = 0; i < kMmaM; ++i) {
-      Mma::mma(acc[i], operand_descriptor<kAKMajor>(stage + (group0 + i) * 8192, k16), b_desc,
-               k16 == 0 ? accumulate : 1);
-    }
-  }
-  wgmma::commit_group();
-#pragma unroll
-  for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-}
-
-template <bool kCondition, class IfTrue, class IfFalse>
-struct Select {
-  using type = IfTrue;
-};
-template <class IfTrue, class IfFalse>
-struct Select<false, IfTrue, IfFalse> {
-  using type = IfFalse;
-};
-
-}  // namespace sm90
 
 template <OpKind kOp, bool kTransA, bool kTransB, class Element, int kBlock, long long kM, long long kN, long long kK,
           int kTileM, int kTileN, int kTileK, int kStages, int kWarpsM, int kWarpsN, bool kPingpong, int kCluster,
           int kClusterM = 1>
 __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>::kThreads, 1)
     bsr_gemm_sm90(const __grid_constant__ BsrGemmSm90Params params) {
-  using Layout = Sm90Layout<kTileM, kTileN, kTileK, kStages, kWarpsM / 4, kPingpong>;
-  // sdd with a tile of two blocks: pairs of one block column, or of one block row (see the
-  // top of this file).
-  constexpr bool kPairs = kOp == OpKind::sdd && kTileM == 2 * kBlock;
-  constexpr bool kRowPairs = kOp == OpKind::sdd && kTileN == 2 * kBlock;
-  // dsd with a cluster along M: tile rows in pairs (ColumnPairTiles).
-  constexpr int kCtas = kCluster * kClusterM;   // thread blocks per cluster
-  using Coords = BsrTileCoords<kOp, kTransA, kTransB, kBlock, kM, kN, kK, kTileM, kTileN, kTileK>;
-  using Walk = typename sm90::Select<
-      kPairs, SddPairCursor<kTransA, kTransB, kBlock, kK, kTileK>,
-      typename sm90::Select<
-          kRowPairs, SddRowPairWalk<kTransA, kTransB, kBlock, kK, kTileK>,
-          typename sm90::Select<
-              kClusterM == 2, ColumnPairTiles<Coords, static_cast<int>(kN / kTileN)>,
-              typename sm90::Select<kOp == OpKind::dsd && !kTransA,
-                                    RowWindowTiles<Coords, static_cast<int>(kN / kTileN), kCluster>,
-                                    sm90::IndexedTiles<Coords>>::type>::type>::type>::type;
-  using Tile = typename Walk::Tile;
-  using Mma = WgmmaOp<Element, kTileN, !Tile::kAKMajor, !Tile::kBKMajor>;
-  constexpr int kConsumers = Layout::kConsumerWarpgroups;
-  constexpr int kMmaM = Layout::kWarpgroupRows / 64;   // m64 wgmmas per K slice and warpgroup
-  static_assert(kTileK == 64, "the 128-byte swizzle holds 64 16-bit elements of K per row");
-  static_assert(kWarpsN == 1 && (kWarpsM == 4 || kWarpsM == 8), "one or two consumer warpgroups of 4 warps");
-  static_assert(kConsumers == 2 || !kPingpong, "pingpong needs two consumer warpgroups");
-  static_assert(kPingpong || Layout::kWarpgroupRows * kConsumers == kTileM, "cooperative warpgroups split the rows");
-  static_assert(kMmaM == 1 || kMmaM == 2, "a consumer warpgroup owns 64 or 128 rows");
-  static_assert(kMmaM * kTileN / 2 <= 128, "at most 128 fp32 accumulators per consumer thread");
-  static_assert(kTileN % 64 == 0 && kTileN <= 256, "wgmma n up to 256, in 64-element swizzle chunks");
-  static_assert(!kPairs || (kTileN == kBlock && !kPingpong && Layout::kWarpgroupRows == kBlock),
-                "a pair of sdd blocks: one block per cooperative warpgroup, the whole block's columns");
-  static_assert(!kRowPairs || (kTileM == kBlock && !kPingpong && kCluster == 1),
-                "a row pair of sdd blocks: the whole block's rows, cooperative warpgroups, no cluster");
-  static_assert(kStages >= 2, "the pipeline needs at least two stages");
-  static_assert(kCluster == 1 || kCluster == 2 || kCluster == 4, "clusters of 1, 2 or 4 CTAs");
-  static_assert(kCluster == 1 || (kOp == OpKind::dsd && kN % (kTileN * kCluster) == 0),
-                "a cluster shares A: dsd, whose tile rows hold a multiple of the cluster's tiles");
-  static_assert(kClusterM == 1 || (kClusterM == 2 && kOp == OpKind::dsd && !kPingpong && kCluster == 1),
-                "a cluster along M shares B: dsd's cooperative schedule, two CTAs, not also along N");
-
+  using Config = sm90::GemmConfig<kOp, kTransA, kTransB, Element, kBlock, kM, kN, kK, kTileM, kTileN, kTileK, kStages,
+                                  kWarpsM, kWarpsN, kPingpong, kCluster, kClusterM>;
+  using Layout = typename Config::Layout;
+  constexpr bool kPairs = Config::kColumnPairs;
+  constexpr bool kRowPairs = Config::kRowPairs;
+  constexpr int kCtas = Config::kCtas;
+  using Walk = typename Config::Walk;
+  using Tile = typename Config::Tile;
+  using Mma = typename Config::Mma;
+  constexpr int kConsumers = Config::kConsumers;
+  constexpr int kMmaM = Config::kMmaM;
   const BsrGemmParams& p = params.gemm;
 
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const unsigned smem = (ptx::shared_address(smem_raw) + 1023u) & ~1023u;
-  const unsigned full = smem + Layout::kBarrierOffset;   // full[s] at full + 8 s
-  const unsigned empty = full + 8 * kStages;              // empty[s] at empty + 8 s
+  const typename Config::Storage storage(ptx::shared_address(smem_raw));
   const int warpgroup = threadIdx.x / 128;
   const int wg_thread = threadIdx.x % 128;
 
-  if (threadIdx.x == 0) {
-    // A launch with less shared memory than this instantiation lays out would corrupt
-    // memory silently: stop with an error instead.
-    if (sm90::dynamic_shared_bytes() < static_cast<unsigned>(Layout::kSharedBytes)) __trap();
-#pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      mbarrier::init(full + 8 * s, 1);
-      mbarrier::init(empty + 8 * s, (kPingpong ? 1 : kConsumers) * kCtas);
-    }
-    mbarrier::fence_init();
-  }
+  if (threadIdx.x == 0) storage.template init_barriers<(kPingpong ? 1 : kConsumers) * kCtas>();
   // With a cluster, the peers' barriers must be initialised before any multicast or
   // release reaches them.
   if constexpr (kCtas == 1) {
@@ -410,7 +70,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // Row pairs: the most pairs of any block row, found by the whole block, with the C
   // buffer's first word as scratch (no epilogue writes it before the last read).
   int max_pairs = 0;
-  if constexpr (kRowPairs) max_pairs = max_row_pairs(p, smem + Layout::kCOffset);
+  if constexpr (kRowPairs) max_pairs = max_row_pairs(p, storage.scratch());
 
   if (warpgroup == kConsumers) {
     // Producer warpgroup: one thread issues every copy; the others only give up registers.
@@ -425,23 +85,23 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       tma::prefetch_descriptor(params.a);
       tma::prefetch_descriptor(params.b);
       Walk walk(p, max_pairs);
-      int step = 0;
+      typename Config::State state{0};
       int t = blockIdx.x;
       bool more = walk.seek(p, t);
       Tile tile{};
       if (more) tile = walk.at(p, t);
       while (more) {
-        // The next tile, found (see the top of this file) once the ring is full of this
-        // tile's steps, when the producer would wait anyway: after the last step of a tile
-        // of fewer steps than stages, at once for a tile without steps.
+        // The next tile is found once the ring is full of this tile's steps, when the
+        // producer would wait anyway: after the last step of a tile of fewer steps than
+        // stages, at once for a tile without steps.
         const int t_next = t + static_cast<int>(gridDim.x);
         bool more_next = false;
         Tile next{};
         const auto find_next = [&]() { more_next = sm90::find_tile(walk, p, t_next, next); };
         const bool skip = empty_tile(tile);   // the consumers skip it too
         // A cluster along M finds it at once, before this tile's steps, which is also when
-        // the ring is full (of the last tile's steps): found between two steps, the pair's
-        // two lookups spilled the producer's 40 registers.
+        // the ring is full (of the last tile's steps): between two steps the pair's two
+        // lookups spill the producer's registers.
         const int find_next_after = skip || kClusterM > 1 ? -1 : min(kStages, ring_steps(tile)) - 1;
         if (find_next_after < 0) find_next();
         // A single-block pair copies one A tile (one B tile for a row pair): the stage then
@@ -451,18 +111,15 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
         if constexpr (kRowPairs) stage_bytes -= (2 - tile.count) * (Layout::kBBytes / 2);
         // Steps of the ring: the tile's reduction, or its pair's longer one (clusters along M).
         const int k_steps = skip ? 0 : ring_steps(tile);
-        for (int kt = 0; kt < k_steps; ++kt, ++step) {
-          const int s = step % kStages;
+        for (int kt = 0; kt < k_steps; ++kt, ++state) {
+          const int s = state.index();
           // A step of the pair's longer reduction only (clusters along M): this CTA copies
           // nothing and its partner shares nothing, so the stage is full at once.
           bool copies = true;
           if constexpr (kClusterM > 1) copies = kt < tile.num_k_tiles;
           // The step's tiles, found before the wait for its stage: dsd and dds look up the
           // step's sparse block in the topology, loads whose latency the wait then hides.
-          // Found after it, they held every step's copies back by two dependent loads
-          // (the index's pointer, then the index), which took as many of the producer's
-          // stall samples as the wait itself for dsd with A^T at qwen3-30b-a3b (H200,
-          // 2026-11-29). The paired tiles of sdd blocks (two per stage) are found below.
+          // The paired tiles of sdd blocks (two per stage) are found below.
           TileCoord a_at{}, b_at{};
           bool b_shared = false;
           if (copies) {
@@ -470,51 +127,14 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
             if constexpr (!kRowPairs) b_at = tile.b(p, kt);
             if constexpr (kClusterM > 1) b_shared = tile.shares_b(p, kt);
           }
-          mbarrier::wait(empty + 8 * s, ((step / kStages) & 1) ^ 1);
+          mbarrier::wait(storage.empty(s), state.phase() ^ 1);
           if (ablate_loads() || !copies) {   // ablate_loads: timing only (ablation.cuh)
-            mbarrier::arrive(full + 8 * s);
+            mbarrier::arrive(storage.full(s));
             if (kt == find_next_after) find_next();
             continue;
           }
-          mbarrier::arrive_expect_tx(full + 8 * s, stage_bytes);
-          const unsigned stage = smem + s * Layout::kStageBytes;
-          if constexpr (kPairs) {
-#pragma unroll
-            for (int part = 0; part < 2; ++part) {
-              if (part < tile.count) {
-                sm90::load_operand<Tile::kAKMajor, kBlock>(stage + part * (Layout::kABytes / 2), params.a,
-                                                           tile.a(p, kt, part), full + 8 * s);
-              }
-            }
-          } else if constexpr (kCluster > 1) {
-            sm90::load_operand_slice<Tile::kAKMajor, kTileM, kCluster>(stage, params.a, a_at, full + 8 * s, cta_rank);
-          } else {
-            sm90::load_operand<Tile::kAKMajor, kTileM>(stage, params.a, a_at, full + 8 * s);
-          }
-          if constexpr (kRowPairs) {
-#pragma unroll
-            for (int part = 0; part < 2; ++part) {
-              if (part < tile.count) {
-                sm90::load_operand<Tile::kBKMajor, kBlock>(stage + Layout::kABytes + part * (Layout::kBBytes / 2),
-                                                           params.b, tile.b(p, kt, part), full + 8 * s);
-              }
-            }
-          } else if constexpr (kClusterM > 1) {
-            // Half of a B tile both CTAs copy, into both; otherwise all of it, in the halves
-            // the tensor map's box holds.
-            if (b_shared) {
-              sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM>(stage + Layout::kABytes, params.b, b_at,
-                                                                          full + 8 * s, cta_rank);
-            } else {
-#pragma unroll
-              for (int half = 0; half < kClusterM; ++half) {
-                sm90::load_operand_slice<Tile::kBKMajor, kTileN, kClusterM, false>(stage + Layout::kABytes, params.b,
-                                                                                   b_at, full + 8 * s, half);
-              }
-            }
-          } else {
-            sm90::load_operand<Tile::kBKMajor, kTileN>(stage + Layout::kABytes, params.b, b_at, full + 8 * s);
-          }
+          mbarrier::arrive_expect_tx(storage.full(s), stage_bytes);
+          sm90::load_step<Config>(params, tile, kt, a_at, b_at, b_shared, storage.stage(s), storage.full(s), cta_rank);
           if (kt == find_next_after) find_next();
         }
         tile = next;
@@ -533,13 +153,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   warpgroup::acquire_registers<Layout::kConsumerRegisters>();
   const int warp = wg_thread / 32;
   const int lane = wg_thread % 32;
-  const int barrier_id = 1 + warpgroup;   // this warpgroup's named barrier (0 is __syncthreads)
-  // Pingpong: named barrier 3 + w is warpgroup w's turn to run a mainloop (this warpgroup
-  // waits on it with its 128 threads, the other signals it with its 128).
-  const int my_turn = 3 + warpgroup;
-  const int other_turn = 3 + (1 - warpgroup);
+  const int barrier_id = sm90::NamedBarriers::epilogue(warpgroup);
+  const int my_turn = sm90::NamedBarriers::turn(warpgroup);   // pingpong only
+  const int other_turn = sm90::NamedBarriers::turn(1 - warpgroup);
   const int group0 = kPingpong ? 0 : warpgroup * kMmaM;
-  const unsigned c_buffer = smem + Layout::kCOffset + (kPingpong ? warpgroup * Layout::kCBytes : 0);
+  const unsigned c_buffer = storage.c_buffer(warpgroup);
   float acc[kMmaM][kTileN / 2];
   // Zeroed once: a tile's first wgmmas overwrite them (see issue_step), a tile without a
   // step, whose epilogue stores zeros (out_zero), still rounds them, and when timing
@@ -549,20 +167,10 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
 #pragma unroll
     for (int j = 0; j < kTileN / 2; ++j) acc[i][j] = 0.0f;
   }
-  // A tile's outputs, rounded to 16 bits two to a register as soon as its last wgmmas are
-  // done, wait here to be stored (see the epilogue notes at the top of this file). The
-  // cooperative schedule with 256-column tiles defers the stores into the next tile: the
-  // warpgroup stores one chunk per step while that tile's first batches run on the tensor
-  // cores, which otherwise idle while both warpgroups store (about a fifth of a product's
-  // time at the qwen3-30b-a3b shape, whose tiles reduce over 12-17 steps). On the H200
-  // (2026-11-29, interleaved against dense) that made dsd 4-10% and dsd_t 3-5% faster at
-  // the mixtral-8x7b and qwen3-30b-a3b shapes, but sdd's 128x128 tiles, whose steps are
-  // half as long, 1-3% slower: narrower tiles store at once. So does pingpong, where the
-  // other warpgroup's mainloop hides the stores already. What the deferred stores still
-  // cost, by the epilogue's ablation (ablation.cuh; H200, base clock, 2026-11-29): 2.0% of
-  // mixtral-8x7b dsd_t's cycles (tiles of 33 steps), 1.8-2.5% of qwen3-30b-a3b's
-  // products (12-32 steps), nothing measurable of mixtral's sdd and dsd.
-  constexpr bool kDeferStores = !kPingpong && kTileN == 256;
+  // The epilogue's state: a tile's outputs, rounded to 16 bits two to a register as soon
+  // as its last wgmmas are done, wait here to be stored, at once or (Config::kDeferStores)
+  // during the next tile's first steps.
+  constexpr bool kDeferStores = Config::kDeferStores;
   unsigned out16[kMmaM][kTileN / 4];
   // Where this warpgroup's rows of out16 go: one place, or one per block of a row pair
   // (its left and right halves), of which out_parts exist.
@@ -572,25 +180,20 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   bool out_pending = false;   // whether out16 still has to be stored
   bool out_zero = false;      // whether its tile had no step, and so stores zeros instead
   Walk walk(p, max_pairs);
-  int step = 0;
+  typename Config::State state{0};
   int turn = 0;
   int t = blockIdx.x;
   bool more = walk.seek(p, t);
   Tile tile{};
   if (more) tile = walk.at(p, t);
 
-  // Epilogue of one 64-column chunk of out16: [tile_m rows][64 elements] in one of the C
-  // buffer's two halves, each 128-byte row swizzled like the operand tiles, then a TMA
-  // store of this warpgroup's rows, which runs while the next chunk is staged in the
-  // other half. A warp writes its 16 rows x 16 columns at a time with one stmatrix (four
-  // 8x8 matrices: column groups j and j + 1, rows 0-7 and 8-15, exactly the accumulator
-  // fragments of wgmma's layout); each matrix's eight 16-byte rows fall in distinct bank
-  // groups thanks to the swizzle. A quarter of the instructions of 4-byte stores.
-  // Called with a compile-time `c` (unrolled loops), so out16 stays in registers.
-  // The halves alternate with this warpgroup's stores (`half` is the next one's), not with
-  // the chunk's number: the missing block of a pair stores nothing, so a 64x128 row pair
-  // of one block stores only chunk 0, and the next tile's chunk 0 would write the half
-  // that store may still be reading.
+  // The epilogue of one 64-column chunk of out16: staged in one of the C buffer's two
+  // halves (128-byte rows swizzled like the operand tiles, one stmatrix per warp and 16x16
+  // fragment), then a TMA store of this warpgroup's rows, which runs while the next chunk
+  // is staged in the other half. Called with a compile-time `c` (unrolled loops), so out16
+  // stays in registers. The halves alternate with this warpgroup's stores (`half` is the
+  // next one's), not with the chunk's number: the missing block of a pair stores nothing,
+  // and the next tile's chunk 0 must not write the half a store may still be reading.
   int half = 0;
   const auto store_chunk = [&](int c) {
     if constexpr (!ablate_epilogue()) {   // (timing only without it: ablation.cuh)
@@ -639,9 +242,8 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       }
     } else {
       // Ablated: the chunk's values still go somewhere, folded into one word per thread
-      // of the idle C buffer. Stored nowhere, the accumulators are dead code to ptxas,
-      // which then drops the wgmmas as well: the first ablated kernels ran without a
-      // single tensor-pipe cycle (H200, 2026-11-29), timing the loads and handshakes alone.
+      // of the idle C buffer. Stored nowhere, the accumulators would be dead code to
+      // ptxas, which would then drop the wgmmas as well.
       unsigned folded = 0;
 #pragma unroll
       for (int i = 0; i < kMmaM; ++i) {
@@ -664,9 +266,9 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // computes the first k_tiles.
     const int k_tiles = tile.num_k_tiles;
     const int k_steps = ring_steps(tile);
-    // The next tile, found (see the top of this file) a few steps into this one (256-column
-    // cooperative tiles) or once its last wgmmas are issued, or at once where the other
-    // warpgroup computes this one.
+    // The next tile, found a few steps into this one (deferred stores) or once its last
+    // wgmmas are issued, so its topology loads run under this tile's wgmmas; at once where
+    // the other warpgroup computes this one.
     const int t_next = t + static_cast<int>(gridDim.x);
     bool more_next = false;
     Tile next{};
@@ -683,7 +285,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     if constexpr (kPingpong) {
       // The other warpgroup's turn: count its steps to stay in phase with the ring.
       if ((turn++ & 1) != warpgroup) {
-        step += k_steps;
+        state += k_steps;
         find_next();
         tile = next;
         t = t_next;
@@ -696,53 +298,29 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // for each stage, releases it) and computes and stores nothing.
     bool has_rows = tile_present(tile);
     if constexpr (kPairs) has_rows = warpgroup < tile.count;
-    // Pingpong: wait until the other warpgroup has waited for every stage of its tile
-    // (see the top of this file: the parity waits below are only exact from then on).
+    // Pingpong: wait until the other warpgroup has waited for every stage of its tile: the
+    // parity waits below are only exact from then on (docs/kernels/wgmma.md).
     if constexpr (kPingpong) warpgroup::named_barrier(my_turn, 256);
     // One step of the reduction in two halves: wait for its stage and issue its batch of
     // wgmmas; then, once the previous batch is done reading its stage, hand that stage
     // back (one batch stays in flight, so the tensor cores never wait for the release).
-    // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
-    // (see BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
-    constexpr bool kPartialLastStep = kOp == OpKind::dsd && kTransA;
     const auto issue_step = [&](int kt) {
-      const int s = step % kStages;
-      mbarrier::wait(full + 8 * s, (step / kStages) & 1);
-      const unsigned stage = smem + s * Layout::kStageBytes;
+      const int s = state.index();
+      mbarrier::wait(storage.full(s), state.phase());
+      const unsigned stage = storage.stage(s);
       const int accumulate = kt > 0;
       bool computes = has_rows;
       if constexpr (kClusterM > 1) computes = computes && kt < k_tiles;   // past it: the partner's steps
       if (computes && !ablate_mma()) {
-        if constexpr (kPartialLastStep) {
-          // A batch of fewer slices is a whole other batch, not a loop cut short: ptxas
-          // serialises the wgmmas of a batch that a branch can leave early (C7520).
-          static_assert(kTileK == 64, "the partial batches below are those of 64-deep steps");
-          const int slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
-          if (slices == 4) {
-            sm90::mma_batch<4, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else if (slices == 3) {
-            sm90::mma_batch<3, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else if (slices == 2) {
-            sm90::mma_batch<2, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          } else {
-            sm90::mma_batch<1, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-          }
-        } else {
-          sm90::mma_batch<kTileK / 16, Mma, Tile::kAKMajor, Tile::kBKMajor, Layout::kABytes>(acc, stage, group0, accumulate);
-        }
+        // dsd with A^T: the tile's last step may hold rows in use in its first K slices only
+        // (BsrTileCoords<dsd>); the others are padding, whose wgmmas add nothing.
+        int slices = kTileK / 16;
+        if constexpr (Config::kPartialLastStep) slices = kt == k_tiles - 1 ? tile.last_step_k16 : 4;
+        sm90::mma_step<Config>(acc, stage, group0, accumulate, slices);
       }
     };
     const auto retire_step = [&](int kt) {
-      // A step of the partner's longer reduction (clusters along M) committed no batch, so
-      // the batch still in flight may be the previous step's: wait for all of it before
-      // that step's stage goes back.
-      if (kClusterM > 1 && kt >= k_tiles) {
-        wgmma::wait_group<0>();
-      } else {
-        wgmma::wait_group<1>();
-      }
-      if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
-      ++step;
+      sm90::retire_step<Config>(storage, state, kt, k_tiles, warp, lane);
     };
     // The first steps store the previous tile's chunks, one each: chunk c once step c + 1
     // is issued, so the tensor cores have two batches to run while the warpgroup stores.
@@ -759,8 +337,7 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     // dependent loads (the column's offsets, its last block's row, that row's live rows),
     // longer than the last batch that would hide them.
     if constexpr (kDeferStores) find_next();
-    // Unrolled by two as NVVM chose for the first version of this kernel (measured on the
-    // H200); the larger loop body of the schedules below made it stop doing so unasked.
+    // Unrolled by two, as NVVM chose unasked for the kernel's first, smaller body.
 #pragma unroll 2
     for (int kt = kStoreSteps; kt < k_steps; ++kt) {
       issue_step(kt);
@@ -774,15 +351,11 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
     wgmma::wait_group<0>();
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) wgmma::fence_accumulators(acc[i]);
-    if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(empty + 8 * ((step - 1) % kStages), lane);
+    if (k_steps > 0 && warp == 0) sm90::release_stage<kCtas>(storage.empty(state.previous().index()), lane);
     // Round the tile's outputs now: the next tile's first batch overwrites the accumulators.
     // Those of a tile without a step hold nothing of it: its epilogue stores zeros instead
-    // (out_zero). Zeroing the accumulators at such a tile's start instead, ptxas selected
-    // every one of them against zero at every tile's start (128 FSEL per thread, issued
-    // while the tensor cores wait for the tile's first wgmmas). Without those (H200, base clock,
-    // 2026-11-29): mixtral-8x7b dsd with A^T 2.0% fewer cycles (tensor pipe 96.8% -> 98.3%
-    // busy), qwen3-30b-a3b dsd with A^T 3.1%, dsd 3.6%, sdd 1.7%; mixtral's dsd and sdd,
-    // whose tiles reduce over 224 and 64 steps, within 0.7%.
+    // (out_zero), cheaper than zeroing the accumulators at every tile's start, which ptxas
+    // turns into a select per accumulator while the tensor cores wait.
 #pragma unroll
     for (int i = 0; i < kMmaM; ++i) {
 #pragma unroll
@@ -823,4 +396,5 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
   // ... and the peers' last releases of its stages, which may still be on their way.
   if constexpr (kCtas > 1) cluster::sync();
 }
+
 }  // namespace moejit

@@ -378,6 +378,19 @@ TEST_CASE("the content hash follows the template files and nothing else") {
     fs::rename(copy.file("moejit/epilogue.cuh"), copy.file("moejit/epilogue2.cuh"));
     CHECK(TemplateLibrary(copy.dir()).content_hash() != original);
   }
+  SUBCASE("a header in a subfolder counts: adding, editing, moving it changes the hash") {
+    fs::create_directories(copy.file("moejit/sub"));
+    copy.write("moejit/sub/part.cuh", "#pragma once\n");
+    const std::uint64_t added = TemplateLibrary(copy.dir()).content_hash();
+    CHECK(added != original);
+    copy.append("moejit/sub/part.cuh", "// an edit\n");
+    const std::uint64_t edited = TemplateLibrary(copy.dir()).content_hash();
+    CHECK(edited != added);
+    fs::rename(copy.file("moejit/sub/part.cuh"), copy.file("moejit/part.cuh"));
+    CHECK(TemplateLibrary(copy.dir()).content_hash() != edited);
+    fs::remove(copy.file("moejit/part.cuh"));
+    CHECK(TemplateLibrary(copy.dir()).content_hash() == original);
+  }
   SUBCASE("files that are not headers do not count") {
     copy.write("moejit/README.txt", "notes\n");
     copy.write("moejit/scratch.cu~", "backup\n");

@@ -392,7 +392,7 @@ SCALE_TILES_PER_BLOCK = 45.5   # target tiles per thread block (> 40, and betwee
 SCALE_DENSE = 768              # dsd/dds dense extent (a multiple of 256: every tile fits; see dense_extent)
 SCALE_SDD_K = 512              # sdd reduction: 8 K steps, more than any ring's stages
 SCALE_SDD_DEAD = 5             # sdd blocks past the live count (an odd number: a single pair)
-ROW_PAIR_WINDOW = 16           # block rows per window of sdd row pairs (SddRowPairWalk::kWindow)
+ROW_PAIR_WINDOW = 16           # block rows per window of sdd row pairs (SddRowPairTiles::kWindow)
 
 
 def tile_shape(tile: str) -> tuple[int, int]:
@@ -426,14 +426,14 @@ def scale_mask(torch, long: int, short: int, dead: int, gen):
 
 def sdd_pair_count(mask, dead: int) -> int:
     """Tiles of the sdd pair schedule for a scale_mask (block rows x block columns): the
-    live blocks of each column in pairs, then the dead ones in pairs (SddPairCursor)."""
+    live blocks of each column in pairs, then the dead ones in pairs (SddColumnPairTiles)."""
     live_counts = mask[:mask.shape[0] - dead].sum(dim=0)
     return int(((live_counts + 1) // 2).sum()) + (dead + 1) // 2
 
 
 def sdd_row_pair_slots(mask, dead: int) -> int:
     """The most pairs of any block row of a scale_mask, over its live blocks (the dead
-    rows' only blocks are past the live count): SddRowPairWalk's max_pairs."""
+    rows' only blocks are past the live count): SddRowPairTiles' max_pairs."""
     live_counts = mask[:mask.shape[0] - dead].sum(dim=1)
     return int(((live_counts + 1) // 2).max())
 
@@ -513,7 +513,7 @@ def scale_plan(torch, op: str, trans_a: bool, trans_b: bool, block: int, tile: s
 def tile_of_region(torch, op, topo, live, block, tile, out_shape):
     """For the scale check: the traversal index t of the C tile that computes each region
     of the output, and the region size (rows, cols). A thread block computes tiles
-    t = blockIdx.x + turn * grid (bsr_tile_coords.cuh, SddPairCursor)."""
+    t = blockIdx.x + turn * grid (sm90/tile_walks.cuh, SddColumnPairTiles)."""
     from moejit import TileConfig
 
     tm, tn = tile_shape(tile)
