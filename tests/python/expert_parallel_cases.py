@@ -109,6 +109,9 @@ GPU_CASES = {
                         options=dict(activation="silu", glu=True)),
     "top2 gelu, two experts take all": dict(experts=8, hidden=128, ffn=128, top_k=2, tokens=300,
                                             forced="last two experts"),
+    # Many experts, top-8: records carry up to 8 local experts each.
+    "top8 of 64 swiglu": dict(experts=64, hidden=256, ffn=128, top_k=8, tokens=3000,
+                              options=dict(activation="silu", glu=True)),
 }
 
 

@@ -272,6 +272,8 @@ def test_multi_gpu_table_script_runs_on_cpu_processes(tmp_path):
     assert result["gpus"] == 2 and result["experts_per_gpu"] == 4 and result["numerics_ok"]
     assert set(result["errors"]) == {"forward", "d x", "d w1", "d v1", "d w2", "d bias", "d router.weight"}
     assert result["tokens_per_s"] > 0 and result["forward_backward_ms"] > 0 and result["forward_ms"] > 0
+    # mixtral's top-2 of 8 over 2 ranks: at most one row per token to the other rank.
+    assert 0 < result["rows_sent_per_token"] <= 1 and result["bytes_sent_per_token"] > 0
 
 
 @requires_gpu
