@@ -326,8 +326,9 @@ def expert_parallel_moe(x: torch.Tensor, expert_weights: torch.Tensor, expert_in
         0, flat, torch.ones_like(flat))
     destination = indices // per_rank                                                    # [T, k]
     chosen = torch.zeros(tokens, world, dtype=torch.bool, device=device).scatter_(1, destination, True)
-    chunk_of = torch.bucketize(torch.arange(tokens, device=device),
-                               torch.tensor(boundaries[1:-1], dtype=torch.int64, device=device), right=True)
+    # Token t lies in the last chunk c with c * T // C <= t: c = ((t + 1) * C - 1) // T
+    # (arithmetic, so no host-to-device copy of the boundaries).
+    chunk_of = ((torch.arange(tokens, device=device) + 1) * chunks - 1) // max(tokens, 1)
     # Records ordered by (chunk, destination, token); key chunks * world for "no record".
     segment = chunk_of.unsqueeze(1) * world + torch.arange(world, device=device)
     key = torch.where(chosen, segment, chunks * world).reshape(-1)
