@@ -295,8 +295,10 @@ def _expert_rank_side(x_r: torch.Tensor, w_r: torch.Tensor, ids_r: torch.Tensor,
     weights = w_r.reshape(-1).index_select(0, flat)
     rows = x_r.index_select(0, record)
     out = local_experts(rows, expert_ids, params) if assignments else _connected_zeros(rows, params)
-    summed = out.new_zeros(records, out.shape[1], dtype=accumulate).index_add(
-        0, record, out.to(accumulate) * weights.to(accumulate).unsqueeze(1))
+    # index_put with accumulate, not index_add: on CUDA it sorts the indices and adds in
+    # order, so results are deterministic (index_add adds with atomics).
+    summed = out.new_zeros(records, out.shape[1], dtype=accumulate).index_put(
+        (record,), out.to(accumulate) * weights.to(accumulate).unsqueeze(1), accumulate=True)
     return summed.to(x_r.dtype)
 
 
@@ -377,7 +379,8 @@ def expert_parallel_moe(x: torch.Tensor, expert_weights: torch.Tensor, expert_in
         returned.append(_start(combines[c], y_r, [], record))   # goes back while the next part computes
     results = torch.cat([_finish(combines[c], returned[c], record)[0] for c in range(chunks)])
 
-    y = x.new_zeros(tokens, hidden, dtype=accumulate).index_add(0, record_token, results.to(accumulate))
+    y = x.new_zeros(tokens, hidden, dtype=accumulate).index_put((record_token,), results.to(accumulate),
+                                                              accumulate=True)   # deterministic, as above
     traffic = plan.traffic(tokens, hidden * x.element_size(), dispatches[0].metadata_bytes,
                            dispatches[0].grad_metadata_bytes)
     return y.to(x.dtype), expert_counts, traffic

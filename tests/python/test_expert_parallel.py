@@ -285,5 +285,6 @@ def test_exchange_with_one_nccl_rank_on_the_kernels_matches_dmoe(tmp_path):
         for chunks, errors in per_chunks.items():
             for quantity, error in errors.items():
                 # The same kernels on the same rows; only the combine's order of operations differs.
-                assert error < (1e-6 if quantity == "counts" else 2e-2), f"{case} {chunks}: {quantity} {error:.3g}"
+                exact = quantity in ("counts", "forward repeated under no_grad")   # counts of differing elements
+                assert error < (1e-6 if exact else 2e-2), f"{case} {chunks}: {quantity} {error:.3g}"
     assert set(report["cases"]) == set(GPU_CASES)
