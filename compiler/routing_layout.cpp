@@ -61,6 +61,8 @@ RoutingParams routing_params(const RoutingLayout& l, int* plan, const long long*
   p.expert_indices = expert_indices;
   p.assignments = static_cast<int>(l.assignments);
   p.max_block_rows = static_cast<int>(l.max_block_rows);
+  p.block = l.block;
+  p.ffn_blocks = static_cast<int>(l.ffn / l.block);
   p.chunk_counts = plan + l.chunk_counts;
   p.expert_counts = plan + l.expert_counts;
   p.bins = plan + l.bins;

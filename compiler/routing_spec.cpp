@@ -1,5 +1,6 @@
 #include "compiler/routing_spec.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -233,8 +234,9 @@ LaunchGeometry routing_launch_geometry(const KernelSpec& s, const RoutingShape& 
   const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
   std::int64_t grid = 0;
   switch (s.op) {
-    case OpKind::expert_histogram:
-    case OpKind::expert_slots: grid = ceil_div(shape.assignments, kRoutingChunk); break;
+    case OpKind::expert_histogram: grid = ceil_div(shape.assignments, kRoutingChunk); break;
+    // Also fills the topology's block entries, which exist with no assignment at all.
+    case OpKind::expert_slots: grid = std::max<std::int64_t>(1, ceil_div(shape.assignments, kRoutingChunk)); break;
     case OpKind::expert_bins: grid = 1; break;
     case OpKind::padded_gather:
     case OpKind::weighted_scatter_grad: grid = ceil_div(shape.rows, kPermutationWarps); break;

@@ -23,10 +23,12 @@ Parameters (MegaBlocks' layout, so checkpoints map one to one):
 Expert parallelism (moejit.expert_parallel): with `expert_parallel_group`, a
 torch.distributed group of W ranks (NCCL for CUDA tensors), each rank holds E/W experts
 (rank r: experts [r*E/W, (r+1)*E/W), w1/v1/w2 [E/W * ffn, hidden]) and a replicated router
-and bias. Each rank routes its own tokens, sends each assignment to the rank of its expert
-with all_to_all (counts first, then rows: one host synchronisation per forward call to read
-the split sizes), computes its local experts with the same kernels (routed by local expert
-id), and sends the results back for the weighted combine; the backward mirrors it. The
+and bias. Each rank routes its own tokens and sends each token once to every rank holding
+one of its chosen experts, with those experts' ids and weights (counts first: one host
+synchronisation per forward call to read the split sizes); that rank computes its local
+experts with the same kernels (routed by local expert id), sums each token's experts and
+sends one row back; the backward mirrors it. After each call `exchange_traffic`
+(moejit.exchange_traffic.ExchangeTraffic) says what crossed ranks. The
 layer does NOT all-reduce the gradients of the replicated router and bias (nor average any
 gradient): as in MegaBlocks, data parallelism over the same ranks does that. The expert
 weights' gradients are complete on their rank (every token routed to them, from every
@@ -48,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .activation import ACTIVATIONS, expert_activation
+from .exchange_traffic import ExchangeTraffic
 from .expert_parallel import chunk_boundaries, expert_parallel_moe
 from .expert_products import expert_dsd, expert_sdd
 from .expert_sharding import ExpertSharding
@@ -108,9 +111,11 @@ class dMoE(torch.nn.Module):
 
     expert_parallel_group: a torch.distributed group over which the experts are spread (see
     the module docstring); None or a group of one rank: every expert on this device.
-    exchange_chunks: split the token exchange into this many groups of local experts, so
-    that one group's computation overlaps the next one's exchange (moejit.expert_parallel;
-    1, the default, does not split; every rank must pass the same value)."""
+    exchange_chunks: split the rank's tokens into this many parts, each exchanged on its own,
+    so that one part's expert computation overlaps the other parts' exchanges
+    (moejit.expert_parallel; 1, the default, does not split; every rank must pass the same
+    value). `exchange_traffic`: what the last expert-parallel call moved between ranks
+    (None without an exchange)."""
 
     def __init__(
         self,
@@ -167,6 +172,7 @@ class dMoE(torch.nn.Module):
         self.load_balancing_loss_weight = load_balancing_loss_weight
         self.block_size = block_size
         self.load_balancing_loss: Optional[torch.Tensor] = None
+        self.exchange_traffic: Optional[ExchangeTraffic] = None
 
         factory = dict(dtype=dtype, device=device)
         self.router = torch.nn.Linear(hidden_size, num_experts, bias=False, **factory)
@@ -245,8 +251,9 @@ class dMoE(torch.nn.Module):
             weights = chosen_expert_weights(scores, indices, self.normalize_expert_weights)
         if self.expert_sharding is not None and self.expert_sharding.exchanges:
             self.expert_sharding.check_device(x.device)
-            y, expert_counts = expert_parallel_moe(x, weights, indices, self._local_experts, self._expert_weights(),
-                                                   self.expert_sharding, chunks=self.exchange_chunks)
+            y, expert_counts, self.exchange_traffic = expert_parallel_moe(
+                x, weights, indices, self._local_experts, self._expert_weights(), self.expert_sharding,
+                chunks=self.exchange_chunks)
         else:
             y, plan = self._experts(x, weights, indices, self.num_experts, self._expert_weights())
             expert_counts = plan.expert_counts
@@ -276,9 +283,8 @@ class dMoE(torch.nn.Module):
 
     def _local_experts(self, rows: torch.Tensor, expert_ids: torch.Tensor, params: Sequence[torch.Tensor]):
         """moejit.expert_parallel's local computation on the kernels: rows routed by local
-        expert id (top-1, weight 1, so the scatter only un-permutes)."""
-        if rows.shape[0] == 0:   # the exchange gives the weights zero gradients
-            return rows.new_zeros(rows.shape)
+        expert id (top-1, weight 1, so the scatter only un-permutes). The exchange calls it
+        only with rows."""
         return self._experts(rows, None, expert_ids.view(-1, 1), self.num_local_experts, params)[0]
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from .exchange_traffic import ExchangeTraffic
 from .expert_parallel import LocalExperts, chunk_boundaries, expert_parallel_moe
 from .expert_sharding import ExpertSharding
 from .layer import activation_function, chosen_expert_weights, dMoE, load_balancing_loss, router_probabilities
@@ -62,6 +63,7 @@ class ReferenceMoE(torch.nn.Module):
         self.normalize_expert_weights = normalize_expert_weights
         self.load_balancing_loss_weight = load_balancing_loss_weight
         self.load_balancing_loss: Optional[torch.Tensor] = None
+        self.exchange_traffic: Optional[ExchangeTraffic] = None
         factory = dict(dtype=dtype, device=device)
         rows = self.num_local_experts * ffn_hidden_size
         self.router = torch.nn.Linear(hidden_size, num_experts, bias=False, **factory)
@@ -101,7 +103,7 @@ class ReferenceMoE(torch.nn.Module):
         weights = chosen_expert_weights(scores, indices, self.normalize_expert_weights)
         if self.expert_sharding is not None and self.expert_sharding.exchanges:
             self.expert_sharding.check_device(x.device)
-            out, counts = expert_parallel_moe(
+            out, counts, self.exchange_traffic = expert_parallel_moe(
                 x, weights, indices, reference_expert_mlp(self.activation_fn, self.glu, self.ffn_hidden_size),
                 [p for p in (self.w1, self.v1, self.w2) if p is not None], self.expert_sharding,
                 chunks=self.exchange_chunks)

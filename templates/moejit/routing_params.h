@@ -20,6 +20,8 @@ struct RoutingParams {
   const long long* expert_indices;   // [assignments] expert of each assignment (int64, as topk gives)
   int assignments;                   // tokens * top_k
   int max_block_rows;                // block rows the buffers below are sized for (an upper bound)
+  int block;                         // rows of a block
+  int ffn_blocks;                    // ffn column blocks of one expert (ffn / block)
   int* chunk_counts;                 // [chunks][experts] histogram, then its exclusive prefix per expert
   int* expert_counts;                // [experts] assignments per expert
   int* bins;                         // [experts + 1] first row of each expert; bins[experts] = used rows

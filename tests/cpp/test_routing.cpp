@@ -97,6 +97,11 @@ TEST_CASE("routing launch geometry follows the chunk, row and token counts") {
   CHECK(routing_launch_geometry(routing_spec(OpKind::expert_activation, test::sm_90a(), 0, 0, 0, 64), blocks).grid_x ==
         20);
   CHECK(routing_launch_geometry(routing_spec(OpKind::expert_histogram, test::sm_90a(), 8), RoutingShape{}).grid_x == 0);
+  // expert_slots also fills the topology's block entries, which exist with no assignment.
+  CHECK(routing_launch_geometry(routing_spec(OpKind::expert_slots, test::sm_90a(), 8), RoutingShape{}).grid_x == 1);
+  // 128k tokens x top-8: the slots and the block entries spread over 256 thread blocks.
+  CHECK(routing_launch_geometry(routing_spec(OpKind::expert_slots, test::sm_90a(), 128), RoutingShape{131072 * 8})
+            .grid_x == 256);
 }
 
 TEST_CASE("the routing plan's sections are contiguous and sized for the worst routing") {
@@ -118,6 +123,8 @@ TEST_CASE("the routing plan's sections are contiguous and sized for the worst ro
   CHECK(p.row_assignment == &plan_base + l.row_assignment);
   CHECK(p.live_rows == &plan_base + l.live_rows);
   CHECK(p.max_block_rows == l.max_block_rows);
+  CHECK(p.block == 128);
+  CHECK(p.ffn_blocks == 6);
   CHECK(test::spec_error_of([] { routing_layout(10, 4, 128, 100); }).field == "ffn_hidden_size");
   CHECK(test::spec_error_of([] { routing_layout(-1, 4, 128, 128); }).field == "assignments");
 }
@@ -136,6 +143,25 @@ TEST_CASE("every routing kernel compiles for sm_90a and sm_80 without spills") {
       CHECK(k.resources.stack_bytes == 0);
       CHECK(k.threads == routing_threads(spec.op));
       CHECK(k.dynamic_shared_bytes == 0);
+    }
+  }
+}
+
+TEST_CASE("expert_bins compiles for every width of its chunk scan, expert_slots for small and large expert counts") {
+  // expert_bins scans each expert's chunks with 32, 16, ..., 1 lanes as the experts grow
+  // (lanes_per_expert); 33 and 100 experts leave a partial warp of idle lanes.
+  const NvrtcLibrary nvrtc;
+  const TemplateLibrary templates(MOEJIT_TEST_TEMPLATES_DIR);
+  const KernelCompiler compiler(nvrtc, templates);
+  for (int experts : {1, 8, 32, 33, 64, 100, 128, 200, 256, 300, 512, 1000, 1024}) {
+    for (const KernelSpec& spec : {routing_spec(OpKind::expert_bins, test::sm_90a(), experts, 0, 14336, 128),
+                                   routing_spec(OpKind::expert_bins, test::sm_90a(), experts, 0, 64, 64),
+                                   routing_spec(OpKind::expert_slots, test::sm_90a(), experts)}) {
+      CAPTURE(spec.text());
+      const CompiledKernel k = compiler.compile(spec);
+      CHECK(!k.cubin.empty());
+      CHECK(k.resources.spill_store_bytes == 0);
+      CHECK(k.resources.stack_bytes == 0);
     }
   }
 }

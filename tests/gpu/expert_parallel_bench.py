@@ -211,6 +211,13 @@ def time_layer(args, shape, device) -> dict:
         layer.zero_grad(set_to_none=True)
         x.grad = None
         times[name] = statistics.median(samples)
+    traffic = layer.exchange_traffic   # of the last call; None on one rank (no exchange)
+    if traffic is not None:
+        sums = torch.tensor([traffic.rows_sent, traffic.tokens, traffic.bytes_sent + traffic.backward_bytes_sent],
+                            dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        times["rows_sent_per_token"] = (sums[0] / sums[1]).item()
+        times["bytes_sent_per_token"] = (sums[2] / sums[1]).item()
     return times
 
 
@@ -245,10 +252,16 @@ def main(argv=None) -> int:
     result.update(forward_ms=times["forward"], forward_backward_ms=times["forward+backward"],
                   tokens_per_s=tokens_total / (times["forward+backward"] / 1e3),
                   forward_tokens_per_s=tokens_total / (times["forward"] / 1e3), numerics_ok=ok)
+    if "rows_sent_per_token" in times:   # the exchange's counters, all ranks
+        result.update(rows_sent_per_token=times["rows_sent_per_token"],
+                      bytes_sent_per_token=times["bytes_sent_per_token"])
     if rank == 0:
         print(f"time (median of {args.iters}, slowest rank): forward {times['forward']:.3f} ms, "
               f"forward+backward {times['forward+backward']:.3f} ms, "
               f"{result['tokens_per_s']:.4g} tokens/s (forward+backward, all ranks)", flush=True)
+        if "rows_sent_per_token" in result:
+            print(f"exchange: {result['rows_sent_per_token']:.3f} rows per token sent to other ranks by the dispatch, "
+                  f"{result['bytes_sent_per_token']:.0f} bytes per token sent forward+backward", flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)

@@ -6,7 +6,8 @@ asserts on it. Running all cases in one group keeps the tests fast: starting the
 processes costs more than the cases.
 
 cpu: the expert-parallel ReferenceMoE (gloo, float32/float64) against the single-process
-     ReferenceMoE holding every expert, on the tokens of every rank concatenated.
+     ReferenceMoE holding every expert, on the tokens of every rank concatenated; its
+     traffic counters against the routing and against the bytes the collectives moved.
 gpu: (one rank, NCCL) the exchange with itself on moejit's kernels against moejit.dMoE.
 """
 
@@ -72,8 +73,11 @@ def run_case(name, case, rank, world):
 
     mine = slice(first, first + counts[rank])
     x = x_all[mine].clone().requires_grad_()
-    y = ep(x, expert_indices=None if indices_all is None else indices_all[mine])
-    (y * grad_all[mine]).sum().backward()
+    with CollectiveBytes() as moved:
+        y = ep(x, expert_indices=None if indices_all is None else indices_all[mine])
+        forward_bytes = moved.sent, moved.received
+        (y * grad_all[mine]).sum().backward()
+        backward_bytes = moved.sent - forward_bytes[0], moved.received - forward_bytes[1]
 
     x_grad_all = xa.grad if xa.grad is not None else torch.zeros_like(xa)
     errors = {"forward": _error(y, y_all[mine]), "d x": _error(x.grad, x_grad_all[mine])}
@@ -102,7 +106,82 @@ def run_case(name, case, rank, world):
         errors["load balancing loss"] = _error(ep.load_balancing_loss, full.load_balancing_loss)
     gathered = gather_expert_shards(ep)
     errors["gathered state"] = max(_error(gathered[n], t) for n, t in full.state_dict().items())
-    return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts}
+    traffic = None
+    if sharding.exchanges:
+        routing = indices_all[mine] if indices_all is not None else ep_routing(ep, x)
+        traffic = traffic_report(ep.exchange_traffic, routing, sharding, H * x.element_size(), forward_bytes,
+                                 backward_bytes)
+    return {"errors": errors, "tokens": counts[rank], "local_experts": ep.num_local_experts, "traffic": traffic}
+
+
+class CollectiveBytes:
+    """Counts the bytes every all_to_all_single of floating-point rows (the exchange's
+    dispatch and combine; not the integer counts) sends to and receives from OTHER ranks,
+    from its split sizes: what really crossed, to check the layer's own counters against."""
+
+    def __enter__(self):
+        self.sent = self.received = 0
+        self._original = dist.all_to_all_single
+
+        def counting(output, input, output_split_sizes=None, input_split_sizes=None, group=None, async_op=False):
+            if input.is_floating_point():
+                me = dist.get_rank(group)
+                row = input.element_size() * input.shape[1:].numel()
+                world = dist.get_world_size(group)
+                sends = input_split_sizes or [input.shape[0] // world] * world
+                receives = output_split_sizes or [output.shape[0] // world] * world
+                self.sent += row * (sum(sends) - sends[me])
+                self.received += row * (sum(receives) - receives[me])
+            return self._original(output, input, output_split_sizes, input_split_sizes, group=group, async_op=async_op)
+
+        dist.all_to_all_single = counting
+        return self
+
+    def __exit__(self, *exc):
+        dist.all_to_all_single = self._original
+
+
+def ep_routing(layer, x):
+    """The expert indices the expert-parallel layer chose for x (its router, replicated)."""
+    from moejit.layer import router_probabilities
+    with torch.no_grad():
+        return router_probabilities(layer.router(x.reshape(-1, layer.hidden_size)), layer.top_k, None)[2]
+
+
+def traffic_report(traffic, indices, sharding, row_bytes, forward_bytes, backward_bytes):
+    """The layer's counters against the routing (the model's minimum: once per token and
+    other rank holding one of its experts, and what the other ranks' tokens send here) and
+    against the bytes the collectives moved; plus the per-assignment exchange's rows."""
+    from moejit.exchange_traffic import minimum_dispatch_rows, per_assignment_dispatch_rows
+
+    world, per_rank = sharding.world_size, sharding.experts_per_rank
+    # Every rank's routing, to count what this rank receives.
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([indices.shape[0]]))
+    longest = max(int(n) for n in sizes)
+    padded = torch.full((longest, indices.shape[1]), -1, dtype=torch.int64)
+    padded[:indices.shape[0]] = indices
+    everyone = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(everyone, padded)
+    expected_received = 0
+    for source, routing in enumerate(everyone):
+        if source != sharding.rank:
+            routing = routing[:int(sizes[source])]
+            expected_received += int(((routing // per_rank) == sharding.rank).any(dim=1).sum())
+    return {
+        "rows_sent": traffic.rows_sent,
+        "minimum rows": minimum_dispatch_rows(indices, sharding.rank, world, per_rank),
+        "per-assignment rows": per_assignment_dispatch_rows(indices, sharding.rank, per_rank),
+        "rows_received": traffic.rows_received, "expected rows received": expected_received,
+        "rows_kept": traffic.rows_kept,
+        "expected rows kept": int(((indices // per_rank) == sharding.rank).any(dim=1).sum()),
+        "dispatch_bytes_sent": traffic.dispatch_bytes_sent, "minimum dispatch bytes":
+            minimum_dispatch_rows(indices, sharding.rank, world, per_rank) * row_bytes,
+        "bytes_sent": traffic.bytes_sent, "bytes_received": traffic.bytes_received,
+        "collective bytes sent": forward_bytes[0], "collective bytes received": forward_bytes[1],
+        "backward_bytes_sent": traffic.backward_bytes_sent, "backward_bytes_received": traffic.backward_bytes_received,
+        "collective backward bytes sent": backward_bytes[0], "collective backward bytes received": backward_bytes[1],
+    }
 
 
 def kernel_free_dmoe_class():
@@ -176,45 +255,44 @@ class _Offloaded:
 
 
 def run_exchange_autograd_case(case, rank, world):
-    """_ExpertExchange applied directly to rows already in the exchange's order, against the
-    same experts computed in one process: backward twice with retain_graph=True (the second
-    adds the same gradients), a third backward once the graph was freed (PyTorch's
-    RuntimeError), and the same under saved-tensor hooks that replace every saved tensor by
-    a copy (as activation offloading does): then nothing but the hooks' copies may keep the
-    local experts' input rows and output alive, and freeing the graph frees the copies."""
+    """expert_parallel_moe called directly, against the same experts computed in one
+    process: backward twice with retain_graph=True (the second adds the same gradients), a
+    third backward once the graph was freed (PyTorch's RuntimeError), the same under
+    saved-tensor hooks that replace every saved tensor by a copy (as activation offloading
+    does: then nothing but the hooks' copies may keep the local experts' input rows and
+    output alive, and freeing the graph frees the copies), under activation checkpointing
+    (torch.utils.checkpoint, which recomputes the exchange in the backward), and under
+    torch.no_grad (the same output, no graph, no autograd Function of the exchange run)."""
     import gc
     import weakref
 
-    from moejit.expert_parallel import ExchangePlan, _ExpertExchange, chunk_boundaries
+    from torch.utils.checkpoint import checkpoint
+
+    import moejit.expert_parallel as expert_parallel
+    from moejit.expert_parallel import expert_parallel_moe
     from moejit.expert_sharding import ExpertSharding
     from moejit.layer import activation_function
     from moejit.reference_layer import reference_expert_mlp
 
-    E, H, F = case["experts"], case["hidden"], case["ffn"]
+    E, H, F, k, T = case["experts"], case["hidden"], case["ffn"], case["top_k"], case["tokens"] + rank
     group = dist.group.WORLD
     sharding = ExpertSharding.of(group, E)
-    per_rank = sharding.experts_per_rank
-    boundaries = chunk_boundaries(per_rank, case["chunks"])
     torch.manual_seed(case["seed"])   # the same full weights (w1, v1, w2) on every rank
     full = [torch.randn(E * F, H, dtype=torch.float64) * 0.5 for _ in range(3)]
     gen = torch.Generator().manual_seed(case["seed"] * 100 + rank)
-    counts = torch.randint(0, 3, (E,), generator=gen)   # rows this rank sends to each expert
-    received_counts = torch.empty_like(counts)
-    dist.all_to_all_single(received_counts, counts, group=group)
-    plan = ExchangePlan(counts.view(world, per_rank), received_counts.view(world, per_rank), boundaries, world)
-    # The exchange's order: by chunk of the local expert, then by global expert id.
-    ids = torch.repeat_interleave(torch.arange(E), counts)
-    chunk = torch.searchsorted(torch.tensor(boundaries[1:]), ids % per_rank, right=True)
-    ids = ids[torch.sort(chunk * E + ids, stable=True).indices]
-    rows0 = torch.randn(ids.numel(), H, generator=gen, dtype=torch.float64)
-    grad = torch.randn(ids.numel(), H, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(T, H, generator=gen, dtype=torch.float64)
+    weights0 = torch.rand(T, k, generator=gen, dtype=torch.float64)
+    indices = torch.rand(T, E, generator=gen).argsort(dim=1)[:, :k]
+    grad = torch.randn(T, H, generator=gen, dtype=torch.float64)
     mlp = reference_expert_mlp(activation_function("silu"), True, F)
 
-    # One process: every expert, this rank's rows; the weights' gradients summed over ranks.
-    rows_ref, full_ref = rows0.clone().requires_grad_(), [w.clone().requires_grad_() for w in full]
-    y_ref = mlp(rows_ref, ids, full_ref)
+    # One process: every expert, this rank's tokens; the weights' gradients summed over ranks.
+    x_ref, w_ref, full_ref = x0.clone().requires_grad_(), weights0.clone().requires_grad_(), \
+        [w.clone().requires_grad_() for w in full]
+    per_choice = mlp(x_ref.repeat_interleave(k, dim=0), indices.reshape(-1), full_ref).view(T, k, H)
+    y_ref = (per_choice * w_ref.unsqueeze(-1)).sum(1)
     y_ref.backward(grad)
-    expected = {"d rows": rows_ref.grad}
+    expected = {"d x": x_ref.grad, "d weights": w_ref.grad}
     for name, w in zip(("w1", "v1", "w2"), full_ref):
         dist.all_reduce(w.grad, group=group)
         expected[f"d {name}"] = w.grad[sharding.expert_rows(F)]
@@ -226,8 +304,16 @@ def run_exchange_autograd_case(case, rank, world):
         alive.extend((weakref.ref(rows), weakref.ref(out)))
         return out
 
-    def gradients(rows, params):
-        return {"d rows": rows.grad.clone(), **{f"d {n}": p.grad.clone() for n, p in zip(("w1", "v1", "w2"), params)}}
+    def leaves():
+        return (x0.clone().requires_grad_(), weights0.clone().requires_grad_(),
+                [w[sharding.expert_rows(F)].clone().requires_grad_() for w in full])
+
+    def gradients(x, weights, params):
+        return {"d x": x.grad.clone(), "d weights": weights.grad.clone(),
+                **{f"d {n}": p.grad.clone() for n, p in zip(("w1", "v1", "w2"), params)}}
+
+    def layer(x, weights, params):
+        return expert_parallel_moe(x, weights, indices, local_experts, params, sharding, chunks=case["chunks"])[0]
 
     errors, failures = {}, []
     for hooks in (False, True):
@@ -241,10 +327,9 @@ def run_exchange_autograd_case(case, rank, world):
             return holder
 
         alive.clear()
-        rows = rows0.clone().requires_grad_()
-        params = [w[sharding.expert_rows(F)].clone().requires_grad_() for w in full]
+        x, weights, params = leaves()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor) if hooks else nullcontext():
-            y = _ExpertExchange.apply(plan, group, local_experts, rows, *params)
+            y = layer(x, weights, params)
         gc.collect()
         errors[f"{label}forward"] = _error(y, y_ref)
         if hooks and any(ref() is not None for ref in alive):
@@ -252,14 +337,14 @@ def run_exchange_autograd_case(case, rank, world):
                             "(kept outside the saved-tensor hooks)")
         try:
             y.backward(grad, retain_graph=True)
-            first = gradients(rows, params)
+            first = gradients(x, weights, params)
             y.backward(grad)
         except Exception as error:   # every rank fails alike, so the collectives stay matched
             failures.append(f"{label}backward after backward(retain_graph=True) raised {error!r}")
             continue
         for quantity, value in first.items():
             errors[f"{label}{quantity}"] = _error(value, expected[quantity])
-        for quantity, value in gradients(rows, params).items():
+        for quantity, value in gradients(x, weights, params).items():
             errors[f"{label}{quantity} after the second backward"] = _error(value, 2 * first[quantity])
         gc.collect()
         if hooks and (not packed or any(ref() is not None for ref in packed)):
@@ -273,7 +358,30 @@ def run_exchange_autograd_case(case, rank, world):
                 failures.append(f"{label}a backward after the graph was freed raised {error!r}")
         except Exception as error:
             failures.append(f"{label}a backward after the graph was freed raised {error!r}")
-    return {"errors": errors, "failures": failures, "rows": ids.numel()}
+
+    # Activation checkpointing: the exchange runs again in the backward, on every rank alike.
+    x, weights, params = leaves()
+    y = checkpoint(layer, x, weights, params, use_reentrant=False)
+    y.backward(grad)
+    errors["checkpointed: forward"] = _error(y, y_ref)
+    for quantity, value in gradients(x, weights, params).items():
+        errors[f"checkpointed: {quantity}"] = _error(value, expected[quantity])
+
+    # Inference: no graph, and none of the exchange's autograd Functions runs.
+    calls = []
+    original = expert_parallel._StartTransfer.forward
+    expert_parallel._StartTransfer.forward = staticmethod(lambda *a: calls.append(1) or original(*a))
+    try:
+        x, weights, params = leaves()
+        with torch.no_grad():
+            y = layer(x, weights, params)
+    finally:
+        expert_parallel._StartTransfer.forward = staticmethod(original)
+    errors["no_grad: forward"] = _error(y, y_ref)
+    if y.requires_grad or y.grad_fn is not None or calls:
+        failures.append(f"under torch.no_grad the output has a graph ({y.grad_fn}) or the exchange's autograd "
+                        f"Function ran {len(calls)} times")
+    return {"errors": errors, "failures": failures, "tokens": T}
 
 
 def run_model_sharding_case(rank, world):
@@ -371,13 +479,17 @@ def run_gpu_self_exchange(case):
     for chunks in (1, 2):
         layer.zero_grad()
         x2, weights2 = x.clone().requires_grad_(), weights.clone().requires_grad_()
-        y2, counts = expert_parallel_moe(x2, weights2, indices, layer._local_experts, layer._expert_weights(), sharding,
-                                         chunks=chunks)
+        y2, counts, _ = expert_parallel_moe(x2, weights2, indices, layer._local_experts, layer._expert_weights(),
+                                            sharding, chunks=chunks)
         (y2.float() * grad).sum().backward()
+        with torch.no_grad():   # the exchange's sums are ordered: the same output bit for bit
+            y3, _, _ = expert_parallel_moe(x, weights, indices, layer._local_experts, layer._expert_weights(),
+                                           sharding, chunks=chunks)
         expected_counts = torch.bincount(indices.flatten().cpu(), minlength=layer.num_experts)
         errors = {"forward": relative_error(y2, y1), "d x": relative_error(x2.grad, plain["d x"]),
                   "d weights": relative_error(weights2.grad, plain["d weights"]),
-                  "counts": float((counts.cpu() != expected_counts).sum())}
+                  "counts": float((counts.cpu() != expected_counts).sum()),
+                  "forward repeated under no_grad": float((y3 != y2).sum())}
         for n, p in layer.named_parameters():
             if f"d {n}" in plain:
                 errors[f"d {n}"] = relative_error(p.grad, plain[f"d {n}"])

@@ -1,15 +1,18 @@
-"""Expert parallelism on the CPU: 1, 2 and 4 processes on the gloo backend, each holding
-8/W experts of an expert-parallel ReferenceMoE (the exchange of moejit.expert_parallel
-with the plain-PyTorch local experts), against one process holding every expert on the
-tokens of all ranks: forward, the input gradient, every expert shard's gradient and the
-router's and bias's (summed over ranks, as data parallelism would), the load-balancing
-loss, gathering the shards back, and the errors. The cases (expert_parallel_cases.py)
-include experts and whole ranks with no tokens, a rank with no tokens of its own, uneven
-token counts, top-k 1, 2 and 4, and the chunked (overlapped) exchange; the exchange's
-autograd (a second backward after retain_graph=True, a freed graph, saved-tensor hooks);
-loading and gathering the shards of a model with several MoE layers. The multi-GPU
-benchmark scripts (tests/gpu) run here on CPU processes under torchrun. Plus, on a GPU, the
-exchange on moejit's kernels with one NCCL rank against moejit.dMoE."""
+"""Expert parallelism on the CPU: 1, 2, 4 and 8 processes on the gloo backend, each
+holding E/W experts of an expert-parallel ReferenceMoE (the exchange of
+moejit.expert_parallel with the plain-PyTorch local experts), against one process holding
+every expert on the tokens of all ranks: forward, the input gradient, every expert shard's
+gradient and the router's and bias's (summed over ranks, as data parallelism would), the
+load-balancing loss, gathering the shards back, and the errors. The cases
+(expert_parallel_cases.py) include experts and whole ranks with no tokens, a rank with no
+tokens of its own, uneven token counts, top-k 1, 2 and 8, and the chunked (overlapped)
+exchange with more chunks than tokens; the traffic counters against the routing (once per
+token and destination rank) and against the bytes the collectives moved; the exchange's
+autograd (a second backward after retain_graph=True, a freed graph, saved-tensor hooks,
+activation checkpointing, torch.no_grad); loading and gathering the shards of a model with
+several MoE layers. The multi-GPU benchmark scripts (tests/gpu) run here on CPU processes
+under torchrun. Plus, on a GPU, the exchange on moejit's kernels with one NCCL rank against
+moejit.dMoE."""
 
 import json
 import os
@@ -30,7 +33,7 @@ from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASE
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "expert_parallel_worker.py")
 TABLE = os.path.join(os.path.dirname(HERE), "gpu", "expert_parallel_table.py")
-WORLD_SIZES = (1, 2, 4)
+WORLD_SIZES = (1, 2, 4, 8)
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 
@@ -90,12 +93,40 @@ def test_dmoe_expert_parallel_path_matches_dmoe_holding_every_expert(gloo_group_
         assert {"forward", "d x", "d router.weight", "d w1", "d w2"} <= set(result["errors"])
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c]["tokens"] != [0] * 8])
+def test_traffic_counters_equal_the_routing_minimum_and_the_bytes_moved(gloo_group_reports, case):
+    """Each token crosses to another rank once per destination rank holding one of its
+    experts (never once per expert), the counters say so, and they are what the
+    collectives moved, forward and backward."""
+    world, reports = gloo_group_reports
+    if world == 1:
+        assert all(report["cases"][case]["traffic"] is None for report in reports)
+        return
+    for rank, report in enumerate(reports):
+        t = report["cases"][case]["traffic"]
+        where = f"rank {rank} of {world}"
+        assert t["rows_sent"] == t["minimum rows"], where
+        assert t["dispatch_bytes_sent"] == t["minimum dispatch bytes"], where
+        assert t["rows_received"] == t["expected rows received"], where
+        assert t["rows_kept"] == t["expected rows kept"], where
+        assert t["rows_sent"] <= t["per-assignment rows"], where
+        assert (t["bytes_sent"], t["bytes_received"]) == (t["collective bytes sent"],
+                                                          t["collective bytes received"]), where
+        assert (t["backward_bytes_sent"], t["backward_bytes_received"]) == (
+            t["collective backward bytes sent"], t["collective backward bytes received"]), where
+    if CASES[case]["top_k"] == 8 and world < 8:
+        # Several of a token's experts share a rank: fewer rows than assignments.
+        assert sum(r["cases"][case]["traffic"]["rows_sent"] for r in reports) < \
+            sum(r["cases"][case]["traffic"]["per-assignment rows"] for r in reports)
+
+
 @pytest.mark.parametrize("case", list(AUTOGRAD_CASES))
-def test_exchange_backward_retains_frees_and_saves_through_the_hooks(gloo_group_reports, case):
+def test_exchange_autograd_retains_frees_hooks_checkpoints_and_no_grad(gloo_group_reports, case):
     """A second backward after retain_graph=True adds the same gradients (each matching one
     process holding every expert); a backward after the graph was freed raises PyTorch's
     RuntimeError; under offloading saved-tensor hooks nothing outside the hooks keeps the
-    local experts' rows alive, and freeing the graph frees what the hooks packed."""
+    local experts' rows alive, and freeing the graph frees what the hooks packed; activation
+    checkpointing gives the same gradients; torch.no_grad the same output and no graph."""
     world, reports = gloo_group_reports
     for rank, report in enumerate(reports):
         result = report["autograd_cases"][case]
@@ -103,10 +134,11 @@ def test_exchange_backward_retains_frees_and_saves_through_the_hooks(gloo_group_
         assert not result["failures"], f"rank {rank} of {world}: " + "; ".join(result["failures"])
         for quantity, error in result["errors"].items():
             assert error <= 1e-12, f"rank {rank} of {world}: {quantity} differs by {error:.3g}"
+        quantities = ("d x", "d weights", "d w1", "d v1", "d w2")
         for label in ("", "under hooks: "):
-            for quantity in ("d rows", "d w1", "d v1", "d w2"):
+            for quantity in quantities:
                 assert {f"{label}{quantity}", f"{label}{quantity} after the second backward"} <= set(result["errors"])
-    assert sum(report["autograd_cases"][case]["rows"] for report in reports) > 0
+        assert {f"checkpointed: {q}" for q in quantities} | {"no_grad: forward"} <= set(result["errors"])
 
 
 @pytest.mark.parametrize("name", list(ERROR_CASES))
@@ -124,10 +156,11 @@ def test_expert_parallel_errors_name_the_problem(gloo_group_reports, name):
 
 
 def test_the_cases_cover_what_the_issue_asks():
-    assert {c["top_k"] for c in CASES.values()} == {1, 2, 4}
+    assert {c["top_k"] for c in CASES.values()} == {1, 2, 8}
     assert {c["dtype"] for c in CASES.values()} == {"float32", "float64"}
     assert any(c["tokens"][0] == 0 for c in CASES.values())
     assert any(c.get("chunks", 1) > 1 for c in CASES.values())
+    assert all(len(c["tokens"]) >= max(WORLD_SIZES) for c in (*CASES.values(), *DMOE_CASES.values()))
 
 
 def test_without_torch_distributed_the_group_is_refused():
@@ -145,10 +178,10 @@ def test_no_group_is_the_plain_layer():
     assert ExpertSharding.of(None, 8) is None
 
 
-@pytest.mark.parametrize("per_rank,chunks,expected", [
-    (8, 1, [0, 8]), (8, 3, [0, 2, 5, 8]), (2, 16, [0, 1, 2]), (1, 4, [0, 1])])
-def test_chunks_split_the_local_experts_evenly(per_rank, chunks, expected):
-    assert chunk_boundaries(per_rank, chunks) == expected
+@pytest.mark.parametrize("tokens,chunks,expected", [
+    (8, 1, [0, 8]), (8, 3, [0, 2, 5, 8]), (2, 4, [0, 0, 1, 1, 2]), (0, 2, [0, 0, 0])])
+def test_chunks_split_the_tokens_evenly_and_never_fewer_than_asked(tokens, chunks, expected):
+    assert chunk_boundaries(tokens, chunks) == expected
 
 
 def test_load_and_gather_expert_shards_of_a_model_with_moe_layers_1_and_11(gloo_group_reports):
@@ -171,10 +204,10 @@ def _full_model_state():
 
 def _model_sharded_on(rank):
     """model_with_moe_layers with the shardings of rank `rank` set by hand (no process
-    group here): block 1's 8 experts over 4 ranks, block 11's 4 over 2."""
+    group here): block 1's 8 experts over 4 ranks, block 11's 8 over 2."""
     model = model_with_moe_layers()
     model.layers[1].moe.expert_sharding = ExpertSharding(group=None, rank=rank, world_size=4, num_experts=8)
-    model.layers[11].moe.expert_sharding = ExpertSharding(group=None, rank=rank % 2, world_size=2, num_experts=4)
+    model.layers[11].moe.expert_sharding = ExpertSharding(group=None, rank=rank % 2, world_size=2, num_experts=8)
     return model
 
 
@@ -189,9 +222,9 @@ def test_shard_state_dict_matches_expert_weights_by_their_full_names():
         for w in ("w1", "v1", "w2"):   # 2 experts of ffn 8 per rank
             name = f"layers.1.moe.{w}"
             assert torch.equal(shard[name], state[name][rank * 16:(rank + 1) * 16]), name
-        for w in ("w1", "w2"):         # 2 experts of ffn 4 per rank of 2
+        for w in ("w1", "w2"):         # 4 experts of ffn 4 per rank of 2
             name = f"layers.11.moe.{w}"
-            assert torch.equal(shard[name], state[name][rank % 2 * 8:(rank % 2 + 1) * 8]), name
+            assert torch.equal(shard[name], state[name][rank % 2 * 16:(rank % 2 + 1) * 16]), name
         # Dense weights named like expert weights (mlp.w1 of block 1's experts' shape too),
         # shared_w1, the routers and the bias: all as they are.
         for name in set(state) - experts:
@@ -239,6 +272,8 @@ def test_multi_gpu_table_script_runs_on_cpu_processes(tmp_path):
     assert result["gpus"] == 2 and result["experts_per_gpu"] == 4 and result["numerics_ok"]
     assert set(result["errors"]) == {"forward", "d x", "d w1", "d v1", "d w2", "d bias", "d router.weight"}
     assert result["tokens_per_s"] > 0 and result["forward_backward_ms"] > 0 and result["forward_ms"] > 0
+    # mixtral's top-2 of 8 over 2 ranks: at most one row per token to the other rank.
+    assert 0 < result["rows_sent_per_token"] <= 1 and result["bytes_sent_per_token"] > 0
 
 
 @requires_gpu
@@ -250,5 +285,6 @@ def test_exchange_with_one_nccl_rank_on_the_kernels_matches_dmoe(tmp_path):
         for chunks, errors in per_chunks.items():
             for quantity, error in errors.items():
                 # The same kernels on the same rows; only the combine's order of operations differs.
-                assert error < (1e-6 if quantity == "counts" else 2e-2), f"{case} {chunks}: {quantity} {error:.3g}"
+                exact = quantity in ("counts", "forward repeated under no_grad")   # counts of differing elements
+                assert error < (1e-6 if exact else 2e-2), f"{case} {chunks}: {quantity} {error:.3g}"
     assert set(report["cases"]) == set(GPU_CASES)

@@ -53,6 +53,13 @@ CASES = [
     ("one expert takes all", 777, 8, 1, 128, 384),
     ("one expert takes all", 4500, 6, 2, 64, 64),
     ("skewed", 3000, 32, 4, 128, 128),
+    # At scale: 128k tokens x top-8 (256 chunks: expert_bins' chunk scan, expert_slots' grid
+    # spreading the block entries), qwen3-like and mixtral-like ffn, and one routing that
+    # puts every token on the same eight experts.
+    ("random", 131072, 128, 8, 128, 768),
+    ("one expert takes all", 131072, 128, 8, 128, 768),
+    ("skewed", 131072, 8, 2, 128, 14336),
+    ("random", 131071, 1024, 8, 64, 128),        # the most experts a spec allows
 ]
 
 
