@@ -703,7 +703,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="moejit", description="JIT block-sparse kernels for dropless MoE training",
                      epilog="`moejit COMMAND --help` describes each command's flags.")
     parser.add_argument("--version", action="version", version=f"moejit {_core.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="generate and compile a model's kernels (and run them on a GPU)",
                            description="Generate and compile every kernel of a model's dMoE layer (forward and "
@@ -775,7 +775,18 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_db_parser(sub)
     _add_bench_parser(sub)
+    _name_subcommands(parser)
     return parser
+
+
+def _name_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand slot shows its choices, as {kernels,layer,plot}, also in the
+    one-line error for a missing one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.metavar = "{" + ",".join(action.choices) + "}"
+            for sub in action.choices.values():
+                _name_subcommands(sub)
 
 
 def _concise_warning(previous):

@@ -512,22 +512,25 @@ PYBIND11_MODULE(_core, m) {
            py::arg("stream"));
 
   // Docstrings of the public exceptions and value types (help(moejit.KernelSpec) and the like).
-  m.attr("SpecError").attr("__doc__") =
-      "An invalid or malformed kernel spec, tile or layer shape (a ValueError). The message names the field, "
-      "its value and what is allowed; raised from C++ it also has the attributes field, value and expected.";
-  m.attr("CompileError").attr("__doc__") =
-      "NVRTC rejected a generated kernel (a RuntimeError). The message names the kernel, its target and spec, "
-      "and quotes NVRTC's log with the generated and template source lines it points at.";
-  m.attr("KernelSpec").attr("__doc__") =
-      "One kernel: op (sdd, dsd, dds or a routing op), its compile-time extents m, n, k (the one that varies "
-      "with the token count is DYNAMIC), transposes, dtype, block size, target, kernel family and tile. A "
-      "plain value: text() is its canonical form (KernelSpec.parse reads it back) and its hash is the "
-      "kernel database key. Build one with moejit.kernel_spec(...).";
-  m.attr("Target").attr("__doc__") =
-      "A compile target, such as Target('sm_90a') (Hopper's architecture-specific features) or "
-      "Target('sm_80'): compute capability major.minor and whether it is arch-specific (the 'a' suffix).";
-  m.attr("TileConfig").attr("__doc__") =
-      "How one thread block computes its part of C: tile_m x tile_n x tile_k elements, stages of the "
-      "shared-memory pipeline, warps_m x warps_n warps, and for the wgmma family pingpong and clusters. "
-      "Text form MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong], as TileConfig.parse reads and text() writes.";
+  const std::pair<const char*, const char*> docs[] = {
+      {"SpecError",
+       "An invalid or malformed kernel spec, tile or layer shape (a ValueError). The message names the field, "
+       "its value and what is allowed; raised from C++ it also has the attributes field, value and expected."},
+      {"CompileError",
+       "NVRTC rejected a generated kernel (a RuntimeError). The message names the kernel, its target and spec, "
+       "and quotes NVRTC's log with the generated and template source lines it points at."},
+      {"KernelSpec",
+       "One kernel: op (sdd, dsd, dds or a routing op), its compile-time extents m, n, k (the one that varies "
+       "with the token count is DYNAMIC), transposes, dtype, block size, target, kernel family and tile. A "
+       "plain value: text() is its canonical form (KernelSpec.parse reads it back) and its hash is the "
+       "kernel database key. Build one with moejit.kernel_spec(...)."},
+      {"Target",
+       "A compile target, such as Target('sm_90a') (Hopper's architecture-specific features) or "
+       "Target('sm_80'): compute capability major.minor and whether it is arch-specific (the 'a' suffix)."},
+      {"TileConfig",
+       "How one thread block computes its part of C: tile_m x tile_n x tile_k elements, stages of the "
+       "shared-memory pipeline, warps_m x warps_n warps, and for the wgmma family pingpong and clusters. "
+       "Text form MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong], as TileConfig.parse reads and text() writes."},
+  };
+  for (const auto& [name, doc] : docs) m.attr(name).attr("__doc__") = doc;
 }
