@@ -758,7 +758,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--op", choices=["sdd", "dsd", "dsd-t"],
                       help="the layer product, with --model: sdd (x @ w1.t()), dsd (h @ w2), "
                            "dsd-t (the weight gradients, h.t() @ x)")
-    show.add_argument("--target", help="with --model or --spec's compile: the architecture (default sm_90a)")
+    show.add_argument("--target", help="with --model: the architecture (default sm_90a); a --spec names its own")
     show.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"], help="with --model (default bf16)")
     show.add_argument("--block-size", type=int, default=128, choices=[64, 128], help="with --model (default 128)")
     show.add_argument("--section", default="all", choices=["all", "source", "ptx", "sass", "log"],
