@@ -15,6 +15,7 @@ SharedLibrary::SharedLibrary(const std::vector<std::string>& candidates, const s
   for (const std::string& candidate : candidates) {
     handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle_ != nullptr) {
+      index_ = static_cast<std::size_t>(&candidate - candidates.data());
       char resolved[4096] = {0};
       // The path actually opened, for `moejit doctor` and error messages.
       if (dlinfo(handle_, RTLD_DI_ORIGIN, resolved) == 0 && candidate.find('/') == std::string::npos) {

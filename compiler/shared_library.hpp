@@ -2,6 +2,7 @@
 // moejit never links against libcuda or libnvrtc and imports on machines without them.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,11 @@ class SharedLibrary {
   // The address of `symbol`; throws naming the library and the symbol if it is missing.
   void* symbol(const char* name) const;
   const std::string& path() const { return path_; }
+  std::size_t index() const { return index_; }   // which candidate opened
 
  private:
   void* handle_ = nullptr;
+  std::size_t index_ = 0;
   std::string path_;
   std::string what_;
 };

@@ -5,6 +5,6 @@
 namespace moejit {
 
 SpecError::SpecError(const std::string& field, const std::string& value, const std::string& expected)
-    : std::invalid_argument(fmt::format("{}={}: expected {}", field, value, expected)), field_(field) {}
+    : std::invalid_argument(fmt::format("{}={}: expected {}", field, value, expected)), field_(field), value_(value), expected_(expected) {}
 
 }  // namespace moejit

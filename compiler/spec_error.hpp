@@ -13,9 +13,13 @@ class SpecError : public std::invalid_argument {
   SpecError(const std::string& field, const std::string& value, const std::string& expected);
 
   const std::string& field() const { return field_; }
+  const std::string& value() const { return value_; }
+  const std::string& expected() const { return expected_; }
 
  private:
   std::string field_;
+  std::string value_;
+  std::string expected_;
 };
 
 }  // namespace moejit

@@ -26,7 +26,7 @@ JitRuntime::~JitRuntime() {
 
 const NvrtcLibrary& JitRuntime::nvrtc() {
   std::lock_guard lock(mutex_);
-  if (!nvrtc_) nvrtc_ = std::make_unique<NvrtcLibrary>(options_.nvrtc_candidates);
+  if (!nvrtc_) nvrtc_ = std::make_unique<NvrtcLibrary>(options_.nvrtc_wheels);
   return *nvrtc_;
 }
 

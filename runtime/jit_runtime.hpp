@@ -36,7 +36,7 @@ namespace moejit {
 
 struct JitOptions {
   std::string templates_dir;                   // holds moejit/*.cuh
-  std::vector<std::string> nvrtc_candidates;   // tried before the default NVRTC locations
+  std::vector<std::string> nvrtc_wheels;   // pip wheels' libnvrtc files (see nvrtc_search_order)
   CompileOptions compile;
   std::optional<KernelDbConfig> database;      // none: compile every process anew
   WarningHandler warn;                         // database faults and other non-fatal news

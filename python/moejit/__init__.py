@@ -64,6 +64,11 @@ def __getattr__(name: str):
     module = importlib.import_module(module_name)
     return module if attribute is None else getattr(module, attribute)
 
+
+def __dir__() -> list[str]:
+    """The names imported now and those imported on first access (_TORCH_NAMES)."""
+    return sorted(set(globals()) | set(_TORCH_NAMES))
+
 __all__ = [
     "BlockSparseMatrix",
     "ReferenceMoE",

@@ -6,9 +6,11 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Activation', 'CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'parse_activation', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
+__all__: list[str] = ['Activation', 'CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'nvrtc_search_order', 'build_toolkit_root', 'parse_activation', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
 class SpecError(ValueError):
-    pass
+    field: str
+    value: str
+    expected: str
 class CompileError(RuntimeError):
     pass
 class DType:
@@ -755,7 +757,7 @@ class CacheStats:
     def memory_hits(self) -> int:
         ...
 class JitRuntime:
-    def __init__(self, templates_dir: str, nvrtc_candidates: collections.abc.Sequence[str] = [], line_info: bool = False, database: KernelDbConfig | None = None, warn: collections.abc.Callable[[str], None] = None, extra_options: collections.abc.Sequence[str] = [], dump_dir: str = '', failure_dir: str = '', log: collections.abc.Callable[[str], None] = None) -> None:
+    def __init__(self, templates_dir: str, nvrtc_wheels: collections.abc.Sequence[str] = [], line_info: bool = False, database: KernelDbConfig | None = None, warn: collections.abc.Callable[[str], None] = None, extra_options: collections.abc.Sequence[str] = [], dump_dir: str = '', failure_dir: str = '', log: collections.abc.Callable[[str], None] = None) -> None:
         ...
     def check_loads(self, kernel: CompiledKernel, device: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -806,6 +808,9 @@ class JitRuntime:
     def driver_version(self) -> int:
         ...
     @property
+    def nvrtc_reason(self) -> str:
+        ...
+    @property
     def nvrtc_path(self) -> str:
         ...
     @property
@@ -837,6 +842,10 @@ def is_routing(op: OpKind) -> bool:
 def launch_geometry(spec: KernelSpec, nnz: typing.SupportsInt | typing.SupportsIndex, block_rows: typing.SupportsInt | typing.SupportsIndex, block_cols: typing.SupportsInt | typing.SupportsIndex) -> LaunchGeometry:
     ...
 def nearest_bucket(tuned: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bucket: typing.SupportsInt | typing.SupportsIndex) -> int:
+    ...
+def nvrtc_search_order(wheels: collections.abc.Sequence[str], build_toolkit: str | None = None) -> list[tuple[str, str]]:
+    ...
+def build_toolkit_root() -> str:
     ...
 def parse_activation(text: str) -> Activation:
     ...

@@ -17,11 +17,12 @@ def templates_dir() -> str:
     return os.environ.get("MOEJIT_TEMPLATES_DIR", os.path.join(_PACKAGE_DIR, "templates"))
 
 
-def nvrtc_candidates() -> list[str]:
+def nvrtc_wheels() -> list[str]:
     """libnvrtc files shipped by pip wheels (nvidia-cuda-nvrtc, as PyTorch installs it).
 
-    They are tried before the system's NVRTC, so a pip-only environment works without a
-    CUDA toolkit. The C++ side adds $MOEJIT_NVRTC, the loader path and /usr/local/cuda.
+    The C++ side tries them after $MOEJIT_NVRTC and every CUDA toolkit it finds
+    (_core.nvrtc_search_order says the whole order and why), so installing torch does not
+    change the NVRTC of a machine that has a toolkit; a pip-only environment uses them.
     """
     found: list[str] = []
     spec = importlib.util.find_spec("nvidia")

@@ -1,9 +1,15 @@
 """The `moejit` command line (also `python -m moejit`).
 
-  moejit build  --model NAME | --hidden H --ffn F --experts E --top-k K
+  moejit build  --model NAME | --hidden H --ffn F --experts E --top-k K [--activation A] [--glu]
       generate and compile every kernel the model's dMoE layer needs (forward and
       backward); where a GPU is present, also run each one on random routing, check it
       against a float32 reference and time it next to dense cuBLAS with the same FLOPs.
+  moejit tune   (the same shape flags)
+      autotune the layer's block-sparse products on this GPU into the kernel database.
+  moejit show --model NAME --op sdd|dsd|dsd-t | --spec TEXT | --key HASH [--section ptx]
+      one kernel's source, PTX, SASS, resources and tuning results.
+  moejit doctor
+      what moejit finds on this machine (NVRTC and why that one, driver, GPUs, databases).
   moejit source --op sdd --trans nt --n 114688 --k 4096 [...] | --spec "<spec text>"
       print the CUDA source generated for one kernel.
   moejit models
@@ -27,29 +33,51 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 from . import _core
-from .layer_kernels import LayerKernel, layer_kernels, routing_kernels
-from .runtime import Runtime, gpu_available
+from .layer_kernels import (LayerKernel, LayerShapeError, activation_kernels, check_layer_shape, layer_kernels,
+                            routing_kernels)
+from .runtime import MoejitWarning, Runtime, gpu_available
 from .specs import kernel_spec
 from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
 
 
-def _shape_from_args(args: argparse.Namespace) -> ModelShape:
+class UsageError(ValueError):
+    """A command line the user must change: printed as one line, exit status 2."""
+
+
+# The command line's names of the layer's sizes, for check_layer_shape's messages.
+_SHAPE_FLAGS = {"hidden": "--hidden", "ffn": "--ffn", "experts": "--experts", "top_k": "--top-k",
+                "block_size": "--block-size"}
+
+
+def _shape_from_args(args: argparse.Namespace, target: str = "sm_90a") -> ModelShape:
+    """The layer shape the flags describe, checked by the rule dMoE uses (check_layer_shape)
+    for `target` before any work."""
     # `tune` takes several token counts; the shape carries the first.
     tokens = args.tokens[0] if isinstance(args.tokens, list) else args.tokens
     explicit = [args.hidden, args.ffn, args.experts, args.top_k]
+    activation, glu = getattr(args, "activation", None), getattr(args, "glu", False)
     if any(v is not None for v in explicit):
         if args.model is not None:
-            raise SystemExit("moejit: give either --model or --hidden/--ffn/--experts/--top-k, not both")
+            raise UsageError("give either --model or --hidden/--ffn/--experts/--top-k, not both")
         if any(v is None for v in explicit):
-            raise SystemExit("moejit: explicit dimensions need all of --hidden, --ffn, --experts and --top-k")
-        return ModelShape("custom", args.hidden, args.ffn, args.experts, args.top_k, tokens or 16384,
-                          "gelu", False)
-    shape = model(args.model or DEFAULT_MODEL)
-    if tokens is not None:
-        shape = ModelShape(**{**shape.__dict__, "tokens": tokens})
+            missing = [flag for flag, v in zip(("--hidden", "--ffn", "--experts", "--top-k"), explicit) if v is None]
+            raise UsageError(f"explicit dimensions need all of --hidden, --ffn, --experts and --top-k "
+                             f"(missing {', '.join(missing)})")
+        shape = ModelShape("custom", args.hidden, args.ffn, args.experts, args.top_k, tokens or 16384,
+                           activation or "gelu", glu)
+    else:
+        if activation is not None or glu:
+            raise UsageError(f"--activation and --glu describe a shape given by --hidden/--ffn/--experts/--top-k; "
+                             f"model {args.model or DEFAULT_MODEL} has its own (see `moejit models`)")
+        shape = model(args.model or DEFAULT_MODEL)
+        if tokens is not None:
+            shape = ModelShape(**{**shape.__dict__, "tokens": tokens})
+    check_layer_shape(shape.hidden, shape.ffn, shape.experts, shape.top_k, block_size=args.block_size,
+                      dtype=args.dtype, target=target, names=_SHAPE_FLAGS, separator=" ")
     return shape
 
 
@@ -87,15 +115,13 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> No
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    shape = _shape_from_args(args)
+    target = _core.Target(args.target) if args.target else None
+    shape = _shape_from_args(args, target.text() if target else "sm_90a")
     runtime = Runtime()
     run = gpu_available() and not args.no_run
-    if args.target:
-        target = _core.Target(args.target)
-    elif run:
-        target = runtime.target_for(0)
-    else:
-        target = _core.Target("sm_90a")
+    if target is None:
+        target = runtime.target_for(0) if run else _core.Target("sm_90a")
+        shape = _shape_from_args(args, target.text())
     print(f"moejit build: {shape.describe()}")
     print(f"target {target.text()}, dtype {args.dtype}, block {args.block_size}, NVRTC {runtime.core.nvrtc_version} "
           f"({runtime.core.nvrtc_path})")
@@ -105,21 +131,27 @@ def cmd_build(args: argparse.Namespace) -> int:
         # The tiles `moejit tune` chose on this GPU for the nearest token bucket, where tuned.
         bucket = _core.token_bucket(shape.tokens * shape.top_k, shape.experts)
         products = [LayerKernel(runtime.tuned_spec(k.spec, 0, bucket), k.uses) for k in products]
-    kernels = products + routing_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
+    common = dict(target=target, dtype=args.dtype, block_size=args.block_size)
+    kernels = products + routing_kernels(shape, **common) + activation_kernels(shape, **common)
     rows = []
     start = time.perf_counter()
     for i, kernel in enumerate(kernels, 1):
         before = runtime.core.stats
-        print(f"[{i}/{len(kernels)}] {kernel.spec.short_name()} ...", flush=True)
+        print(f"[{i}/{len(kernels)}] {kernel.spec.short_name()}: ", end="", flush=True)
         compiled = runtime.compile(kernel.spec)
         if on_gpu:
             runtime.core.prepare(kernel.spec, 0)   # load it: launchable from now on
-        origin = "database" if runtime.core.stats.database_hits > before.database_hits else "compiled"
+        stats = runtime.core.stats
+        origin = ("database" if stats.database_hits > before.database_hits else
+                  "compiled" if stats.compiled > before.compiled else "memory")
+        # A kernel from the database was compiled by another process: no compile time here.
+        compile_ms = f"{compiled.compile_ms:.0f}" if origin == "compiled" else "-"
+        print(f"compiled in {compiled.compile_ms:.0f} ms" if origin == "compiled" else
+              "from the kernel database" if origin == "database" else "already in memory", flush=True)
         r = compiled.resources
         tile = "-" if _core.is_routing(kernel.spec.op) else kernel.spec.tile.text()
         rows.append([kernel.spec.short_name(), tile, r.registers, compiled.dynamic_shared_bytes,
-                     r.spill_store_bytes + r.spill_load_bytes, f"{compiled.compile_ms:.0f}", origin,
-                     "; ".join(kernel.uses)])
+                     r.spill_store_bytes + r.spill_load_bytes, compile_ms, origin, "; ".join(kernel.uses)])
     ready = time.perf_counter() - start
     stats = runtime.core.stats
     print()
@@ -135,7 +167,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(_core.generate_source(kernel.spec).source, end="")
     if not run:
         if not args.no_run:
-            print("no GPU found: kernels were compiled, not run")
+            print("no GPU found: the kernels are ready, not run")
         return 0
     if not on_gpu:
         print(f"target {target.text()} does not match GPU 0 ({runtime.target_for(0).text()}): not running")
@@ -175,6 +207,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     runtime = Runtime()
     target = runtime.target_for(0)
+    shape = _shape_from_args(args, target.text())   # the rule for this GPU's target
     gpu = torch.cuda.get_device_name(0)
     kernels = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
     roles = ["sdd", "dsd", "dsd_t"]   # layer_kernels() order
@@ -226,10 +259,21 @@ def cmd_source(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .inspection import inspect
 
+    def progress(message: str) -> None:
+        print(f"moejit show: {message}", file=sys.stderr, flush=True)
+
     info = inspect(args.spec, key=args.key, db=args.db, model=args.model, op=args.op,
-                   target=args.target or "sm_90a", dtype=args.dtype, block_size=args.block_size)
+                   target=args.target or "sm_90a", dtype=args.dtype, block_size=args.block_size, progress=progress)
     if args.json:
         _print_json(info.to_dict())
+        return 0
+    if args.section != "all":
+        # One section alone is that text and nothing else, so `> k.ptx` is a PTX file.
+        text = getattr(info, args.section)
+        if args.section == "sass" and text is None:
+            print(f"moejit show: no SASS: {info.sass_note}", file=sys.stderr)
+            return 1
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     bold = (lambda t: f"\033[1m{t}\033[0m") if color else (lambda t: t)
@@ -267,8 +311,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 else:
                     timing = f"{c['ms']:.3f} ms"
                 print(f"    {c['tile']:22s} {timing}")
-    sections = ["source", "ptx", "sass", "log"] if args.section == "all" else [args.section]
-    for section in sections:
+    for section in ["source", "ptx", "sass", "log"]:
         text = getattr(info, section)
         if section == "sass" and text is None:
             text = f"(no SASS: {info.sass_note})\n"
@@ -493,6 +536,10 @@ def _bench_command(args: argparse.Namespace) -> str:
                         ("--top-k", args.top_k), ("--tokens", args.tokens)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.activation is not None:
+        parts += ["--activation", args.activation]
+    if args.glu:
+        parts.append("--glu")
     parts += ["--against", args.against, "--dtype", args.dtype, "--block-size", str(args.block_size),
               "--seed", str(args.seed), "--warmup", str(args.warmup), "--reps", str(args.reps)]
     if args.rounds != 1:
@@ -568,15 +615,15 @@ def _add_bench_parser(sub) -> None:
                        ("layer", "the whole dMoE layer, forward and forward+backward")):
         p = bench_sub.add_parser(kind, help=f"{what}: moejit and each peer on the same work")
         _add_shape_arguments(p, several_models=True)
-        p.add_argument("--tokens", type=int, help="tokens per step (default: each model's)")
+        p.add_argument("--tokens", type=_positive_int, help="tokens per step (default: each model's)")
         p.add_argument("--against", default=DEFAULT_AGAINST, metavar="PEERS",
                        help=f"comma-separated peers (default {DEFAULT_AGAINST}); for {kind}: "
                             f"{', '.join(PEERS[kind])}; those not installed are skipped with a note")
         p.add_argument("--out", metavar="DIR",
                        help="directory for results.json, results.md, chart.png (default: moejit-bench-KIND-TIME)")
-        p.add_argument("--warmup", type=int, default=5, help="untimed calls before timing (default 5)")
-        p.add_argument("--reps", type=int, default=30, help="timed calls; the median is reported (default 30)")
-        p.add_argument("--rounds", type=int, default=1,
+        p.add_argument("--warmup", type=_non_negative_int, default=5, help="untimed calls before timing (default 5)")
+        p.add_argument("--reps", type=_positive_int, default=30, help="timed calls; the median is reported (default 30)")
+        p.add_argument("--rounds", type=_positive_int, default=1,
                        help="time the systems of a case in this many interleaved rounds and report the median "
                             "round (default 1); several rounds make the ratios fair when the GPU clock drifts "
                             "during a run")
@@ -589,6 +636,33 @@ def _add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench_plot)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line naming the flag, then where help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: expected a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: expected a non-negative integer")
+    return value
+
+
 def _add_shape_arguments(parser: argparse.ArgumentParser, several_models: bool = False) -> None:
     """The model shape (by name or by dimensions), dtype, block size and random seed."""
     if several_models:
@@ -596,59 +670,99 @@ def _add_shape_arguments(parser: argparse.ArgumentParser, several_models: bool =
                             help=f"one or more model shapes (default {DEFAULT_MODEL}); see `moejit models`")
     else:
         parser.add_argument("--model", help=f"a model shape (default {DEFAULT_MODEL}); see `moejit models`")
-    parser.add_argument("--hidden", type=int)
-    parser.add_argument("--ffn", type=int)
-    parser.add_argument("--experts", type=int)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    parser.add_argument("--block-size", type=int, default=128, choices=[64, 128])
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random routing and data")
+    shape = parser.add_argument_group(
+        "a custom layer shape (instead of --model; --hidden, --ffn, --experts and --top-k together)")
+    shape.add_argument("--hidden", type=int, metavar="H", help="the model's hidden size (each token's width)")
+    shape.add_argument("--ffn", type=int, metavar="F",
+                       help="each expert's ffn hidden size, a multiple of --block-size")
+    shape.add_argument("--experts", type=int, metavar="E", help="the number of experts")
+    shape.add_argument("--top-k", type=int, metavar="K", help="experts each token is routed to (at most --experts)")
+    shape.add_argument("--activation", choices=list(_core.Activation.__members__),
+                       help="the experts' activation (default gelu, tanh-approximated as MegaBlocks')")
+    shape.add_argument("--glu", action="store_true",
+                       help="gated experts (SwiGLU-style: activation(x w1) * (x v1), a third weight matrix)")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"],
+                        help="element type of activations and weights (default bf16)")
+    parser.add_argument("--block-size", type=int, default=128, choices=[64, 128],
+                        help="the sparse block size: each expert's tokens and ffn columns come in blocks of it "
+                             "(default 128)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random routing and data (default 0)")
+
+
+_SOURCE_EXTENTS = """\
+C = op(A) x op(B) is M x N with inner extent K; the extent that varies with the token count
+is not compiled in and may be left out. For a dMoE layer with hidden size H, ffn size F
+and E experts:
+  sdd (C sparse, --trans nt): M = token rows (varies), N = E*F, K = H
+  dsd (A sparse, --trans nn): M = token rows (varies), N = H, K = E*F
+  dsd (A sparse, --trans tn): M = E*F, N = H, K = token rows (varies)
+  dds (B sparse): M = token rows, and N, K along the sparse operand's blocks"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moejit", description="JIT block-sparse kernels for dropless MoE training")
+    parser = _Parser(prog="moejit", description="JIT block-sparse kernels for dropless MoE training",
+                     epilog="`moejit COMMAND --help` describes each command's flags.")
+    parser.add_argument("--version", action="version", version=f"moejit {_core.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    build = sub.add_parser("build", help="generate and compile a model's kernels (and run them on a GPU)")
+    build = sub.add_parser("build", help="generate and compile a model's kernels (and run them on a GPU)",
+                           description="Generate and compile every kernel of a model's dMoE layer (forward and "
+                                       "backward) into the kernel database; on a GPU also check each against a "
+                                       "float32 reference and time it next to dense cuBLAS.")
     _add_shape_arguments(build)
-    build.add_argument("--tokens", type=int, help="tokens per step for the GPU run")
-    build.add_argument("--target", help="compile for this architecture (default: the GPU's, else sm_90a)")
+    build.add_argument("--tokens", type=_positive_int, help="tokens per step for the GPU run (default: the model's)")
+    build.add_argument("--target", help="compile for this architecture, such as sm_90a or sm_80 "
+                                        "(default: GPU 0's, else sm_90a)")
     build.add_argument("--no-run", action="store_true", help="compile only, even where a GPU is present")
     build.add_argument("--no-measure", action="store_true",
                        help="on a GPU: load the kernels but skip the check and timing")
     build.add_argument("--show-source", action="store_true", help="print each kernel's generated source")
     build.set_defaults(func=cmd_build)
 
-    tune = sub.add_parser("tune", help="autotune a model's kernels on this GPU into the kernel database")
+    tune = sub.add_parser("tune", help="autotune a model's kernels on this GPU into the kernel database",
+                          description="Time every valid tile configuration of the layer's three block-sparse "
+                                      "products on GPU 0 and store the fastest in the kernel database, per token "
+                                      "bucket; later processes use it.")
     _add_shape_arguments(tune)
-    tune.add_argument("--tokens", type=int, nargs="+",
+    tune.add_argument("--tokens", type=_positive_int, nargs="+",
                       help="tokens per step to tune at (each gives a token bucket; default: the model's)")
-    tune.add_argument("--max-candidates", type=int, help="time at most this many configurations per kernel")
+    tune.add_argument("--max-candidates", type=_positive_int,
+                      help="time at most this many configurations per kernel (default: all)")
     tune.set_defaults(func=cmd_tune)
 
-    source = sub.add_parser("source", help="print the generated CUDA source of one kernel")
-    source.add_argument("--spec", help="a canonical spec text")
-    source.add_argument("--op", choices=["sdd", "dsd", "dds"])
-    source.add_argument("--trans", help="transposes of A and B, such as nt")
-    source.add_argument("--m", type=int)
-    source.add_argument("--n", type=int)
-    source.add_argument("--k", type=int)
-    source.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    source.add_argument("--block-size", type=int, default=128)
-    source.add_argument("--target")
+    source = sub.add_parser("source", help="print the generated CUDA source of one kernel",
+                            description="Print the CUDA source moejit generates for one block-sparse product.",
+                            epilog=_SOURCE_EXTENTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source.add_argument("--spec", help="a canonical spec text (as `moejit db list` or KernelSpec.text() print)")
+    source.add_argument("--op", choices=["sdd", "dsd", "dds"],
+                        help="sdd: sparse = dense x dense; dsd: dense = sparse x dense; dds: dense = dense x sparse")
+    source.add_argument("--trans", help="transposes of A and B, two letters n|t such as nt (default nn)")
+    source.add_argument("--m", type=_positive_int, help="rows of C (see below)")
+    source.add_argument("--n", type=_positive_int, help="columns of C (see below)")
+    source.add_argument("--k", type=_positive_int, help="the inner extent of the product (see below)")
+    source.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"], help="element type (default bf16)")
+    source.add_argument("--block-size", type=int, default=128, choices=[64, 128],
+                        help="the sparse block size (default 128)")
+    source.add_argument("--target", help="the architecture, such as sm_90a (default) or sm_80")
     source.add_argument("--tile", help="MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong] (default: heuristic)")
     source.set_defaults(func=cmd_source)
 
-    show = sub.add_parser("show", help="a generated kernel: source, PTX, SASS, resources, tuning")
+    show = sub.add_parser("show", help="a generated kernel: source, PTX, SASS, resources, tuning",
+                          description="Everything about one kernel, named by --spec, by --key, or by --model "
+                                      "with --op. With --section, only that text is printed (so "
+                                      "`moejit show ... --section ptx > k.ptx` writes a PTX file).")
     show.add_argument("--spec", help="a canonical spec text")
-    show.add_argument("--key", help="a kernel database key (or a unique prefix)")
+    show.add_argument("--key", help="a kernel database key (or a unique prefix; see `moejit db list`)")
     show.add_argument("--db", help="the database for --key (default: the user cache)")
-    show.add_argument("--model", help="a model shape, with --op")
-    show.add_argument("--op", choices=["sdd", "dsd", "dsd-t"], help="the layer product, with --model")
-    show.add_argument("--target", help="with --model (default sm_90a)")
-    show.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
-    show.add_argument("--block-size", type=int, default=128, choices=[64, 128])
-    show.add_argument("--section", default="all", choices=["all", "source", "ptx", "sass", "log"])
+    show.add_argument("--model", help="a model shape, with --op (see `moejit models`)")
+    show.add_argument("--op", choices=["sdd", "dsd", "dsd-t"],
+                      help="the layer product, with --model: sdd (x @ w1.t()), dsd (h @ w2), "
+                           "dsd-t (the weight gradients, h.t() @ x)")
+    show.add_argument("--target", help="with --model: the architecture (default sm_90a); a --spec names its own")
+    show.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"], help="with --model (default bf16)")
+    show.add_argument("--block-size", type=int, default=128, choices=[64, 128], help="with --model (default 128)")
+    show.add_argument("--section", default="all", choices=["all", "source", "ptx", "sass", "log"],
+                      help="print only this text, nothing else (default: everything, with a summary)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_show)
 
@@ -661,13 +775,62 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_db_parser(sub)
     _add_bench_parser(sub)
+    _name_subcommands(parser)
     return parser
+
+
+def _name_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand slot shows its choices, as {kernels,layer,plot}, also in the
+    one-line error for a missing one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.metavar = "{" + ",".join(action.choices) + "}"
+            for sub in action.choices.values():
+                _name_subcommands(sub)
+
+
+def _concise_warning(previous):
+    """warnings.showwarning that prints a MoejitWarning as its message alone (not Python's
+    file, line and source line) and leaves every other warning to `previous`."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, MoejitWarning):
+            try:
+                print(f"moejit: warning: {message}", file=file or sys.stderr)
+            except OSError:
+                pass
+            return
+        previous(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    command = " ".join(["moejit", args.command] + ([args.bench_kind] if getattr(args, "bench_kind", None) else []))
+    previous = warnings.showwarning
+    warnings.showwarning = _concise_warning(previous)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except UsageError as e:
+        hint = "" if "(see `" in str(e) else f" (see `{command} --help`)"
+        print(f"{command}: {e}{hint}", file=sys.stderr)
+        return 2
+    except LayerShapeError as e:
+        print(f"{command}: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`moejit ... | head`): stop quietly, as a tool killed by
+        # SIGPIPE does, and keep the interpreter's final flush from failing again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except (ValueError, RuntimeError) as e:
         print(f"moejit: {e}", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = previous

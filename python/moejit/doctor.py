@@ -63,7 +63,14 @@ def diagnose(runtime: Optional[Runtime] = None) -> Report:
 
     def nvrtc() -> tuple[bool, str]:
         core = the_runtime().core
-        return True, f"NVRTC {core.nvrtc_version} at {core.nvrtc_path}"
+        detail = f"NVRTC {core.nvrtc_version} at {core.nvrtc_path}, chosen as {core.nvrtc_reason}"
+        # The others it would have taken, in order: the rule is _core.nvrtc_search_order's.
+        others = [path for path, _ in _core.nvrtc_search_order(_paths.nvrtc_wheels())
+                  if os.path.isabs(path) and os.path.exists(path) and
+                  os.path.realpath(path) != os.path.realpath(core.nvrtc_path)]
+        if others:
+            detail += f"; also here, not used: {', '.join(others)}"
+        return True, detail
 
     _check(report, "NVRTC (compiling)", nvrtc,
            "install the CUDA toolkit, or `pip install nvidia-cuda-nvrtc`, or set MOEJIT_NVRTC=/path/to/libnvrtc.so")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import _core
 from .runtime import Runtime
@@ -32,8 +32,11 @@ class Occupancy:
     limited_by: str   # "registers", "shared memory", "threads" or "blocks"
 
 
-@dataclass
+@dataclass(repr=False)
 class KernelInspection:
+    """One kernel's source, PTX, SASS, resources and tuning results (moejit.inspect); the
+    fields hold the whole texts, the repr is a one-line summary."""
+
     spec: str
     name: str
     origin: str                       # "kernel database", "compiled" or "memory"
@@ -51,6 +54,14 @@ class KernelInspection:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __repr__(self) -> str:
+        r = self.resources
+        shared = r["dynamic_shared_bytes"] + r["static_shared_bytes"]
+        return (f"<KernelInspection {self.name} from {self.origin}: {r['registers']} registers, {shared} bytes of "
+                f"shared memory, {r['threads']} threads; source {len(self.source)} chars, PTX {len(self.ptx)} chars, "
+                f"SASS {'none' if self.sass is None else f'{len(self.sass)} chars'}, "
+                f"{len(self.tunings)} tuning result(s)>")
 
 
 def occupancy(target: _core.Target, registers: int, threads: int, shared_bytes: int) -> Optional[Occupancy]:
@@ -136,12 +147,14 @@ def inspect(
     block_size: int = 128,
     gpu_name: Optional[str] = None,
     runtime: Optional[Runtime] = None,
+    progress: Optional[Callable[[str], None]] = None,
 ) -> KernelInspection:
     """Source, PTX, SASS (where a disassembler is installed), resources, occupancy, key
     parts and tuning results of one kernel. Name it by `spec`, by `key` (a key hash or a
     unique prefix, in `db` or the user cache), or by `model` and `op` (one of LAYER_OPS,
     with `target`, `dtype`, `block_size`). A spec is fetched from the kernel database or
-    compiled; no GPU is needed."""
+    compiled; no GPU is needed. `progress` is told of each slow step before it starts."""
+    progress = progress or (lambda message: None)
     named = [spec is not None, key is not None, model is not None or op is not None]
     if sum(named) != 1:
         raise ValueError("inspect: name the kernel by exactly one of spec=, key= or model= with op=")
@@ -163,6 +176,8 @@ def inspect(
         else:
             the_spec = _spec_of(spec)
         before = runtime.core.stats
+        progress(f"{the_spec.short_name()}: from the kernel database, or compiling for {the_spec.target.text()} "
+                 "(seconds) ...")
         kernel = runtime.compile(the_spec)
         after = runtime.core.stats
         origin = ("kernel database" if after.database_hits > before.database_hits else
@@ -178,6 +193,7 @@ def inspect(
                      template_hash=kernel_key.template_hash, nvrtc_version=kernel_key.nvrtc_version,
                      compile_options=kernel_key.compile_options.splitlines(),
                      moejit_version=kernel_key.moejit_version)
+    progress("disassembling the cubin to SASS ...")
     sass, note = _disassemble(bytes(kernel.cubin))
     tunings = []
     if gpu_name is None:

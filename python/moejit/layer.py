@@ -44,7 +44,9 @@ synchronisation per call.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+import functools
+import warnings
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +56,7 @@ from .exchange_traffic import ExchangeTraffic
 from .expert_parallel import chunk_boundaries, expert_parallel_moe
 from .expert_products import expert_dsd, expert_sdd
 from .expert_sharding import ExpertSharding
+from .layer_kernels import check_layer_shape
 from .permutation import padded_gather, weighted_scatter
 from .routing import KERNEL_DEVICE_TYPES, check_expert_indices, route
 
@@ -70,6 +73,33 @@ assert tuple(_ACTIVATIONS) == ACTIVATIONS
 _DTYPES = (torch.bfloat16, torch.float16)
 
 
+def _layer_target(device) -> str:
+    """The compile target whose kernels a layer on `device` uses, for the shape rule: the
+    GPU's where the device is a visible CUDA GPU, else sm_90a (moejit's default target)."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+        from .runtime import default_runtime
+
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return default_runtime().target_for(index).text()
+    return "sm_90a"
+
+
+def _activation_name(fn: Union[str, Callable, None]) -> str:
+    """The activation's name from a name or from the PyTorch function MegaBlocks passes."""
+    if fn is None:
+        return "gelu"
+    if isinstance(fn, str):
+        return fn
+    if isinstance(fn, functools.partial) and fn.func is F.gelu and not fn.args and fn.keywords == {"approximate": "tanh"}:
+        return "gelu"
+    for name, known in (("gelu_exact", F.gelu), ("silu", F.silu), ("relu", F.relu)):
+        if fn is known:
+            return name
+    raise ValueError(f"activation_fn={fn!r}: expected one of {', '.join(_ACTIVATIONS)} or the function it names "
+                     "(partial(F.gelu, approximate='tanh'), F.gelu, F.silu, F.relu)")
+
+
 def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         return _ACTIVATIONS[name]
@@ -78,8 +108,9 @@ def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def router_probabilities(logits: torch.Tensor, top_k: int, normalize_expert_weights: Optional[float]):
-    """(scores [T, E] float32, expert_weights [T, k] float32, expert_indices [T, k] int64)."""
-    scores = logits.float().softmax(dim=-1)
+    """(scores [T, E], expert_weights [T, k], expert_indices [T, k] int64); the scores in
+    float32, or in float64 for float64 logits (the reference layer's gradient checks)."""
+    scores = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=-1)
     expert_indices = torch.topk(scores, top_k, dim=-1).indices
     return scores, chosen_expert_weights(scores, expert_indices, normalize_expert_weights), expert_indices
 
@@ -93,6 +124,14 @@ def chosen_expert_weights(scores: torch.Tensor, expert_indices: torch.Tensor,
     return weights
 
 
+def init_weights(params: Sequence[Optional[torch.Tensor]], std: float) -> None:
+    """MegaBlocks' initialisation of the router and expert weights: N(0, std) each (None skipped)."""
+    with torch.no_grad():
+        for p in params:
+            if p is not None:
+                p.normal_(0.0, std)
+
+
 def load_balancing_loss(scores: torch.Tensor, expert_counts: torch.Tensor, top_k: int, weight: float) -> torch.Tensor:
     """MegaBlocks' auxiliary loss for one layer: weight * E / (T * k) * sum_e count_e * mean_t scores[t, e].
 
@@ -104,18 +143,41 @@ def load_balancing_loss(scores: torch.Tensor, expert_counts: torch.Tensor, top_k
 
 
 class dMoE(torch.nn.Module):
-    """A dropless MoE layer (see the module docstring). After a training-mode forward,
-    `load_balancing_loss` holds this call's auxiliary loss (a scalar tensor; None before,
-    and None after an eval-mode forward); `collect_load_balancing_loss(model)` averages it over
-    a model's dMoE layers.
+    """A dropless MoE layer on generated kernels (see the module docstring, moejit.layer).
 
-    expert_parallel_group: a torch.distributed group over which the experts are spread (see
-    the module docstring); None or a group of one rank: every expert on this device.
-    exchange_chunks: split the rank's tokens into this many parts, each exchanged on its own,
-    so that one part's expert computation overlaps the other parts' exchanges
-    (moejit.expert_parallel; 1, the default, does not split; every rank must pass the same
-    value). `exchange_traffic`: what the last expert-parallel call moved between ranks
-    (None without an exchange)."""
+        layer = moejit.dMoE(4096, 14336, num_experts=8, top_k=2, activation="silu", glu=True,
+                            device="cuda")
+        y = layer(x)                      # x [..., hidden_size] -> y [..., hidden_size]
+
+    Arguments:
+        hidden_size: the model's hidden size H (each token's width).
+        ffn_hidden_size: each expert's ffn size F, a multiple of block_size.
+        num_experts: the number of experts E.
+        top_k: experts per token (1 to num_experts).
+        activation: "gelu" (tanh-approximated, MegaBlocks' default), "gelu_exact", "silu" or "relu".
+        glu: gated experts, activation(x w1.t()) * (x v1.t()) (SwiGLU with "silu").
+        bias: a learned output bias [hidden_size].
+        normalize_expert_weights: None, or p: the chosen experts' weights divided by their p-norm.
+        router_jitter: in training, scale the router's input by uniform noise in [1 - j, 1 + j].
+        load_balancing_loss_weight: the auxiliary loss's weight (see below).
+        block_size: the sparse block size, 64 or 128.
+        init_std: standard deviation of the normal initialisation of the router and expert weights.
+        dtype: torch.bfloat16 or torch.float16 (the kernels' element types).
+        device: where the parameters live (a CUDA device to run; "meta" for shapes only).
+        expert_parallel_group: a torch.distributed group over which the experts are spread
+            (see the module docstring); None or a group of one rank: every expert here.
+        exchange_chunks: split the rank's tokens into this many parts, each exchanged on its
+            own, so that one part's expert computation overlaps the other parts' exchanges
+            (moejit.expert_parallel; 1, the default, does not split; the same on every rank).
+
+    The sizes must be ones the kernels take (moejit.layer_kernels.check_layer_shape, the
+    rule `moejit build` applies too); a ValueError names the argument otherwise.
+
+    After an expert-parallel call, `exchange_traffic` says what it moved between ranks (None
+    without an exchange). After a training-mode forward, `load_balancing_loss` holds this call's auxiliary loss (a
+    scalar tensor; None before, and None after an eval-mode forward);
+    `collect_load_balancing_loss(model)` averages it over a model's dMoE layers.
+    """
 
     def __init__(
         self,
@@ -138,21 +200,10 @@ class dMoE(torch.nn.Module):
         exchange_chunks: int = 1,
     ) -> None:
         super().__init__()
-        for name, value in (("hidden_size", hidden_size), ("ffn_hidden_size", ffn_hidden_size),
-                            ("num_experts", num_experts), ("top_k", top_k)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}={value!r}: expected a positive integer")
-        if top_k > num_experts:
-            raise ValueError(f"top_k={top_k}: expected at most num_experts={num_experts}")
-        if block_size not in (64, 128):
-            raise ValueError(f"block_size={block_size!r}: expected 64 or 128")
-        if ffn_hidden_size % block_size:
-            raise ValueError(f"ffn_hidden_size={ffn_hidden_size}: expected a multiple of block_size={block_size} "
-                             "(each expert's ffn columns are whole blocks)")
-        if hidden_size % 8:
-            raise ValueError(f"hidden_size={hidden_size}: expected a multiple of 8 (rows move in 16-byte vectors)")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype}: expected torch.bfloat16 or torch.float16")
+        check_layer_shape(hidden_size, ffn_hidden_size, num_experts, top_k, block_size=block_size,
+                          dtype="bf16" if dtype == torch.bfloat16 else "fp16", target=_layer_target(device))
         if not 0.0 <= router_jitter < 1.0:
             raise ValueError(f"router_jitter={router_jitter!r}: expected 0 <= jitter < 1")
         if normalize_expert_weights is not None and not normalize_expert_weights > 0:
@@ -181,29 +232,38 @@ class dMoE(torch.nn.Module):
         self.v1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory)) if glu else None
         self.w2 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
         self.bias = torch.nn.Parameter(torch.zeros(hidden_size, **factory)) if bias else None
-        with torch.no_grad():
-            for p in (self.router.weight, self.w1, self.v1, self.w2):
-                if p is not None:
-                    p.normal_(0.0, init_std)
+        init_weights([self.router.weight, self.w1, self.v1, self.w2], init_std)
 
     @classmethod
     def from_megablocks(cls, *, hidden_size: int, ffn_hidden_size: int, moe_num_experts: int, moe_top_k: int = 1,
-                        activation_fn: Optional[str] = None, mlp_type: str = "mlp", bias: bool = False,
+                        activation_fn: Union[str, Callable, None] = None, mlp_type: str = "mlp", bias: bool = False,
                         moe_jitter_eps: Optional[float] = None, moe_normalize_expert_weights: Optional[float] = None,
                         moe_loss_weight: float = 0.1, init_std: float = 0.02, fp16: bool = False, bf16: bool = True,
-                        device=None, block_size: int = 128) -> "dMoE":
-        """A dMoE from MegaBlocks' argument names (megablocks.layers.arguments.Arguments) where
-        they overlap. activation_fn is a name here ("gelu" is MegaBlocks' default, tanh GELU);
-        mlp_type "glu" is SwiGLU-style gating with activation_fn (MegaBlocks' GLU)."""
+                        device=None, block_size: int = 128, moe_expert_model_parallelism: bool = False,
+                        expert_parallel_group: Any = None, **ignored: Any) -> "dMoE":
+        """A dMoE from MegaBlocks' argument names (megablocks.layers.arguments.Arguments), so
+        `dMoE.from_megablocks(**vars(args))` works. activation_fn is a name ("gelu" is
+        MegaBlocks' default, tanh GELU) or one of the functions it names (MegaBlocks' default
+        partial(F.gelu, approximate="tanh"), F.gelu, F.silu, F.relu); mlp_type "glu" is
+        SwiGLU-style gating with activation_fn (MegaBlocks' GLU); expert_parallel_group is
+        used where moe_expert_model_parallelism is set. Arguments that have no meaning here
+        (moe_capacity_factor: the layer is dropless; num_layers, mlp_impl, quantisation,
+        init_method, ...) are accepted and named in one MoejitWarning."""
         if mlp_type not in ("mlp", "glu"):
             raise ValueError(f"mlp_type={mlp_type!r}: expected 'mlp' or 'glu'")
         if fp16 and bf16:
             raise ValueError("fp16=True and bf16=True: expected at most one of them")
-        return cls(hidden_size, ffn_hidden_size, moe_num_experts, moe_top_k, activation=activation_fn or "gelu",
-                   glu=mlp_type == "glu", bias=bias, normalize_expert_weights=moe_normalize_expert_weights,
-                   router_jitter=moe_jitter_eps or 0.0, load_balancing_loss_weight=moe_loss_weight,
-                   block_size=block_size, init_std=init_std, dtype=torch.float16 if fp16 else torch.bfloat16,
-                   device=device)
+        if ignored:
+            from .runtime import MoejitWarning
+
+            warnings.warn(f"dMoE.from_megablocks ignores {', '.join(sorted(ignored))}: moejit's dMoE is dropless "
+                          "(no capacity factor) and has no setting for the others", MoejitWarning, stacklevel=2)
+        return cls(hidden_size, ffn_hidden_size, moe_num_experts, moe_top_k,
+                   activation=_activation_name(activation_fn), glu=mlp_type == "glu", bias=bias,
+                   normalize_expert_weights=moe_normalize_expert_weights, router_jitter=moe_jitter_eps or 0.0,
+                   load_balancing_loss_weight=moe_loss_weight, block_size=block_size, init_std=init_std,
+                   dtype=torch.float16 if fp16 else torch.bfloat16, device=device,
+                   expert_parallel_group=expert_parallel_group if moe_expert_model_parallelism else None)
 
     @property
     def num_local_experts(self) -> int:
@@ -297,5 +357,5 @@ def collect_load_balancing_loss(model: torch.nn.Module) -> Optional[torch.Tensor
     return torch.stack(losses).mean() if losses else None
 
 
-__all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "router_probabilities", "chosen_expert_weights",
+__all__ = ["dMoE", "collect_load_balancing_loss", "load_balancing_loss", "init_weights", "router_probabilities", "chosen_expert_weights",
            "activation_function"]

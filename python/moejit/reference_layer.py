@@ -18,7 +18,8 @@ import torch
 from .exchange_traffic import ExchangeTraffic
 from .expert_parallel import LocalExperts, chunk_boundaries, expert_parallel_moe
 from .expert_sharding import ExpertSharding
-from .layer import activation_function, chosen_expert_weights, dMoE, load_balancing_loss, router_probabilities
+from .layer import (activation_function, chosen_expert_weights, dMoE, init_weights, load_balancing_loss,
+                    router_probabilities)
 
 
 def reference_expert_mlp(activation_fn: Callable[[torch.Tensor], torch.Tensor], glu: bool,
@@ -45,13 +46,16 @@ def reference_expert_mlp(activation_fn: Callable[[torch.Tensor], torch.Tensor], 
 
 class ReferenceMoE(torch.nn.Module):
     """Same parameters and options as dMoE (see moejit.layer), any float dtype, any device;
-    expert_parallel_group and exchange_chunks as dMoE's."""
+    expert_parallel_group and exchange_chunks as dMoE's. Built directly, its router and
+    expert weights are drawn from N(0, init_std) as dMoE's are; `ReferenceMoE.like(layer)`
+    copies a dMoE's. In float64 every step is float64 (the router's softmax too), so
+    torch.autograd.gradcheck applies."""
 
     def __init__(self, hidden_size: int, ffn_hidden_size: int, num_experts: int, top_k: int, *,
                  activation: str = "gelu", glu: bool = False, bias: bool = False,
                  normalize_expert_weights: Optional[float] = None, load_balancing_loss_weight: float = 0.1,
-                 dtype: torch.dtype = torch.float32, device=None, expert_parallel_group: Any = None,
-                 exchange_chunks: int = 1) -> None:
+                 init_std: float = 0.02, dtype: torch.dtype = torch.float32, device=None,
+                 expert_parallel_group: Any = None, exchange_chunks: int = 1) -> None:
         super().__init__()
         chunk_boundaries(1, exchange_chunks)   # validates it
         self.expert_sharding = ExpertSharding.of(expert_parallel_group, num_experts)
@@ -71,6 +75,7 @@ class ReferenceMoE(torch.nn.Module):
         self.v1 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory)) if glu else None
         self.w2 = torch.nn.Parameter(torch.empty(rows, hidden_size, **factory))
         self.bias = torch.nn.Parameter(torch.zeros(hidden_size, **factory)) if bias else None
+        init_weights([self.router.weight, self.w1, self.v1, self.w2], init_std)
 
     @property
     def num_local_experts(self) -> int:

@@ -121,7 +121,7 @@ class Runtime:
     def __init__(
         self,
         templates_dir: Optional[str] = None,
-        nvrtc_candidates: Optional[list[str]] = None,
+        nvrtc_wheels: Optional[list[str]] = None,
         line_info: Optional[bool] = None,
         database: Union[str, _core.KernelDbConfig, None] = "environment",
         debug: Optional[bool] = None,
@@ -144,7 +144,7 @@ class Runtime:
         self.ablate = ablate
         self.core = _core.JitRuntime(
             templates_dir or _paths.templates_dir(),
-            _paths.nvrtc_candidates() if nvrtc_candidates is None else nvrtc_candidates,
+            _paths.nvrtc_wheels() if nvrtc_wheels is None else nvrtc_wheels,
             line_info,
             database,
             _warn,

@@ -190,9 +190,21 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runtime";
   m.attr("__version__") = MOEJIT_VERSION;
 
-  auto spec_error = py::register_exception<SpecError>(m, "SpecError", PyExc_ValueError);
+  static py::handle spec_error_type = py::register_exception<SpecError>(m, "SpecError", PyExc_ValueError).ptr();
   py::register_exception<CompileError>(m, "CompileError", PyExc_RuntimeError);
-  (void)spec_error;
+  // Registered after register_exception's own translator, so tried first: the raised
+  // SpecError carries the offending field, its value and what is allowed as attributes.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const SpecError& e) {
+      py::object error = py::reinterpret_borrow<py::object>(spec_error_type)(e.what());
+      error.attr("field") = e.field();
+      error.attr("value") = e.value();
+      error.attr("expected") = e.expected();
+      PyErr_SetObject(spec_error_type.ptr(), error.ptr());
+    }
+  });
 
   py::enum_<DType>(m, "DType").value("bf16", DType::bf16).value("fp16", DType::fp16);
   py::enum_<OpKind>(m, "OpKind")
@@ -224,6 +236,19 @@ PYBIND11_MODULE(_core, m) {
         py::arg("op"), py::arg("trans_a"), py::arg("trans_b"),
         "Which extent (m, n or k) of the op varies with the token count.");
   m.attr("DYNAMIC") = kDynamic;
+  m.def(
+      "nvrtc_search_order",
+      [](const std::vector<std::string>& wheels, std::optional<std::string> build_toolkit) {
+        std::vector<std::pair<std::string, std::string>> out;
+        for (const NvrtcCandidate& c : nvrtc_search_order(wheels, build_toolkit.value_or(build_toolkit_root()))) {
+          out.emplace_back(c.path, c.reason);
+        }
+        return out;
+      },
+      py::arg("wheels"), py::arg("build_toolkit") = std::nullopt,
+      "The (path, reason) pairs NVRTC is looked for at, in order, given pip wheels' libnvrtc files; the first "
+      "that opens is used. build_toolkit: the toolkit root moejit was built with (default: this build's).");
+  m.def("build_toolkit_root", &build_toolkit_root, "The CUDA toolkit root this build of moejit was configured with.");
 
   py::class_<Target>(m, "Target")
       .def(py::init(&parse_target), py::arg("text"))
@@ -407,13 +432,13 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<JitRuntime>(m, "JitRuntime")
-      .def(py::init([](const std::string& templates_dir, const std::vector<std::string>& nvrtc_candidates,
+      .def(py::init([](const std::string& templates_dir, const std::vector<std::string>& nvrtc_wheels,
                        bool line_info, std::optional<KernelDbConfig> database, WarningHandler warn,
                        const std::vector<std::string>& extra_options, const std::string& dump_dir,
                        const std::string& failure_dir, std::function<void(const std::string&)> log) {
              JitOptions options;
              options.templates_dir = templates_dir;
-             options.nvrtc_candidates = nvrtc_candidates;
+             options.nvrtc_wheels = nvrtc_wheels;
              options.compile.line_info = line_info;
              options.compile.extra_options = extra_options;
              options.database = std::move(database);
@@ -423,7 +448,7 @@ PYBIND11_MODULE(_core, m) {
              options.log = std::move(log);
              return std::make_unique<JitRuntime>(std::move(options));
            }),
-           py::arg("templates_dir"), py::arg("nvrtc_candidates") = std::vector<std::string>{},
+           py::arg("templates_dir"), py::arg("nvrtc_wheels") = std::vector<std::string>{},
            py::arg("line_info") = false, py::arg("database") = std::nullopt, py::arg("warn") = nullptr,
            py::arg("extra_options") = std::vector<std::string>{}, py::arg("dump_dir") = "",
            py::arg("failure_dir") = "", py::arg("log") = nullptr)
@@ -442,6 +467,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("templates_hash", [](const JitRuntime& r) { return r.templates().content_hash_hex(); })
       .def_property_readonly("nvrtc_version", [](JitRuntime& r) { return r.nvrtc().version(); })
       .def_property_readonly("nvrtc_path", [](JitRuntime& r) { return r.nvrtc().path(); })
+      .def_property_readonly("nvrtc_reason", [](JitRuntime& r) { return r.nvrtc().reason(); },
+                             "Why this NVRTC was chosen (see nvrtc_search_order).")
       .def_property_readonly("driver_version", [](JitRuntime& r) { return r.driver().version(); })
       .def("compile_options", [](JitRuntime& r, const KernelSpec& s) { return r.compiler().options(s, r.options().compile); },
            py::arg("spec"))
@@ -483,4 +510,27 @@ PYBIND11_MODULE(_core, m) {
       .def("launch_activation", &launch_activation, py::arg("spec"), py::arg("h"), py::arg("gate"), py::arg("grad"),
            py::arg("out"), py::arg("out_gate"), py::arg("live_nnz"), py::arg("capacity_blocks"), py::arg("device"),
            py::arg("stream"));
+
+  // Docstrings of the public exceptions and value types (help(moejit.KernelSpec) and the like).
+  const std::pair<const char*, const char*> docs[] = {
+      {"SpecError",
+       "An invalid or malformed kernel spec, tile or layer shape (a ValueError). The message names the field, "
+       "its value and what is allowed; raised from C++ it also has the attributes field, value and expected."},
+      {"CompileError",
+       "NVRTC rejected a generated kernel (a RuntimeError). The message names the kernel, its target and spec, "
+       "and quotes NVRTC's log with the generated and template source lines it points at."},
+      {"KernelSpec",
+       "One kernel: op (sdd, dsd, dds or a routing op), its compile-time extents m, n, k (the one that varies "
+       "with the token count is DYNAMIC), transposes, dtype, block size, target, kernel family and tile. A "
+       "plain value: text() is its canonical form (KernelSpec.parse reads it back) and its hash is the "
+       "kernel database key. Build one with moejit.kernel_spec(...)."},
+      {"Target",
+       "A compile target, such as Target('sm_90a') (Hopper's architecture-specific features) or "
+       "Target('sm_80'): compute capability major.minor and whether it is arch-specific (the 'a' suffix)."},
+      {"TileConfig",
+       "How one thread block computes its part of C: tile_m x tile_n x tile_k elements, stages of the "
+       "shared-memory pipeline, warps_m x warps_n warps, and for the wgmma family pingpong and clusters. "
+       "Text form MxNxK.sS.wWMxWN[.cC|.cCMxCN][.pingpong], as TileConfig.parse reads and text() writes."},
+  };
+  for (const auto& [name, doc] : docs) m.attr(name).attr("__doc__") = doc;
 }

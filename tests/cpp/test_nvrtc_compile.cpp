@@ -238,16 +238,14 @@ void compile_and_check_all(const KernelCompiler& compiler, const std::vector<Ker
   CHECK(names.size() == specs.size());
 }
 
-TEST_CASE("every op x transpose x dtype x block compiles for sm_90a without spills") {
-  const KernelCompiler compiler(nvrtc(), templates());
-  std::vector<KernelSpec> specs;
-  for (const KernelSpec& s : test::moe_spec_grid(test::sm_90a())) specs.push_back(with_heuristic_tile(s));
-  REQUIRE(specs.size() == 48);
-  compile_and_check_all(compiler, specs, "kernels");
+// Half `part` (0 or 1) of `specs`: the longest compile tests run as two test cases, which
+// tests/meson.build registers as two meson tests, so progress shows as each half ends.
+std::vector<KernelSpec> half(const std::vector<KernelSpec>& specs, int part) {
+  const auto middle = specs.begin() + static_cast<std::ptrdiff_t>(specs.size() / 2);
+  return part == 0 ? std::vector<KernelSpec>(specs.begin(), middle) : std::vector<KernelSpec>(middle, specs.end());
 }
 
-TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a without spills") {
-  const KernelCompiler compiler(nvrtc(), templates());
+std::vector<KernelSpec> wgmma_tile_specs() {
   std::vector<KernelSpec> specs = test::wgmma_spec_grid();
   REQUIRE(specs.size() == 48);
   // Beyond the heuristic tiles: every tile shape the search space may pick, at the
@@ -265,11 +263,10 @@ TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a withou
       if (std::find(specs.begin(), specs.end(), s) == specs.end()) specs.push_back(s);
     }
   }
-  compile_and_check_all(compiler, specs, "wgmma kernels");
+  return specs;
 }
 
-TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd clusters) compiles without spills") {
-  const KernelCompiler compiler(nvrtc(), templates());
+std::vector<KernelSpec> wgmma_schedule_specs() {
   const std::vector<KernelSpec> specs = test::wgmma_schedule_grid();
   // 15: dsd's three cluster tiles along N, 15 its three along M; 5: its 128x256 tile; 10:
   // sdd's third tile for two block sizes
@@ -278,7 +275,35 @@ TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd c
     CAPTURE(s);
     REQUIRE_NOTHROW(validate(s));
   }
-  compile_and_check_all(compiler, specs, "wgmma schedule kernels");
+  return specs;
+}
+
+TEST_CASE("every op x transpose x dtype x block compiles for sm_90a without spills") {
+  const KernelCompiler compiler(nvrtc(), templates());
+  std::vector<KernelSpec> specs;
+  for (const KernelSpec& s : test::moe_spec_grid(test::sm_90a())) specs.push_back(with_heuristic_tile(s));
+  REQUIRE(specs.size() == 48);
+  compile_and_check_all(compiler, specs, "kernels");
+}
+
+TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a without spills, first half") {
+  compile_and_check_all(KernelCompiler(nvrtc(), templates()), half(wgmma_tile_specs(), 0), "wgmma kernels");
+}
+
+TEST_CASE("every wgmma op x transpose x dtype x block compiles for sm_90a without spills, second half") {
+  compile_and_check_all(KernelCompiler(nvrtc(), templates()), half(wgmma_tile_specs(), 1), "wgmma kernels");
+}
+
+TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd clusters) compiles without spills, "
+          "first half") {
+  compile_and_check_all(KernelCompiler(nvrtc(), templates()), half(wgmma_schedule_specs(), 0),
+                        "wgmma schedule kernels");
+}
+
+TEST_CASE("every wgmma schedule (pingpong, sdd block pairs, 256-row tiles, dsd clusters) compiles without spills, "
+          "second half") {
+  compile_and_check_all(KernelCompiler(nvrtc(), templates()), half(wgmma_schedule_specs(), 1),
+                        "wgmma schedule kernels");
 }
 
 TEST_CASE("compiles for sm_80, with line info") {

@@ -97,7 +97,7 @@ def test_show_lists_the_tuners_final_first(cache, capsys, monkeypatch):
          "final_score": 0.98, "final_times": [0.52]},
         {"tile": "64x128x32.s3.w2x2", "ms": None, "failure": "spills (8 bytes)", "registers": 255}])
     assert runtime.record_tuning(entry)
-    assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
+    assert main(["show", "--spec", SPEC]) == 0
     out = capsys.readouterr().out
     rows = out.split("== tuning results")[1].split("== source")[0].strip().splitlines()[1:]
     assert [r.split()[0] for r in rows] == ["128x64x32.s4.w2x2", "128x128x64.s3.w2x2", "64x64x32.s3.w2x2",
@@ -107,10 +107,13 @@ def test_show_lists_the_tuners_final_first(cache, capsys, monkeypatch):
 
 
 def test_show_prints_plain_text_when_piped_and_json(cache, capsys):
-    assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
+    assert main(["show", "--spec", SPEC]) == 0
     out = capsys.readouterr().out
     assert "\033[" not in out   # no colours when not a terminal
-    assert "registers" in out and "== source" in out and "== ptx" not in out
+    assert "registers" in out and "== source" in out and "== ptx" in out
+    # One section alone is that text and nothing else.
+    assert main(["show", "--spec", SPEC, "--section", "source"]) == 0
+    assert capsys.readouterr().out == moejit.generate_source(_core.KernelSpec.parse(SPEC)).source
     assert main(["show", "--spec", SPEC, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["name"] == "sdd_nt_bf16_b128_n512_k256" and data["occupancy"]["blocks_per_sm"] >= 1
