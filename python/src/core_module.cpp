@@ -104,6 +104,13 @@ void bind_kernel_db(py::module_& m) {
   py::register_exception<KernelDbError>(m, "KernelDbError", PyExc_RuntimeError);
 
   py::class_<KernelKey>(m, "KernelKey")
+      .def(py::init([](std::string spec_text, std::string target, std::string template_hash,
+                       std::string nvrtc_version, std::string compile_options, std::string moejit_version) {
+             return KernelKey{std::move(spec_text), std::move(target), std::move(template_hash),
+                              std::move(nvrtc_version), std::move(compile_options), std::move(moejit_version)};
+           }),
+           py::arg("spec_text"), py::arg("target"), py::arg("template_hash"), py::arg("nvrtc_version"),
+           py::arg("compile_options"), py::arg("moejit_version"))
       .def_readonly("spec_text", &KernelKey::spec_text)
       .def_readonly("target", &KernelKey::target)
       .def_readonly("template_hash", &KernelKey::template_hash)
@@ -144,7 +151,15 @@ void bind_kernel_db(py::module_& m) {
       .def_readonly("integrity_ok", &VerifyReport::integrity_ok)
       .def_readonly("integrity_message", &VerifyReport::integrity_message)
       .def_readonly("kernels", &VerifyReport::kernels)
-      .def_readonly("damaged", &VerifyReport::damaged);
+      .def_readonly("damaged", &VerifyReport::damaged)
+      .def_readonly("reasons", &VerifyReport::reasons)
+      .def_readonly("unreadable", &VerifyReport::unreadable);
+
+  py::class_<SalvageReport>(m, "SalvageReport")
+      .def_readonly("copied", &SalvageReport::copied)
+      .def_readonly("dropped", &SalvageReport::dropped)
+      .def_readonly("unreadable", &SalvageReport::unreadable)
+      .def_readonly("tunings", &SalvageReport::tunings);
 
   py::class_<KernelDb>(m, "KernelDb")
       .def(py::init<const std::string&, bool, int>(), py::arg("path"), py::arg("read_only") = false,
@@ -152,11 +167,18 @@ void bind_kernel_db(py::module_& m) {
       .def_readonly_static("SCHEMA_VERSION", &KernelDb::kSchemaVersion)
       .def_property_readonly("path", &KernelDb::path)
       .def_property_readonly("read_only", &KernelDb::read_only)
+      .def_property_readonly("immutable", &KernelDb::immutable)
       .def_property_readonly("schema_version", &KernelDb::schema_version)
       .def("find", [](KernelDb& db, const KernelKey& key) -> std::shared_ptr<CompiledKernel> {
              auto hit = db.find(key);
              return hit ? shared(std::move(*hit)) : nullptr;
            }, py::arg("key"))
+      .def("check", [](KernelDb& db, const std::string& hash) -> py::object {
+             std::string rejected;
+             if (db.load(hash, &rejected)) return py::none();
+             if (rejected.empty()) throw py::key_error(hash);
+             return py::str(rejected);
+           }, py::arg("key_hash"), "Why the stored kernel fails its integrity check, or None if it passes.")
       .def("insert", [](KernelDb& db, const KernelKey& key, const CompiledKernel& k) { return db.insert(key, k); },
            py::arg("key"), py::arg("kernel"))
       .def("entries", &KernelDb::entries)
@@ -170,6 +192,8 @@ void bind_kernel_db(py::module_& m) {
       .def("evict_to", &KernelDb::evict_to, py::arg("max_bytes"))
       .def("prune_older_than", &KernelDb::prune_older_than, py::arg("max_age_seconds"))
       .def("verify", &KernelDb::verify)
+      .def("quick_check", &KernelDb::quick_check)
+      .def("salvage_into", &KernelDb::salvage_into, py::arg("destination"))
       .def("put_tuning", &KernelDb::put_tuning, py::arg("entry"))
       .def("tunings", &KernelDb::tunings)
       .def("copy_into", &KernelDb::copy_into, py::arg("destination"), py::arg("keep"));
