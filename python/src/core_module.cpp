@@ -4,7 +4,10 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <fmt/format.h>
+
 #include <cstdint>
+#include <limits>
 
 #include "autotune/search_space.hpp"
 #include "autotune/tile_heuristics.hpp"
@@ -94,6 +97,42 @@ void launch_activation(JitRuntime& runtime, const KernelSpec& spec, std::uintptr
   p.capacity_blocks = capacity_blocks;
   py::gil_scoped_release release;
   runtime.launch_activation(spec, p, device, reinterpret_cast<CUstream>(stream));
+}
+
+// Strict conversions at the spec boundary: Python's bool is an int and a float converts to
+// one, so plain casters would take trans_b=1, n=256.5 or n=True as something else.
+std::string shown(py::handle value) { return py::repr(value).cast<std::string>(); }
+
+bool spec_flag(const char* field, py::handle value) {
+  if (!py::isinstance<py::bool_>(value)) throw SpecError(field, shown(value), "True or False");
+  return value.cast<bool>();
+}
+
+constexpr std::int64_t kMaxExtent = std::numeric_limits<std::int32_t>::max();
+
+std::int64_t spec_integer(const char* field, py::handle value, std::int64_t low, std::int64_t high,
+                          const std::string& expected) {
+  if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr())) {
+    throw SpecError(field, shown(value), expected);
+  }
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0 || v < low || v > high) throw SpecError(field, shown(value), expected);
+  return v;
+}
+
+std::int64_t spec_extent(const char* field, py::handle value) {
+  const std::string expected =
+      fmt::format("an integer from 1 to {} (or DYNAMIC for the extent that varies)", kMaxExtent);
+  const std::int64_t v = spec_integer(field, value, kDynamic, kMaxExtent, expected);
+  if (v == 0) throw SpecError(field, shown(value), expected);
+  return v;
+}
+
+int spec_count(const char* field, py::handle value) {
+  return static_cast<int>(spec_integer(field, value, 0, kMaxExtent, fmt::format("an integer from 0 to {}", kMaxExtent)));
 }
 
 std::shared_ptr<CompiledKernel> shared(CompiledKernel kernel) {
@@ -295,20 +334,32 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<>())
       .def_static("parse", &parse_kernel_spec, py::arg("text"))
       .def_readwrite("op", &KernelSpec::op)
-      .def_readwrite("trans_a", &KernelSpec::trans_a)
-      .def_readwrite("trans_b", &KernelSpec::trans_b)
+      .def_property("trans_a", [](const KernelSpec& s) { return s.trans_a; },
+                    [](KernelSpec& s, py::handle v) { s.trans_a = spec_flag("trans_a", v); })
+      .def_property("trans_b", [](const KernelSpec& s) { return s.trans_b; },
+                    [](KernelSpec& s, py::handle v) { s.trans_b = spec_flag("trans_b", v); })
       .def_readwrite("dtype", &KernelSpec::dtype)
-      .def_readwrite("block_size", &KernelSpec::block_size)
-      .def_readwrite("m", &KernelSpec::m)
-      .def_readwrite("n", &KernelSpec::n)
-      .def_readwrite("k", &KernelSpec::k)
+      .def_property("block_size", [](const KernelSpec& s) { return s.block_size; },
+                    [](KernelSpec& s, py::handle v) {
+                      s.block_size = static_cast<int>(
+                          spec_integer("block_size", v, 1, kMaxExtent, "a block size such as 64 or 128"));
+                    })
+      .def_property("m", [](const KernelSpec& s) { return s.m; },
+                    [](KernelSpec& s, py::handle v) { s.m = spec_extent("m", v); })
+      .def_property("n", [](const KernelSpec& s) { return s.n; },
+                    [](KernelSpec& s, py::handle v) { s.n = spec_extent("n", v); })
+      .def_property("k", [](const KernelSpec& s) { return s.k; },
+                    [](KernelSpec& s, py::handle v) { s.k = spec_extent("k", v); })
       .def_readwrite("tile", &KernelSpec::tile)
       .def_readwrite("family", &KernelSpec::family)
       .def_readwrite("target", &KernelSpec::target)
-      .def_readwrite("experts", &KernelSpec::experts)
-      .def_readwrite("top_k", &KernelSpec::top_k)
+      .def_property("experts", [](const KernelSpec& s) { return s.experts; },
+                    [](KernelSpec& s, py::handle v) { s.experts = spec_count("experts", v); })
+      .def_property("top_k", [](const KernelSpec& s) { return s.top_k; },
+                    [](KernelSpec& s, py::handle v) { s.top_k = spec_count("top_k", v); })
       .def_readwrite("activation", &KernelSpec::activation)
-      .def_readwrite("glu", &KernelSpec::glu)
+      .def_property("glu", [](const KernelSpec& s) { return s.glu; },
+                    [](KernelSpec& s, py::handle v) { s.glu = spec_flag("glu", v); })
       .def_property_readonly("threads", &KernelSpec::threads, "Threads of one thread block of the kernel.")
       .def_property_readonly("shared_bytes", &KernelSpec::shared_bytes,
                              "Dynamic shared memory of one thread block of the kernel.")
@@ -333,7 +384,14 @@ PYBIND11_MODULE(_core, m) {
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })
       .def("__repr__", [](const KernelSpec& s) { return "KernelSpec('" + s.text() + "')"; });
 
-  m.def("routing_spec", &routing_spec, py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
+  m.def("routing_spec",
+        [](OpKind op, const Target& target, py::handle experts, py::handle top_k, py::handle n, py::handle block_size,
+           DType dtype, Activation activation, py::handle glu) {
+          return routing_spec(op, target, spec_count("experts", experts), spec_count("top_k", top_k),
+                              spec_count("n", n), spec_count("block_size", block_size), dtype, activation,
+                              spec_flag("glu", glu));
+        },
+        py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
         py::arg("n") = 0, py::arg("block_size") = 0, py::arg("dtype") = DType::bf16,
         py::arg("activation") = Activation::gelu, py::arg("glu") = false,
         "A routing, permutation or activation kernel spec; fields the op does not use are ignored.");
