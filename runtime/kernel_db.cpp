@@ -69,6 +69,12 @@ KernelEntry read_entry(const sqlite::Statement& s) {
 
 std::string cubin_hash(const std::string& cubin) { return hex64(fnv1a64(cubin)); }
 
+// SQLite's check messages span lines; warnings and reports want one.
+std::string one_line(std::string text) {
+  for (char& c : text) c = c == '\n' ? ' ' : c;
+  return text;
+}
+
 // The row's columns after kKernelColumns, in row_query's order.
 constexpr int kCubinColumn = 20;
 
@@ -250,8 +256,10 @@ void KernelDb::drop(const std::string& key_hash) {
   if (read_only_) return;
   try {
     remove(key_hash);
-  } catch (const sqlite::Error&) {
+  } catch (const sqlite::Error& e) {
     // Could not write: the caller compiles anyway, and the row is checked again next time.
+    // Damaged pages under the row are the caller's to recover from.
+    if (e.corrupt()) throw;
   }
 }
 
@@ -369,7 +377,7 @@ VerifyReport KernelDb::verify() {
   try {
     sqlite::Statement check = db_->prepare("PRAGMA integrity_check");
     std::string message;
-    while (check.step()) message += (message.empty() ? "" : "; ") + check.text(0);
+    while (check.step()) message += (message.empty() ? "" : "; ") + one_line(check.text(0));
     report.integrity_ok = message == "ok";
     report.integrity_message = message;
   } catch (const sqlite::Error& e) {
@@ -408,7 +416,7 @@ std::string KernelDb::quick_check() {
   try {
     sqlite::Statement check = db_->prepare("PRAGMA quick_check");
     std::string message;
-    while (check.step()) message += (message.empty() ? "" : "; ") + check.text(0);
+    while (check.step()) message += (message.empty() ? "" : "; ") + one_line(check.text(0));
     return message;
   } catch (const sqlite::Error& e) {
     return e.what();

@@ -27,11 +27,6 @@ std::string env(const char* name) {
   return v ? std::string(v) : std::string();
 }
 
-// SQLite's quick_check reads every page: at every start for caches up to this size, where
-// it costs a fraction of one kernel's compile. Damage in larger caches is found when a
-// read hits it, and by `moejit db verify`.
-constexpr std::uintmax_t kQuickCheckMaxBytes = 256ull << 20;
-
 using FileId = std::pair<unsigned long, unsigned long>;
 
 FileId file_id(const std::string& path) {
@@ -195,7 +190,7 @@ bool KernelDbStack::open_cache_file() {
   cache_writes_ok_ = true;
   std::error_code ec;
   const std::uintmax_t size = fs::file_size(path, ec);
-  if (!ec && size <= kQuickCheckMaxBytes) {
+  if (!ec && static_cast<std::int64_t>(size) <= config_.quick_check_max_bytes) {
     const std::string check = cache_->quick_check();
     if (check != "ok") return recover_cache(fmt::format("SQLite's quick_check: {}", check));
   }
@@ -225,7 +220,8 @@ bool KernelDbStack::recover_cache(const std::string& what) {
   }
   // A WAL holds committed writes not yet in the file: it goes with it, for the salvage.
   const std::string wal = path + "-wal";
-  if (fs::exists(wal, ec) && fs::file_size(wal, ec) > 0 && !ec) fs::rename(wal, aside + "-wal", ec);
+  constexpr std::uintmax_t kWalHeaderBytes = 32;   // a WAL this size holds no frame
+  if (fs::exists(wal, ec) && fs::file_size(wal, ec) > kWalHeaderBytes && !ec) fs::rename(wal, aside + "-wal", ec);
   else fs::remove(wal, ec);
   fs::remove(path + "-shm", ec);
   if (!open_cache_file()) {

@@ -34,6 +34,10 @@ struct KernelDbConfig {
   std::vector<std::string> read_only_paths;    // searched after the cache, in this order
   std::int64_t cache_max_bytes = 4ll << 30;    // LRU eviction above this size
   int busy_timeout_ms = 60000;
+  // SQLite's quick_check reads every page: it runs at every opening of a cache up to this
+  // size, where it costs a fraction of one kernel's compile. Damage in a larger cache is
+  // found when a read hits it, and by `moejit db verify`.
+  std::int64_t quick_check_max_bytes = 256ll << 20;
 
   // MOEJIT_CACHE_DIR (or $XDG_CACHE_HOME/moejit, or ~/.cache/moejit; "none" disables the
   // cache) holds kernels.sqlite; MOEJIT_KERNEL_DB is a ':'-separated list of read-only

@@ -244,7 +244,8 @@ void bind_kernel_db(py::module_& m) {
       .def_readwrite("cache_path", &KernelDbConfig::cache_path)
       .def_readwrite("read_only_paths", &KernelDbConfig::read_only_paths)
       .def_readwrite("cache_max_bytes", &KernelDbConfig::cache_max_bytes)
-      .def_readwrite("busy_timeout_ms", &KernelDbConfig::busy_timeout_ms);
+      .def_readwrite("busy_timeout_ms", &KernelDbConfig::busy_timeout_ms)
+      .def_readwrite("quick_check_max_bytes", &KernelDbConfig::quick_check_max_bytes);
 }
 
 }  // namespace

@@ -247,6 +247,45 @@ TEST_CASE("a damaged page: the cache is moved aside once, its intact kernels kep
   CHECK(report.damaged.empty());
 }
 
+TEST_CASE("damage a read runs into (no quick_check at open) gets the same recovery, and no wrong kernel") {
+  // A cache above quick_check_max_bytes: damage shows only where a lookup or a write
+  // touches it. Pages at several places, so some fall on the table's structure.
+  for (const double fraction : {0.1, 0.4, 0.7, 0.95}) {
+    CAPTURE(fraction);
+    TempDir dir;
+    const std::string path = dir.file("kernels.sqlite");
+    constexpr int kKernels = 40;
+    KernelDbConfig config = cache_config(path);
+    config.quick_check_max_bytes = 0;
+    {
+      KernelDbStack stack(config, nullptr);
+      for (int i = 0; i < kKernels; ++i) stack.insert(key_of(spec_of(i)), kernel_of(spec_of(i), i));
+    }
+    damage_page(path, fraction);
+    std::vector<std::string> warnings;
+    KernelDbStack stack(config, [&](const std::string& w) { warnings.push_back(w); });
+    int hits = 0;
+    for (int i = 0; i < kKernels; ++i) {
+      if (auto hit = stack.find(key_of(spec_of(i)))) {
+        ++hits;
+        CHECK(hit->cubin == kernel_of(spec_of(i), i).cubin);
+        CHECK(hit->threads == spec_of(i).threads());
+      } else {
+        stack.insert(key_of(spec_of(i)), kernel_of(spec_of(i), i));
+      }
+    }
+    CHECK(hits >= kKernels - 3);
+    // At most one warning per damaged row, and at most one move aside.
+    CHECK(warnings.size() <= 3);
+    int moved = 0;
+    for (const std::string& w : warnings) moved += w.find("moved it to") != std::string::npos ? 1 : 0;
+    CHECK(moved <= 1);
+    // Afterwards every kernel is served from the cache.
+    KernelDbStack later(config, nullptr);
+    for (int i = 0; i < kKernels; ++i) CHECK(later.find(key_of(spec_of(i))));
+  }
+}
+
 TEST_CASE("salvage copies what SQLite still reads and drops rows that fail their check") {
   TempDir dir;
   const std::string path = dir.file("kernels.sqlite");

@@ -226,12 +226,16 @@ def _run_reader(args, env):
 def test_read_only_cache_serves_its_kernels_and_the_cli_reads_it(tmp_path):
     cache = str(tmp_path / "cache")
     path = _filled_cache(cache, n=3)
+    # As a pre-warmed cache ships: a WAL-mode file alone, no -wal or -shm beside it (so a
+    # reader cannot set up WAL's shared memory in the read-only directory).
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    assert os.listdir(cache) == ["kernels.sqlite"]
     home = str(tmp_path / "home")
     os.makedirs(home)
     out = os.path.join(home, "report.json")
-    for p in [path, path + ".lock", path + "-shm"]:
-        if os.path.exists(p):
-            os.chmod(p, 0o444)
+    os.chmod(path, 0o444)
     os.chmod(cache, 0o555)
     try:
         env = dict(os.environ, MOEJIT_CACHE_DIR=cache, HOME=home)
