@@ -74,7 +74,7 @@ std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec
     std::optional<CompiledKernel> hit = database_->find(key);
     if (!hit) {
       // Another process may be compiling it right now: wait for it, then look again.
-      const CompileLock lock = database_->lock_compile(key);
+      const CacheLock lock = database_->lock_compile(key);
       if (lock.held()) hit = database_->find(key);
       if (!hit) {
         kernel = std::make_shared<const CompiledKernel>(compile_with_nvrtc(spec));

@@ -39,6 +39,8 @@ constexpr const char* kMigrations[] = {
          best_tile TEXT NOT NULL, best_ms REAL NOT NULL, candidates_json TEXT NOT NULL, tuned_at REAL NOT NULL,
          template_hash TEXT NOT NULL, nvrtc_version TEXT NOT NULL, moejit_version TEXT NOT NULL,
          PRIMARY KEY(problem, target, gpu_name, token_bucket, template_hash, nvrtc_version, moejit_version));)",
+    // 2 -> 3: the record hash; add_record_hashes() fills it for the rows already there.
+    R"(ALTER TABLE kernels ADD COLUMN record_hash TEXT NOT NULL DEFAULT '';)",
 };
 static_assert(std::size(kMigrations) == KernelDb::kSchemaVersion);
 
@@ -67,21 +69,66 @@ KernelEntry read_entry(const sqlite::Statement& s) {
 
 std::string cubin_hash(const std::string& cubin) { return hex64(fnv1a64(cubin)); }
 
+// SQLite's check messages span lines; warnings and reports want one.
+std::string one_line(std::string text) {
+  for (char& c : text) c = c == '\n' ? ' ' : c;
+  return text;
+}
+
+// The row's columns after kKernelColumns, in row_query's order.
+constexpr int kCubinColumn = 20;
+
+StoredKernel read_stored(const sqlite::Statement& s) {
+  const KernelEntry e = read_entry(s);
+  StoredKernel row;
+  row.key_hash = e.key_hash;
+  row.key = e.key;
+  row.tile = e.tile;
+  CompiledKernel& k = row.kernel;
+  k.cubin = s.blob(kCubinColumn);
+  row.cubin_hash = s.text(kCubinColumn + 1);
+  k.source = s.text(kCubinColumn + 2);
+  k.ptx = s.text(kCubinColumn + 3);
+  k.log = s.text(kCubinColumn + 4);
+  row.record_hash = s.text(kCubinColumn + 5);
+  k.lowered_name = e.lowered_name;
+  k.resources = e.resources;
+  k.threads = e.threads;
+  k.dynamic_shared_bytes = e.dynamic_shared_bytes;
+  k.compile_ms = e.compile_ms;
+  const std::string& options = e.key.compile_options;
+  for (std::size_t start = 0; start < options.size();) {
+    std::size_t end = options.find('\n', start);
+    if (end == std::string::npos) end = options.size();
+    k.options.push_back(options.substr(start, end - start));
+    start = end + 1;
+  }
+  return row;
+}
+
+// Whether an error reading a read-only file means it needs immutable mode: a WAL file whose
+// -shm cannot be created beside it.
+bool needs_immutable(const sqlite::Error& e) {
+  return e.code() == SQLITE_CANTOPEN || e.code() == SQLITE_READONLY || e.read_only();
+}
+
 }  // namespace
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-KernelDb::KernelDb(const std::string& path, bool read_only, int busy_timeout_ms)
-    : db_(path, read_only, busy_timeout_ms), read_only_(read_only) {
+KernelDb::KernelDb(const std::string& path, bool read_only, int busy_timeout_ms) : read_only_(read_only) {
   try {
-    if (!read_only_) {
+    if (read_only_) {
+      open_read_only(path, busy_timeout_ms);
+    } else {
+      db_ = std::make_unique<sqlite::Connection>(path, sqlite::OpenMode::read_write, busy_timeout_ms);
       // Refuse another program's file (or a newer schema) before changing its journal mode.
       // One read transaction: version and tables from the same snapshot, even while another
       // process is creating the schema.
       {
-        sqlite::Transaction snapshot(db_, /*write=*/false);
+        sqlite::Transaction snapshot(*db_, /*write=*/false);
         schema_version_ = read_schema_version();
         if (schema_version_ == 0) require_empty();
         snapshot.commit();
@@ -90,8 +137,6 @@ KernelDb::KernelDb(const std::string& path, bool read_only, int busy_timeout_ms)
         enable_wal(busy_timeout_ms);
         create_or_migrate();
       }
-    } else {
-      schema_version_ = read_schema_version();
     }
   } catch (const sqlite::Error& e) {
     if (e.corrupt()) throw KernelDbError(KernelDbError::Reason::not_a_kernel_db,
@@ -110,12 +155,23 @@ KernelDb::KernelDb(const std::string& path, bool read_only, int busy_timeout_ms)
   }
 }
 
+void KernelDb::open_read_only(const std::string& path, int busy_timeout_ms) {
+  db_ = std::make_unique<sqlite::Connection>(path, sqlite::OpenMode::read_only, busy_timeout_ms);
+  try {
+    schema_version_ = read_schema_version();
+  } catch (const sqlite::Error& e) {
+    if (!needs_immutable(e)) throw;
+    db_ = std::make_unique<sqlite::Connection>(path, sqlite::OpenMode::immutable, busy_timeout_ms);
+    schema_version_ = read_schema_version();
+  }
+}
+
 int KernelDb::read_schema_version() {
-  sqlite::Statement s = db_.prepare("PRAGMA user_version");
+  sqlite::Statement s = db_->prepare("PRAGMA user_version");
   s.step();
   const int version = static_cast<int>(s.integer(0));
   if (version > 0) {
-    sqlite::Statement app = db_.prepare("SELECT value FROM meta WHERE key = 'application'");
+    sqlite::Statement app = db_->prepare("SELECT value FROM meta WHERE key = 'application'");
     if (!app.step() || app.text(0) != kApplicationId) {
       throw KernelDbError(KernelDbError::Reason::not_a_kernel_db,
                           fmt::format("{} is an SQLite file but not a moejit kernel database", path()));
@@ -126,7 +182,7 @@ int KernelDb::read_schema_version() {
 
 void KernelDb::require_empty() {
   // A fresh file has no tables; an SQLite file of some other program has some.
-  sqlite::Statement tables = db_.prepare("SELECT count(*) FROM sqlite_master");
+  sqlite::Statement tables = db_->prepare("SELECT count(*) FROM sqlite_master");
   tables.step();
   if (tables.integer(0) != 0) {
     throw KernelDbError(KernelDbError::Reason::not_a_kernel_db,
@@ -141,7 +197,7 @@ void KernelDb::enable_wal(int busy_timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
   for (;;) {
     try {
-      db_.exec("PRAGMA journal_mode=WAL");
+      db_->exec("PRAGMA journal_mode=WAL");
       break;
     } catch (const sqlite::Error& e) {
       if (!e.busy() || std::chrono::steady_clock::now() > deadline) throw;
@@ -150,91 +206,115 @@ void KernelDb::enable_wal(int busy_timeout_ms) {
   }
   // NORMAL is durable enough for a cache: a power cut can lose the last kernels, never
   // corrupt the file.
-  db_.exec("PRAGMA synchronous=NORMAL");
+  db_->exec("PRAGMA synchronous=NORMAL");
 }
 
 void KernelDb::create_or_migrate() {
-  sqlite::Transaction tx(db_);
+  sqlite::Transaction tx(*db_);
   schema_version_ = read_schema_version();   // again: another process may have migrated
   if (schema_version_ == 0) require_empty();
   if (schema_version_ > kSchemaVersion) return;   // refused by the constructor
-  for (int v = schema_version_; v < kSchemaVersion; ++v) db_.exec(kMigrations[v]);
-  if (schema_version_ != kSchemaVersion) db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
-  tx.commit();
+  const int from = schema_version_;
+  for (int v = from; v < kSchemaVersion; ++v) db_->exec(kMigrations[v]);
+  if (from != kSchemaVersion) db_->exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   schema_version_ = kSchemaVersion;
+  if (from >= 1 && from < 3) add_record_hashes();
+  tx.commit();
 }
 
-std::optional<CompiledKernel> KernelDb::find(const KernelKey& key) {
-  const std::string hash = key.hash_hex();
-  auto loaded = load(hash);
-  if (!loaded) {
-    // A row whose cubin no longer matches its hash is damaged: drop it (where we may) so
-    // the kernel compiled in its place can be stored, instead of being recompiled forever.
-    if (!read_only_ && contains(hash)) {
-      try {
-        remove(hash);
-      } catch (const sqlite::Error&) {
-        // Could not write: the caller compiles anyway.
-      }
+void KernelDb::add_record_hashes() {
+  // Rows of schema 2 had only their CUBIN hashed: each that passes the older check and the
+  // recomputed fields gets its record hash, the others go (and are compiled again).
+  std::vector<std::string> hashes;
+  sqlite::Statement s = db_->prepare("SELECT key_hash FROM kernels WHERE record_hash = ''");
+  while (s.step()) hashes.push_back(s.text(0));
+  for (const std::string& hash : hashes) {
+    std::optional<StoredKernel> row = read_row(hash);
+    if (!row) continue;
+    if (record_problem(*row)) {
+      remove(hash);
+      continue;
     }
+    sqlite::Statement set = db_->prepare("UPDATE kernels SET record_hash = ? WHERE key_hash = ?");
+    set.bind(1, record_hash(row->key, row->tile, row->kernel)).bind(2, hash).run();
+  }
+}
+
+std::string KernelDb::row_query(const char* where) const {
+  return fmt::format("SELECT {}, cubin, cubin_hash, source, ptx, log, {} FROM kernels {}", kKernelColumns,
+                     schema_version_ >= 3 ? "record_hash" : "''", where);
+}
+
+std::optional<StoredKernel> KernelDb::read_row(const std::string& key_hash) {
+  sqlite::Statement s = db_->prepare(row_query("WHERE key_hash = ?"));
+  s.bind(1, key_hash);
+  if (!s.step()) return std::nullopt;
+  return read_stored(s);
+}
+
+void KernelDb::drop(const std::string& key_hash) {
+  if (read_only_) return;
+  try {
+    remove(key_hash);
+  } catch (const sqlite::Error& e) {
+    // Could not write: the caller compiles anyway, and the row is checked again next time.
+    // Damaged pages under the row are the caller's to recover from.
+    if (e.corrupt()) throw;
+  }
+}
+
+std::optional<CompiledKernel> KernelDb::find(const KernelKey& key, std::string* rejected) {
+  const std::string hash = key.hash_hex();
+  std::optional<StoredKernel> row = read_row(hash);
+  if (!row) return std::nullopt;
+  if (auto problem = record_problem(*row)) {
+    // Dropped, so the kernel compiled in its place can be stored instead of being compiled
+    // again in every process.
+    drop(hash);
+    if (rejected) *rejected = std::move(*problem);
     return std::nullopt;
   }
-  if (!(loaded->first == key)) return std::nullopt;   // a hash collision: not this kernel
+  if (!(row->key == key)) return std::nullopt;   // an intact row of another key: a hash collision
   if (!read_only_) {
     try {
-      sqlite::Statement touch = db_.prepare("UPDATE kernels SET last_used_at = ? WHERE key_hash = ?");
+      sqlite::Statement touch = db_->prepare("UPDATE kernels SET last_used_at = ? WHERE key_hash = ?");
       touch.bind(1, unix_now()).bind(2, hash).run();
-    } catch (const sqlite::Error&) {
-      // Only the LRU order suffers (a full disk, a lock held too long): still a hit.
+    } catch (const sqlite::Error& e) {
+      // Only the LRU order suffers (a full disk, a lock held too long): still a hit. Damage
+      // is not ignored.
+      if (e.corrupt()) throw;
     }
   }
-  return std::move(loaded->second);
+  return std::move(row->kernel);
 }
 
 bool KernelDb::contains(const std::string& key_hash) {
-  sqlite::Statement s = db_.prepare("SELECT 1 FROM kernels WHERE key_hash = ?");
+  sqlite::Statement s = db_->prepare("SELECT 1 FROM kernels WHERE key_hash = ?");
   s.bind(1, key_hash);
   return s.step();
 }
 
-std::optional<std::pair<KernelKey, CompiledKernel>> KernelDb::load(const std::string& key_hash) {
-  sqlite::Statement s = db_.prepare(fmt::format(
-      "SELECT {}, cubin, cubin_hash, source, ptx, log FROM kernels WHERE key_hash = ?", kKernelColumns));
-  s.bind(1, key_hash);
-  if (!s.step()) return std::nullopt;
-  const KernelEntry e = read_entry(s);
-  CompiledKernel k;
-  k.cubin = s.blob(20);
-  if (cubin_hash(k.cubin) != s.text(21)) return std::nullopt;   // damaged: never hand it out
-  k.spec = parse_kernel_spec(e.key.spec_text);
-  k.source = s.text(22);
-  k.ptx = s.text(23);
-  k.log = s.text(24);
-  k.lowered_name = e.lowered_name;
-  k.resources = e.resources;
-  k.threads = e.threads;
-  k.dynamic_shared_bytes = e.dynamic_shared_bytes;
-  k.compile_ms = e.compile_ms;
-  std::string options = e.key.compile_options;
-  for (std::size_t start = 0; start < options.size();) {
-    std::size_t end = options.find('\n', start);
-    if (end == std::string::npos) end = options.size();
-    k.options.push_back(options.substr(start, end - start));
-    start = end + 1;
+std::optional<std::pair<KernelKey, CompiledKernel>> KernelDb::load(const std::string& key_hash,
+                                                                   std::string* rejected) {
+  std::optional<StoredKernel> row = read_row(key_hash);
+  if (!row) return std::nullopt;
+  if (auto problem = record_problem(*row)) {
+    if (rejected) *rejected = std::move(*problem);
+    return std::nullopt;
   }
-  return std::make_pair(e.key, std::move(k));
+  return std::make_pair(std::move(row->key), std::move(row->kernel));
 }
 
 bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
   const double now = unix_now();
   const std::int64_t size =
       static_cast<std::int64_t>(k.cubin.size() + k.source.size() + k.ptx.size() + k.log.size());
-  sqlite::Transaction tx(db_);
-  sqlite::Statement s = db_.prepare(
+  sqlite::Transaction tx(*db_);
+  sqlite::Statement s = db_->prepare(
       "INSERT OR IGNORE INTO kernels(key_hash, spec_text, target, template_hash, nvrtc_version, compile_options, "
       "moejit_version, tile, lowered_name, cubin, cubin_hash, source, ptx, log, registers, static_shared_bytes, "
       "stack_bytes, spill_store_bytes, spill_load_bytes, threads, dynamic_shared_bytes, compile_ms, created_at, "
-      "last_used_at, size_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "last_used_at, size_bytes, record_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, key.hash_hex()).bind(2, key.spec_text).bind(3, key.target).bind(4, key.template_hash);
   s.bind(5, key.nvrtc_version).bind(6, key.compile_options).bind(7, key.moejit_version);
   s.bind(8, k.spec.tile.text()).bind(9, k.lowered_name).bind_blob(10, k.cubin).bind(11, cubin_hash(k.cubin));
@@ -243,39 +323,39 @@ bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
   s.bind(17, std::int64_t{k.resources.stack_bytes}).bind(18, std::int64_t{k.resources.spill_store_bytes});
   s.bind(19, std::int64_t{k.resources.spill_load_bytes}).bind(20, std::int64_t{k.threads});
   s.bind(21, std::int64_t{k.dynamic_shared_bytes}).bind(22, k.compile_ms).bind(23, now).bind(24, now);
-  s.bind(25, size);
+  s.bind(25, size).bind(26, record_hash(key, k.spec.tile.text(), k));
   s.run();
-  const bool inserted = db_.changes() > 0;
+  const bool inserted = db_->changes() > 0;
   tx.commit();
   return inserted;
 }
 
 std::vector<KernelEntry> KernelDb::entries() {
   std::vector<KernelEntry> out;
-  sqlite::Statement s = db_.prepare(fmt::format("SELECT {} FROM kernels ORDER BY spec_text", kKernelColumns));
+  sqlite::Statement s = db_->prepare(fmt::format("SELECT {} FROM kernels ORDER BY spec_text", kKernelColumns));
   while (s.step()) out.push_back(read_entry(s));
   return out;
 }
 
 bool KernelDb::remove(const std::string& key_hash) {
-  sqlite::Statement s = db_.prepare("DELETE FROM kernels WHERE key_hash = ?");
+  sqlite::Statement s = db_->prepare("DELETE FROM kernels WHERE key_hash = ?");
   s.bind(1, key_hash).run();
-  return db_.changes() > 0;
+  return db_->changes() > 0;
 }
 
 std::int64_t KernelDb::total_bytes() {
-  sqlite::Statement s = db_.prepare("SELECT coalesce(sum(size_bytes), 0) FROM kernels");
+  sqlite::Statement s = db_->prepare("SELECT coalesce(sum(size_bytes), 0) FROM kernels");
   s.step();
   return s.integer(0);
 }
 
 int KernelDb::evict_to(std::int64_t max_bytes) {
-  sqlite::Transaction tx(db_);
+  sqlite::Transaction tx(*db_);
   std::int64_t total = total_bytes();
   int removed = 0;
   if (total > max_bytes) {
     std::vector<std::pair<std::string, std::int64_t>> victims;
-    sqlite::Statement s = db_.prepare("SELECT key_hash, size_bytes FROM kernels ORDER BY last_used_at ASC");
+    sqlite::Statement s = db_->prepare("SELECT key_hash, size_bytes FROM kernels ORDER BY last_used_at ASC");
     while (total > max_bytes && s.step()) {
       victims.emplace_back(s.text(0), s.integer(1));
       total -= s.integer(1);
@@ -287,29 +367,108 @@ int KernelDb::evict_to(std::int64_t max_bytes) {
 }
 
 int KernelDb::prune_older_than(double max_age_seconds) {
-  sqlite::Statement s = db_.prepare("DELETE FROM kernels WHERE last_used_at < ?");
+  sqlite::Statement s = db_->prepare("DELETE FROM kernels WHERE last_used_at < ?");
   s.bind(1, unix_now() - max_age_seconds).run();
-  return static_cast<int>(db_.changes());
+  return static_cast<int>(db_->changes());
 }
 
 VerifyReport KernelDb::verify() {
   VerifyReport report;
-  sqlite::Statement check = db_.prepare("PRAGMA integrity_check");
-  std::string message;
-  while (check.step()) message += (message.empty() ? "" : "; ") + check.text(0);
-  report.integrity_ok = message == "ok";
-  report.integrity_message = message;
-  sqlite::Statement s = db_.prepare("SELECT key_hash, cubin, cubin_hash FROM kernels");
-  while (s.step()) {
+  try {
+    sqlite::Statement check = db_->prepare("PRAGMA integrity_check");
+    std::string message;
+    while (check.step()) message += (message.empty() ? "" : "; ") + one_line(check.text(0));
+    report.integrity_ok = message == "ok";
+    report.integrity_message = message;
+  } catch (const sqlite::Error& e) {
+    report.integrity_ok = false;
+    report.integrity_message = e.what();
+  }
+  // Every row by rowid, each read on its own: one damaged row does not hide the others.
+  std::vector<std::int64_t> rowids;
+  try {
+    sqlite::Statement s = db_->prepare("SELECT rowid FROM kernels NOT INDEXED");
+    while (s.step()) rowids.push_back(s.integer(0));
+  } catch (const sqlite::Error& e) {
+    report.integrity_ok = false;
+    ++report.unreadable;
+    if (report.integrity_message == "ok") report.integrity_message = e.what();
+  }
+  for (const std::int64_t rowid : rowids) {
     ++report.kernels;
-    if (cubin_hash(s.blob(1)) != s.text(2)) report.damaged.push_back(s.text(0));
+    try {
+      sqlite::Statement s = db_->prepare(row_query("WHERE rowid = ?"));
+      s.bind(1, rowid);
+      if (!s.step()) continue;
+      StoredKernel row = read_stored(s);
+      if (auto problem = record_problem(row)) {
+        report.damaged.push_back(row.key_hash);
+        report.reasons.push_back(*problem);
+      }
+    } catch (const sqlite::Error&) {
+      ++report.unreadable;
+    }
+  }
+  return report;
+}
+
+std::string KernelDb::quick_check() {
+  try {
+    sqlite::Statement check = db_->prepare("PRAGMA quick_check");
+    std::string message;
+    while (check.step()) message += (message.empty() ? "" : "; ") + one_line(check.text(0));
+    return message;
+  } catch (const sqlite::Error& e) {
+    return e.what();
+  }
+}
+
+SalvageReport KernelDb::salvage_into(KernelDb& destination) {
+  SalvageReport report;
+  // Row ids from the table and from its key index: a damaged page cuts either scan short,
+  // and the other may still reach the rows behind it.
+  std::set<std::int64_t> rowids;
+  for (const char* scan : {"SELECT rowid FROM kernels NOT INDEXED", "SELECT rowid FROM kernels ORDER BY key_hash",
+                           "SELECT rowid FROM kernels NOT INDEXED ORDER BY rowid DESC"}) {
+    try {
+      sqlite::Statement s = db_->prepare(scan);
+      while (s.step()) rowids.insert(s.integer(0));
+    } catch (const sqlite::Error&) {
+      ++report.unreadable;
+    }
+  }
+  for (const std::int64_t rowid : rowids) {
+    std::optional<StoredKernel> row;
+    try {
+      sqlite::Statement s = db_->prepare(row_query("WHERE rowid = ?"));
+      s.bind(1, rowid);
+      if (s.step()) row = read_stored(s);
+    } catch (const sqlite::Error&) {
+      ++report.unreadable;
+      continue;
+    }
+    if (!row) continue;
+    if (record_problem(*row)) {
+      ++report.dropped;
+      continue;
+    }
+    destination.insert(row->key, row->kernel);
+    ++report.copied;
+  }
+  try {
+    for (const TuningEntry& t : tunings()) {
+      destination.put_tuning(t);
+      ++report.tunings;
+    }
+  } catch (const sqlite::Error&) {
+    ++report.unreadable;
   }
   return report;
 }
 
 void KernelDb::put_tuning(const TuningEntry& t) {
-  sqlite::Transaction tx(db_);
-  sqlite::Statement s = db_.prepare(
+  sqlite::Transaction tx(*db_);
+  sqlite::Statement s = db_->prepare(
       "INSERT OR REPLACE INTO tunings(problem, target, gpu_name, token_bucket, best_tile, best_ms, candidates_json, "
       "tuned_at, template_hash, nvrtc_version, moejit_version) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, t.problem).bind(2, t.target).bind(3, t.gpu_name).bind(4, t.token_bucket).bind(5, t.best_tile);
@@ -322,7 +481,7 @@ void KernelDb::put_tuning(const TuningEntry& t) {
 std::vector<TuningEntry> KernelDb::tunings() {
   std::vector<TuningEntry> out;
   if (schema_version_ < 2) return out;
-  sqlite::Statement s = db_.prepare(
+  sqlite::Statement s = db_->prepare(
       "SELECT problem, target, gpu_name, token_bucket, best_tile, best_ms, candidates_json, tuned_at, "
       "template_hash, nvrtc_version, moejit_version FROM tunings ORDER BY problem, token_bucket");
   while (s.step()) {
@@ -337,7 +496,7 @@ std::vector<TuningEntry> KernelDb::tunings_for(const std::string& problem, const
                                                const std::string& moejit_version) {
   std::vector<TuningEntry> out;
   if (schema_version_ < 2) return out;
-  sqlite::Statement s = db_.prepare(
+  sqlite::Statement s = db_->prepare(
       "SELECT problem, target, gpu_name, token_bucket, best_tile, best_ms, candidates_json, tuned_at, "
       "template_hash, nvrtc_version, moejit_version FROM tunings WHERE problem = ? AND gpu_name = ? AND "
       "template_hash = ? AND nvrtc_version = ? AND moejit_version = ? ORDER BY token_bucket");

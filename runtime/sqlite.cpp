@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 namespace moejit::sqlite {
@@ -9,14 +11,46 @@ namespace moejit::sqlite {
 bool Error::busy() const { return code_ == SQLITE_BUSY || code_ == SQLITE_LOCKED; }
 bool Error::corrupt() const { return code_ == SQLITE_CORRUPT || code_ == SQLITE_NOTADB; }
 
-Connection::Connection(const std::string& path, bool read_only, int busy_timeout_ms) : path_(path) {
-  const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+bool Error::out_of_space() const {
+  return code_ == SQLITE_FULL || system_errno_ == ENOSPC || system_errno_ == EDQUOT || system_errno_ == EFBIG;
+}
+
+bool Error::read_only() const {
+  return code_ == SQLITE_READONLY || system_errno_ == EROFS || system_errno_ == EACCES || system_errno_ == EPERM;
+}
+
+namespace {
+
+// A file: URI for `path`, with the characters a URI gives meaning escaped.
+std::string file_uri(const std::string& path, const char* query) {
+  std::string uri = "file:";
+  for (const unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x20 || c >= 0x7f) uri += fmt::format("%{:02X}", c);
+    else uri += static_cast<char>(c);
+  }
+  return uri + query;
+}
+
+}  // namespace
+
+Connection::Connection(const std::string& path, OpenMode mode, int busy_timeout_ms) : path_(path), mode_(mode) {
+  int flags = SQLITE_OPEN_NOMUTEX;
+  std::string name = path;
+  switch (mode) {
+    case OpenMode::read_write: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE; break;
+    case OpenMode::read_only: flags |= SQLITE_OPEN_READONLY; break;
+    case OpenMode::immutable:
+      flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+      name = file_uri(path, "?immutable=1");
+      break;
+  }
+  const int rc = sqlite3_open_v2(name.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    const int system_errno = db_ ? sqlite3_system_errno(db_) : 0;
     sqlite3_close(db_);
     db_ = nullptr;
-    throw Error(rc & 0xff, fmt::format("cannot open kernel database {}: {}", path, message));
+    throw Error(rc & 0xff, fmt::format("cannot open kernel database {}: {}", path, message), system_errno);
   }
   sqlite3_busy_timeout(db_, busy_timeout_ms);
   sqlite3_extended_result_codes(db_, 0);
@@ -24,8 +58,11 @@ Connection::Connection(const std::string& path, bool read_only, int busy_timeout
 
 Connection::~Connection() { sqlite3_close_v2(db_); }
 
+bool Connection::opened_read_only() const { return sqlite3_db_readonly(db_, "main") == 1; }
+
 void Connection::fail(int code, std::string_view what) const {
-  throw Error(code & 0xff, fmt::format("kernel database {}: {}: {}", path_, what, sqlite3_errmsg(db_)));
+  throw Error(code & 0xff, fmt::format("kernel database {}: {}: {}", path_, what, sqlite3_errmsg(db_)),
+              sqlite3_system_errno(db_));
 }
 
 void Connection::exec(std::string_view sql) {
@@ -35,7 +72,7 @@ void Connection::exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     const std::string why = message ? message : sqlite3_errstr(rc);
     sqlite3_free(message);
-    throw Error(rc & 0xff, fmt::format("kernel database {}: {}", path_, why));
+    throw Error(rc & 0xff, fmt::format("kernel database {}: {}", path_, why), sqlite3_system_errno(db_));
   }
 }
 

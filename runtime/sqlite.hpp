@@ -14,21 +14,34 @@ namespace moejit::sqlite {
 
 class Error : public std::runtime_error {
  public:
-  Error(int code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Error(int code, const std::string& message, int system_errno = 0)
+      : std::runtime_error(message), code_(code), system_errno_(system_errno) {}
   int code() const { return code_; }       // SQLite's primary result code (SQLITE_FULL, ...)
+  int system_errno() const { return system_errno_; }   // the OS error behind an I/O failure, or 0
   bool busy() const;                       // locked by another connection past the timeout
   bool corrupt() const;                    // not a database, or a damaged one
+  // No room to write: a full disk or quota (SQLITE_FULL, ENOSPC, EDQUOT) or the process's
+  // file size limit (EFBIG).
+  bool out_of_space() const;
+  // The file or its directory cannot be written (read-only mount or mode).
+  bool read_only() const;
 
  private:
   int code_;
+  int system_errno_;
 };
+
+// How a connection opens its file. `immutable` promises SQLite that nobody changes the file
+// while it is open: no locks and no -shm file, which is what lets a WAL database on a
+// read-only mount be read at all.
+enum class OpenMode { read_write, read_only, immutable };
 
 class Statement;
 
 class Connection {
  public:
-  // Opens `path`. Read-only connections never create or modify the file.
-  Connection(const std::string& path, bool read_only, int busy_timeout_ms);
+  // Opens `path`; only read_write creates it. The other modes never modify the file.
+  Connection(const std::string& path, OpenMode mode, int busy_timeout_ms);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -37,6 +50,9 @@ class Connection {
   Statement prepare(std::string_view sql);
   std::int64_t changes() const;
   const std::string& path() const { return path_; }
+  OpenMode mode() const { return mode_; }
+  // True when SQLite could open the file for reading only, whatever the mode asked.
+  bool opened_read_only() const;
   sqlite3* handle() const { return db_; }
 
   [[noreturn]] void fail(int code, std::string_view what) const;
@@ -44,6 +60,7 @@ class Connection {
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  OpenMode mode_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back if destroyed before commit(). IMMEDIATE takes the

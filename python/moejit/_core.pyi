@@ -6,7 +6,7 @@ moejit core: kernel specs, code generation, NVRTC compilation and the CUDA runti
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['Activation', 'CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'nvrtc_search_order', 'build_toolkit_root', 'parse_activation', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
+__all__: list[str] = ['Activation', 'CacheStats', 'CompileError', 'CompiledKernel', 'DType', 'DYNAMIC', 'DeviceInfo', 'GeneratedSource', 'JitRuntime', 'KernelDb', 'KernelDbConfig', 'KernelDbError', 'KernelEntry', 'KernelFamily', 'KernelKey', 'KernelSpec', 'LaunchGeometry', 'OpKind', 'ResourceUsage', 'RoutingLayout', 'SpecError', 'Target', 'TileConfig', 'SalvageReport', 'TuningEntry', 'VerifyReport', 'dynamic_extent', 'generate_source', 'heuristic_family', 'heuristic_tile_config', 'is_routing', 'launch_geometry', 'nearest_bucket', 'nvrtc_search_order', 'build_toolkit_root', 'parse_activation', 'parse_dtype', 'parse_family', 'parse_op', 'routing_spec', 'search_space', 'target_for_device', 'token_bucket', 'with_heuristic_implementation', 'with_heuristic_tile']
 class SpecError(ValueError):
     field: str
     value: str
@@ -586,6 +586,8 @@ class KernelKey:
     __hash__: typing.ClassVar[None] = None
     def __eq__(self, arg0: KernelKey) -> bool:
         ...
+    def __init__(self, spec_text: str, target: str, template_hash: str, nvrtc_version: str, compile_options: str, moejit_version: str) -> None:
+        ...
     def hash_hex(self) -> str:
         ...
     @property
@@ -669,9 +671,28 @@ class TuningEntry:
     @tuned_at.setter
     def tuned_at(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class SalvageReport:
+    @property
+    def copied(self) -> int:
+        ...
+    @property
+    def dropped(self) -> int:
+        ...
+    @property
+    def tunings(self) -> int:
+        ...
+    @property
+    def unreadable(self) -> int:
+        ...
 class VerifyReport:
     @property
     def damaged(self) -> list[str]:
+        ...
+    @property
+    def reasons(self) -> list[str]:
+        ...
+    @property
+    def unreadable(self) -> int:
         ...
     @property
     def integrity_message(self) -> str:
@@ -683,9 +704,13 @@ class VerifyReport:
     def kernels(self) -> int:
         ...
 class KernelDb:
-    SCHEMA_VERSION: typing.ClassVar[int] = 2
+    SCHEMA_VERSION: typing.ClassVar[int] = 3
     def __init__(self, path: str, read_only: bool = False, busy_timeout_ms: typing.SupportsInt | typing.SupportsIndex = 60000) -> None:
         ...
+    def check(self, key_hash: str) -> typing.Any:
+        """
+        Why the stored kernel fails its integrity check, or None if it passes.
+        """
     def copy_into(self, destination: KernelDb, keep: collections.abc.Callable[[KernelEntry], bool]) -> int:
         ...
     def entries(self) -> list[KernelEntry]:
@@ -702,7 +727,11 @@ class KernelDb:
         ...
     def put_tuning(self, entry: TuningEntry) -> None:
         ...
+    def quick_check(self) -> str:
+        ...
     def remove(self, key_hash: str) -> bool:
+        ...
+    def salvage_into(self, destination: KernelDb) -> SalvageReport:
         ...
     def total_bytes(self) -> int:
         ...
@@ -712,6 +741,9 @@ class KernelDb:
         ...
     @property
     def path(self) -> str:
+        ...
+    @property
+    def immutable(self) -> bool:
         ...
     @property
     def read_only(self) -> bool:

@@ -21,7 +21,7 @@
   moejit bench plot RESULTS.json [--out PNG]
       render a results.json's chart (where matplotlib is installed).
   moejit db list | show KEY | export PATH [--model NAME] [--target sm_90a] | import PATH
-            | verify | prune [--older-than-days N] [--max-mb N]
+            | verify [--repair] | prune [--older-than-days N] [--max-mb N]
       inspect and maintain a kernel database (default: the user cache; --db PATH for
       another file; --json for scripts). See moejit.kernel_db for the lookup order.
 """
@@ -339,14 +339,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _open_db(args: argparse.Namespace, read_only: bool):
-    from .kernel_db import KernelDb
+    from .kernel_db import KernelDb, _default_cache_path
 
     if args.db is None:
-        # The user cache: opened writable, which creates it empty on a fresh machine.
-        return KernelDb.open(None, read_only=False)
+        # The user cache. Commands that only read open an existing one read-only (it may sit
+        # on a read-only mount); otherwise it is opened writable, which creates it empty on a
+        # fresh machine.
+        path = _default_cache_path()
+        return KernelDb.open(None, read_only=read_only and os.path.exists(path))
     if not os.path.exists(args.db):
         raise ValueError(f"--db {args.db}: no such file; expected an existing kernel database")
     return KernelDb.open(args.db, read_only=read_only)
+
+
+def _db_path(args: argparse.Namespace) -> str:
+    from .kernel_db import _default_cache_path
+
+    return args.db if args.db is not None else _default_cache_path()
 
 
 def _print_json(value: object) -> None:
@@ -445,16 +454,36 @@ def cmd_db_import(args: argparse.Namespace) -> int:
 
 
 def cmd_db_verify(args: argparse.Namespace) -> int:
-    with _open_db(args, read_only=True) as db:
+    from .kernel_db import repair_file
+
+    if args.repair:
+        if args.load:
+            raise ValueError("db verify: --repair rebuilds the file without loading cubins; expected --repair alone")
+        return _db_repair(args, repair_file)
+    try:
+        db = _open_db(args, read_only=True)
+    except (_core.KernelDbError, RuntimeError) as e:
+        if "newer than this moejit" in str(e):
+            raise
+        # Not even its header reads: say so in the report's form, and what to run.
+        path = _db_path(args)
+        if args.json:
+            _print_json({"path": path, "ok": False, "integrity_ok": False, "integrity_message": str(e)})
+        else:
+            print(f"database   {path}\nintegrity  FAILED: {e}\nFAILED: `moejit db verify{_db_flag(args)} --repair` "
+                  f"moves it aside and starts a fresh file")
+        return 1
+    with db:
         result = db.verify(load_on_gpu=args.load)
     if args.json:
         _print_json(result.to_dict())
         return 0 if result.ok else 1
-    print(f"database   {result.path}")
+    print(f"database   {result.path}{' (read-only)' if result.read_only else ''}")
     print(f"integrity  {'ok' if result.integrity_ok else 'FAILED: ' + result.integrity_message}")
-    print(f"kernels    {result.kernels}, {len(result.damaged)} damaged")
+    print(f"kernels    {result.kernels}, {len(result.damaged)} damaged"
+          + (f", {result.unreadable} unreadable" if result.unreadable else ""))
     for key_hash in result.damaged:
-        print(f"  damaged  {key_hash}")
+        print(f"  damaged  {key_hash}: {result.reasons.get(key_hash, '')}")
     if result.load_checked:
         print(f"GPU        {result.device}: {result.loaded} loaded, {len(result.load_failures)} failed, "
               f"{result.other_targets} for other architectures")
@@ -462,8 +491,29 @@ def cmd_db_verify(args: argparse.Namespace) -> int:
             print(f"  failed   {failure.key_hash[:12]} {failure.name}: {failure.message}")
     else:
         print("GPU        none: cubins not loaded")
-    print("OK" if result.ok else "FAILED")
+    if result.ok:
+        print("OK")
+    else:
+        print(f"FAILED: damaged kernels are never used (each is compiled again when needed); "
+              f"`moejit db verify{_db_flag(args)} --repair` rebuilds the file from what is intact")
     return 0 if result.ok else 1
+
+
+def _db_flag(args: argparse.Namespace) -> str:
+    return f" --db {args.db}" if args.db is not None else ""
+
+
+def _db_repair(args: argparse.Namespace, repair_file) -> int:
+    result = repair_file(_db_path(args))
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    lost = result.dropped + result.unreadable
+    print(f"repaired {result.path}: {result.copied} intact kernel{'' if result.copied == 1 else 's'} and "
+          f"{result.tunings} tuning result{'' if result.tunings == 1 else 's'} kept"
+          + (f", {lost} damaged or unreadable dropped (compiled again when needed)" if lost else "")
+          + f"; the old file is {result.moved_to}")
+    return 0
 
 
 def cmd_db_prune(args: argparse.Namespace) -> int:
@@ -484,6 +534,14 @@ def cmd_db(args: argparse.Namespace) -> int:
         return args.db_func(args)
     except OSError as e:
         print(f"moejit db: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        message = str(e)
+        if "malformed" in message or "not a database" in message or "not a usable" in message:
+            # Damaged pages: say what recovers from them.
+            message += (f"\nthe database is damaged: `moejit db verify{_db_flag(args)}` reports what is intact, "
+                        f"`moejit db verify{_db_flag(args)} --repair` rebuilds the file from it")
+        print(f"moejit db: {message}", file=sys.stderr)
         return 1
 
 
@@ -510,7 +568,11 @@ def _add_db_parser(sub) -> None:
     p.add_argument("path", metavar="PATH", help="the database file to merge")
     p.set_defaults(db_func=cmd_db_import)
     p = db_sub.add_parser("verify", parents=[common],
-                          help="check integrity and, with a GPU, that every cubin for it loads (exit 1 if not)")
+                          help="check every page and every kernel's record and, with a GPU, that every cubin for "
+                               "it loads (exit 1 if not)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild the file from its intact kernels (the damaged file is kept beside it as "
+                        "<path>.corrupt-<time>-<pid>)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--load", dest="load", action="store_const", const=True, default=None,
                        help="load every cubin for GPU 0 (error without a GPU)")

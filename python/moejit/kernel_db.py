@@ -22,6 +22,16 @@ moejit, not a kernel database, on a full disk) produces one `MoejitWarning` and 
 skipped; a damaged user cache is moved aside to ``kernels.sqlite.corrupt-<time>`` and a
 fresh one is started, while a newer moejit's cache is left untouched.
 
+Every row is checked before it is used: a hash over the whole record (key parts, tile,
+entry point, CUBIN, launch geometry, resources, source, PTX and log), and the fields that
+follow from others recomputed (geometry from the spec, resources from the CUBIN and log).
+A row that fails is never used: it is dropped and the kernel compiled again. A user cache
+whose pages are damaged (SQLite's quick_check at start for caches up to 256 MB, or a read
+that fails) is moved aside to ``kernels.sqlite.corrupt-<time>-<pid>`` and the intact
+kernels it still holds are copied into a fresh cache; ``moejit db verify --repair`` does
+the same for any file. A user cache that cannot be written (a read-only mount, a shared
+pre-warmed directory) still serves its kernels; new ones are kept in memory.
+
 `KernelDb` below is one such file, for tools and the ``moejit db`` command line::
 
     db = moejit.KernelDb.open()                      # the user cache
@@ -36,13 +46,14 @@ import datetime
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
 from . import _core
 from .runtime import Runtime, database_config, gpu_available
 
-__all__ = ["KernelDb", "KernelRow", "TuningRow", "VerifyResult", "LoadFailure"]
+__all__ = ["KernelDb", "KernelRow", "TuningRow", "VerifyResult", "RepairResult", "LoadFailure"]
 
 _DTYPES = ("bf16", "fp16")
 _BLOCK_SIZES = (64, 128)
@@ -110,14 +121,18 @@ class LoadFailure:
 
 @dataclass
 class VerifyResult:
-    """What `KernelDb.verify` found. `ok` is false for a failed integrity check, a
-    damaged entry (its cubin no longer matches its hash) or a cubin the GPU rejects."""
+    """What `KernelDb.verify` found. `ok` is false for damaged pages (SQLite's
+    integrity_check, or rows it cannot read back), a damaged entry (one that fails its
+    record check; `reasons` says why) or a cubin the GPU rejects."""
 
     path: str
     integrity_ok: bool
     integrity_message: str
     kernels: int
     damaged: list[str]
+    reasons: dict[str, str] = field(default_factory=dict)   # key hash -> why it fails its check
+    unreadable: int = 0                   # rows SQLite could not read back
+    read_only: bool = False               # opened read-only (a read-only file, directory or mount)
     load_checked: bool = False            # whether cubins were loaded on a GPU
     device: Optional[str] = None          # "NVIDIA H200 (sm_90a)" when checked
     loaded: int = 0                       # cubins for this GPU that loaded
@@ -126,12 +141,28 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.integrity_ok and not self.damaged and not self.load_failures
+        return self.integrity_ok and not self.unreadable and not self.damaged and not self.load_failures
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["ok"] = self.ok
         return d
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What `KernelDb.repair` did: the damaged file moved to `moved_to`, and a fresh file
+    at `path` holding the `copied` kernels (and `tunings` results) that were intact."""
+
+    path: str
+    moved_to: str
+    copied: int
+    dropped: int        # read back but failing their check
+    unreadable: int     # rows (or runs of rows) SQLite could not read
+    tunings: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _row(e: _core.KernelEntry) -> KernelRow:
@@ -231,6 +262,11 @@ class KernelDb:
                              f"{os.path.join(path, 'kernels.sqlite')})")
         if read_only and not os.path.exists(path):
             raise ValueError(f"path={path!r}: no such file; expected an existing kernel database")
+        if not read_only and os.path.exists(path):
+            for p in (path, os.path.dirname(os.path.abspath(path))):
+                if not os.access(p, os.W_OK):
+                    raise ValueError(f"path={path!r}: {p} is not writable (a read-only file, directory or mount); "
+                                     f"expected a writable database, or read_only=True to read it")
         if not read_only:
             parent = os.path.dirname(os.path.abspath(path))
             try:
@@ -313,9 +349,9 @@ class KernelDb:
         row = next(r for r in self.entries() if r.key_hash == key_hash)
         loaded = self.core.load(key_hash)
         if loaded is None:
-            raise ValueError(f"key={key!r}: kernel {key_hash} in {self.path} is damaged (its cubin no longer matches "
-                             f"its hash); `moejit db verify` lists damaged kernels, `moejit db prune` or a "
-                             f"recompile replaces them")
+            raise ValueError(f"key={key!r}: kernel {key_hash} in {self.path} is damaged ({self.core.check(key_hash)}); "
+                             f"it is never used: `moejit db verify` lists damaged kernels, `moejit db verify "
+                             f"--repair` or a recompile replaces them")
         stored_key, kernel = loaded
         return {
             "key_hash": key_hash,
@@ -355,7 +391,7 @@ class KernelDb:
         key_hash = self.resolve(key)
         loaded = self.core.load(key_hash)
         if loaded is None:
-            raise ValueError(f"key={key!r}: kernel {key_hash} in {self.path} is damaged")
+            raise ValueError(f"key={key!r}: kernel {key_hash} in {self.path} is damaged ({self.core.check(key_hash)})")
         return loaded[1]
 
     # -- export / import -------------------------------------------------------
@@ -433,12 +469,25 @@ class KernelDb:
         if load_on_gpu not in (None, True, False):
             raise ValueError(f"load_on_gpu={load_on_gpu!r}: expected None (when a GPU is present), True or False")
         report = self.core.verify()
+        reasons = dict(zip(report.damaged, report.reasons))
         result = VerifyResult(self.path, report.integrity_ok, report.integrity_message, report.kernels,
-                              sorted(report.damaged))
+                              sorted(report.damaged), reasons, report.unreadable, self.read_only)
         if load_on_gpu is None:
             load_on_gpu = gpu_available()
         if load_on_gpu:
             self._check_loads(result)
+        return result
+
+    def repair(self) -> RepairResult:
+        """Rebuilds the file from what is intact in it: every row SQLite can still read and
+        that passes its check, and the tuning results, go into a fresh file built beside it;
+        the damaged file is moved to ``<path>.corrupt-<time>-<pid>`` (kept for inspection)
+        and the fresh one takes its place. Needs a writable directory. Processes that have
+        the old file open keep using it until they restart."""
+        path, read_only = self.path, self.read_only
+        self._db = None   # closed before its file moves
+        result = repair_file(path)
+        self._db = _core.KernelDb(path, read_only)
         return result
 
     def _check_loads(self, result: VerifyResult) -> None:
@@ -489,6 +538,55 @@ class KernelDb:
         if max_mb is not None:
             removed += core.evict_to(int(float(max_mb) * (1 << 20)))
         return removed
+
+
+def _aside_name(path: str) -> str:
+    return f"{path}.corrupt-{int(time.time())}-{os.getpid()}"
+
+
+def repair_file(path: Union[str, os.PathLike]) -> RepairResult:
+    """`KernelDb.repair` for a file that may not even open: a file SQLite cannot read at
+    all is moved aside and replaced by an empty database."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"path={path!r}: no such file; expected an existing kernel database")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"path={path!r}: repairing builds a fresh file beside it, but directory {directory} is not "
+                         f"writable; expected a writable location (copy the file there first)")
+    try:
+        source: Optional[_core.KernelDb] = _core.KernelDb(path, True)
+    except (_core.KernelDbError, RuntimeError) as e:
+        if "newer than this moejit" in str(e):
+            raise ValueError(f"path={path!r}: {e}") from None
+        source = None   # nothing readable: the fresh file starts empty
+    tmp = f"{path}.repair-{os.getpid()}"
+    for p in (tmp, tmp + "-wal", tmp + "-shm"):
+        if os.path.exists(p):
+            os.unlink(p)
+    try:
+        destination = _core.KernelDb(tmp, False)
+        if source is not None:
+            salvage = source.salvage_into(destination)
+            counts = (salvage.copied, salvage.dropped, salvage.unreadable, salvage.tunings)
+        else:
+            counts = (0, 0, 1, 0)
+        del destination, source   # closed before files move
+        _make_standalone(tmp)
+        aside = _aside_name(path)
+        os.replace(path, aside)
+        for suffix in ("-wal",):   # committed writes not yet in the file stay with it
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        if os.path.exists(path + "-shm"):
+            os.unlink(path + "-shm")
+        os.replace(tmp, path)
+    except BaseException:
+        for p in (tmp, tmp + "-wal", tmp + "-shm"):
+            if os.path.exists(p):
+                os.unlink(p)
+        raise
+    return RepairResult(path, aside, *counts)
 
 
 def _make_standalone(path: str) -> None:

@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from . import _core
 
 TargetLike = Union[str, _core.Target]
 TileLike = Union[str, _core.TileConfig, None]
 FamilyLike = Union[str, _core.KernelFamily, None]
+
+
+_MAX_EXTENT = 2**31 - 1
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A boolean argument, strictly: "no", 0, 1 or None are not booleans."""
+    if not isinstance(value, bool):
+        raise _core.SpecError(f"{name}={value!r}: expected True or False")
+    return value
+
+
+def _integer(name: str, value: Any, low: int, expected: str) -> int:
+    """An integer argument (a Python or NumPy integer; not a bool, float or string) from
+    `low` to 2**31 - 1."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise _core.SpecError(f"{name}={value!r}: expected {expected}")
+    v = operator.index(value)
+    if not low <= v <= _MAX_EXTENT:
+        raise _core.SpecError(f"{name}={value!r}: expected {expected}")
+    return v
+
+
+def _extent(name: str, value: Any) -> int:
+    return _integer(name, value, 1, f"a positive integer extent (at most {_MAX_EXTENT})")
 
 
 def as_target(target: TargetLike) -> _core.Target:
@@ -63,16 +89,22 @@ def kernel_spec(
     sm_90a (Hopper), mma elsewhere. Raises SpecError (a ValueError) naming the offending
     field.
     """
+    if not isinstance(op, str):
+        raise _core.SpecError(f"op={op!r}: expected 'sdd', 'dsd' or 'dds'")
+    if not isinstance(dtype, str):
+        raise _core.SpecError(f"dtype={dtype!r}: expected 'bf16' or 'fp16'")
     spec = _core.KernelSpec()
     spec.op = _core.parse_op(op)
-    spec.trans_a = bool(trans_a)
-    spec.trans_b = bool(trans_b)
+    spec.trans_a = _flag("trans_a", trans_a)
+    spec.trans_b = _flag("trans_b", trans_b)
     spec.dtype = _core.parse_dtype(dtype)
-    spec.block_size = int(block_size)
+    spec.block_size = _integer("block_size", block_size, 1, "a block size such as 64 or 128")
     spec.target = as_target(target)
     dynamic = _core.dynamic_extent(spec.op, spec.trans_a, spec.trans_b)
     for name, value in (("m", m), ("n", n), ("k", k)):
         if name == dynamic:
+            if value is not None:
+                _extent(name, value)   # ignored, but a wrong type is still a mistake
             setattr(spec, name, _core.DYNAMIC)
         elif value is None:
             raise _core.SpecError(
@@ -80,7 +112,7 @@ def kernel_spec(
                 f"trans={'t' if trans_a else 'n'}{'t' if trans_b else 'n'} (only {dynamic} may be left out)"
             )
         else:
-            setattr(spec, name, int(value))
+            setattr(spec, name, _extent(name, value))
     if tile is not None and not isinstance(tile, _core.TileConfig):
         tile = _core.TileConfig.parse(tile)
     spec.family = as_family(family) if family is not None else _default_family(spec, tile)
@@ -108,7 +140,10 @@ def routing_kernel_spec(op: str, *, target: TargetLike = "sm_90a", experts: int 
                               "padded_gather, weighted_scatter, weighted_scatter_grad, expert_activation, "
                               "expert_activation_grad)")
     target_text = target if isinstance(target, str) else target.text()
-    return _routing_spec(op, target_text, experts, top_k, n, block_size, dtype, activation, bool(glu))
+    counts = {name: _integer(name, value, 0, f"an integer from 0 to {_MAX_EXTENT}")
+              for name, value in (("experts", experts), ("top_k", top_k), ("n", n), ("block_size", block_size))}
+    return _routing_spec(op, target_text, counts["experts"], counts["top_k"], counts["n"], counts["block_size"], dtype,
+                         activation, _flag("glu", glu))
 
 
 def source(op: str, **kwargs) -> str:

@@ -4,7 +4,10 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <fmt/format.h>
+
 #include <cstdint>
+#include <limits>
 
 #include "autotune/search_space.hpp"
 #include "autotune/tile_heuristics.hpp"
@@ -96,6 +99,42 @@ void launch_activation(JitRuntime& runtime, const KernelSpec& spec, std::uintptr
   runtime.launch_activation(spec, p, device, reinterpret_cast<CUstream>(stream));
 }
 
+// Strict conversions at the spec boundary: Python's bool is an int and a float converts to
+// one, so plain casters would take trans_b=1, n=256.5 or n=True as something else.
+std::string shown(py::handle value) { return py::repr(value).cast<std::string>(); }
+
+bool spec_flag(const char* field, py::handle value) {
+  if (!py::isinstance<py::bool_>(value)) throw SpecError(field, shown(value), "True or False");
+  return value.cast<bool>();
+}
+
+constexpr std::int64_t kMaxExtent = std::numeric_limits<std::int32_t>::max();
+
+std::int64_t spec_integer(const char* field, py::handle value, std::int64_t low, std::int64_t high,
+                          const std::string& expected) {
+  if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr())) {
+    throw SpecError(field, shown(value), expected);
+  }
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0 || v < low || v > high) throw SpecError(field, shown(value), expected);
+  return v;
+}
+
+std::int64_t spec_extent(const char* field, py::handle value) {
+  const std::string expected =
+      fmt::format("an integer from 1 to {} (or DYNAMIC for the extent that varies)", kMaxExtent);
+  const std::int64_t v = spec_integer(field, value, kDynamic, kMaxExtent, expected);
+  if (v == 0) throw SpecError(field, shown(value), expected);
+  return v;
+}
+
+int spec_count(const char* field, py::handle value) {
+  return static_cast<int>(spec_integer(field, value, 0, kMaxExtent, fmt::format("an integer from 0 to {}", kMaxExtent)));
+}
+
 std::shared_ptr<CompiledKernel> shared(CompiledKernel kernel) {
   return std::make_shared<CompiledKernel>(std::move(kernel));
 }
@@ -104,6 +143,13 @@ void bind_kernel_db(py::module_& m) {
   py::register_exception<KernelDbError>(m, "KernelDbError", PyExc_RuntimeError);
 
   py::class_<KernelKey>(m, "KernelKey")
+      .def(py::init([](std::string spec_text, std::string target, std::string template_hash,
+                       std::string nvrtc_version, std::string compile_options, std::string moejit_version) {
+             return KernelKey{std::move(spec_text), std::move(target), std::move(template_hash),
+                              std::move(nvrtc_version), std::move(compile_options), std::move(moejit_version)};
+           }),
+           py::arg("spec_text"), py::arg("target"), py::arg("template_hash"), py::arg("nvrtc_version"),
+           py::arg("compile_options"), py::arg("moejit_version"))
       .def_readonly("spec_text", &KernelKey::spec_text)
       .def_readonly("target", &KernelKey::target)
       .def_readonly("template_hash", &KernelKey::template_hash)
@@ -144,7 +190,15 @@ void bind_kernel_db(py::module_& m) {
       .def_readonly("integrity_ok", &VerifyReport::integrity_ok)
       .def_readonly("integrity_message", &VerifyReport::integrity_message)
       .def_readonly("kernels", &VerifyReport::kernels)
-      .def_readonly("damaged", &VerifyReport::damaged);
+      .def_readonly("damaged", &VerifyReport::damaged)
+      .def_readonly("reasons", &VerifyReport::reasons)
+      .def_readonly("unreadable", &VerifyReport::unreadable);
+
+  py::class_<SalvageReport>(m, "SalvageReport")
+      .def_readonly("copied", &SalvageReport::copied)
+      .def_readonly("dropped", &SalvageReport::dropped)
+      .def_readonly("unreadable", &SalvageReport::unreadable)
+      .def_readonly("tunings", &SalvageReport::tunings);
 
   py::class_<KernelDb>(m, "KernelDb")
       .def(py::init<const std::string&, bool, int>(), py::arg("path"), py::arg("read_only") = false,
@@ -152,11 +206,18 @@ void bind_kernel_db(py::module_& m) {
       .def_readonly_static("SCHEMA_VERSION", &KernelDb::kSchemaVersion)
       .def_property_readonly("path", &KernelDb::path)
       .def_property_readonly("read_only", &KernelDb::read_only)
+      .def_property_readonly("immutable", &KernelDb::immutable)
       .def_property_readonly("schema_version", &KernelDb::schema_version)
       .def("find", [](KernelDb& db, const KernelKey& key) -> std::shared_ptr<CompiledKernel> {
              auto hit = db.find(key);
              return hit ? shared(std::move(*hit)) : nullptr;
            }, py::arg("key"))
+      .def("check", [](KernelDb& db, const std::string& hash) -> py::object {
+             std::string rejected;
+             if (db.load(hash, &rejected)) return py::none();
+             if (rejected.empty()) throw py::key_error(hash);
+             return py::str(rejected);
+           }, py::arg("key_hash"), "Why the stored kernel fails its integrity check, or None if it passes.")
       .def("insert", [](KernelDb& db, const KernelKey& key, const CompiledKernel& k) { return db.insert(key, k); },
            py::arg("key"), py::arg("kernel"))
       .def("entries", &KernelDb::entries)
@@ -170,6 +231,8 @@ void bind_kernel_db(py::module_& m) {
       .def("evict_to", &KernelDb::evict_to, py::arg("max_bytes"))
       .def("prune_older_than", &KernelDb::prune_older_than, py::arg("max_age_seconds"))
       .def("verify", &KernelDb::verify)
+      .def("quick_check", &KernelDb::quick_check)
+      .def("salvage_into", &KernelDb::salvage_into, py::arg("destination"))
       .def("put_tuning", &KernelDb::put_tuning, py::arg("entry"))
       .def("tunings", &KernelDb::tunings)
       .def("copy_into", &KernelDb::copy_into, py::arg("destination"), py::arg("keep"));
@@ -181,7 +244,8 @@ void bind_kernel_db(py::module_& m) {
       .def_readwrite("cache_path", &KernelDbConfig::cache_path)
       .def_readwrite("read_only_paths", &KernelDbConfig::read_only_paths)
       .def_readwrite("cache_max_bytes", &KernelDbConfig::cache_max_bytes)
-      .def_readwrite("busy_timeout_ms", &KernelDbConfig::busy_timeout_ms);
+      .def_readwrite("busy_timeout_ms", &KernelDbConfig::busy_timeout_ms)
+      .def_readwrite("quick_check_max_bytes", &KernelDbConfig::quick_check_max_bytes);
 }
 
 }  // namespace
@@ -296,20 +360,32 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<>())
       .def_static("parse", &parse_kernel_spec, py::arg("text"))
       .def_readwrite("op", &KernelSpec::op)
-      .def_readwrite("trans_a", &KernelSpec::trans_a)
-      .def_readwrite("trans_b", &KernelSpec::trans_b)
+      .def_property("trans_a", [](const KernelSpec& s) { return s.trans_a; },
+                    [](KernelSpec& s, py::handle v) { s.trans_a = spec_flag("trans_a", v); })
+      .def_property("trans_b", [](const KernelSpec& s) { return s.trans_b; },
+                    [](KernelSpec& s, py::handle v) { s.trans_b = spec_flag("trans_b", v); })
       .def_readwrite("dtype", &KernelSpec::dtype)
-      .def_readwrite("block_size", &KernelSpec::block_size)
-      .def_readwrite("m", &KernelSpec::m)
-      .def_readwrite("n", &KernelSpec::n)
-      .def_readwrite("k", &KernelSpec::k)
+      .def_property("block_size", [](const KernelSpec& s) { return s.block_size; },
+                    [](KernelSpec& s, py::handle v) {
+                      s.block_size = static_cast<int>(
+                          spec_integer("block_size", v, 1, kMaxExtent, "a block size such as 64 or 128"));
+                    })
+      .def_property("m", [](const KernelSpec& s) { return s.m; },
+                    [](KernelSpec& s, py::handle v) { s.m = spec_extent("m", v); })
+      .def_property("n", [](const KernelSpec& s) { return s.n; },
+                    [](KernelSpec& s, py::handle v) { s.n = spec_extent("n", v); })
+      .def_property("k", [](const KernelSpec& s) { return s.k; },
+                    [](KernelSpec& s, py::handle v) { s.k = spec_extent("k", v); })
       .def_readwrite("tile", &KernelSpec::tile)
       .def_readwrite("family", &KernelSpec::family)
       .def_readwrite("target", &KernelSpec::target)
-      .def_readwrite("experts", &KernelSpec::experts)
-      .def_readwrite("top_k", &KernelSpec::top_k)
+      .def_property("experts", [](const KernelSpec& s) { return s.experts; },
+                    [](KernelSpec& s, py::handle v) { s.experts = spec_count("experts", v); })
+      .def_property("top_k", [](const KernelSpec& s) { return s.top_k; },
+                    [](KernelSpec& s, py::handle v) { s.top_k = spec_count("top_k", v); })
       .def_readwrite("activation", &KernelSpec::activation)
-      .def_readwrite("glu", &KernelSpec::glu)
+      .def_property("glu", [](const KernelSpec& s) { return s.glu; },
+                    [](KernelSpec& s, py::handle v) { s.glu = spec_flag("glu", v); })
       .def_property_readonly("threads", &KernelSpec::threads, "Threads of one thread block of the kernel.")
       .def_property_readonly("shared_bytes", &KernelSpec::shared_bytes,
                              "Dynamic shared memory of one thread block of the kernel.")
@@ -334,7 +410,14 @@ PYBIND11_MODULE(_core, m) {
       .def("__hash__", [](const KernelSpec& s) { return static_cast<std::int64_t>(s.hash() >> 1); })
       .def("__repr__", [](const KernelSpec& s) { return "KernelSpec('" + s.text() + "')"; });
 
-  m.def("routing_spec", &routing_spec, py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
+  m.def("routing_spec",
+        [](OpKind op, const Target& target, py::handle experts, py::handle top_k, py::handle n, py::handle block_size,
+           DType dtype, Activation activation, py::handle glu) {
+          return routing_spec(op, target, spec_count("experts", experts), spec_count("top_k", top_k),
+                              spec_count("n", n), spec_count("block_size", block_size), dtype, activation,
+                              spec_flag("glu", glu));
+        },
+        py::arg("op"), py::arg("target"), py::arg("experts"), py::arg("top_k") = 0,
         py::arg("n") = 0, py::arg("block_size") = 0, py::arg("dtype") = DType::bf16,
         py::arg("activation") = Activation::gelu, py::arg("glu") = false,
         "A routing, permutation or activation kernel spec; fields the op does not use are ignored.");

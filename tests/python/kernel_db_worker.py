@@ -8,6 +8,8 @@ Modes:
                a list of kernels (the many-processes test)
   insert-loop  insert one big kernel under ever new keys until killed (the SIGKILL test)
   full-disk    compile with the file size limit set low, so cache writes fail with EFBIG
+  fetch-read-only  ask a fresh Runtime for kernels from a cache it cannot write (the last
+               spec is one the cache lacks), noting whether anything warned before that one
 """
 
 import hashlib
@@ -55,19 +57,16 @@ def fetch(args, report):
 
 def insert_loop(args, report):
     from moejit import _core
-    from moejit.runtime import Runtime
 
-    # The big kernel to write again and again, and keys of distinct specs to write it under.
+    # The big kernel to write again and again, under ever new keys: its own key with another
+    # moejit version each time (a row must stay consistent with its spec to pass its check).
     source = _core.KernelDb(args["source"], True)
-    _, kernel = source.load(args["key_hash"])
-    runtime = Runtime(database=None)
-    import moejit
-
+    key, kernel = source.load(args["key_hash"])
     db = _core.KernelDb(args["db"], False)
     i = args.get("start", 0)
     while True:
-        key = runtime.core.kernel_key(moejit.kernel_spec("sdd", n=128 * (i + 2), k=256))
-        db.insert(key, kernel)
+        db.insert(_core.KernelKey(key.spec_text, key.target, key.template_hash, key.nvrtc_version,
+                                  key.compile_options, f"{key.moejit_version}+{i}"), kernel)
         i += 1
         if i == args.get("start", 0) + 1:
             print("inserting", flush=True)
@@ -95,16 +94,33 @@ def full_disk(args, report):
                   memory_hits=stats.memory_hits, cache_writable=runtime.core.cache_writable)
 
 
+def fetch_read_only(args, report):
+    from moejit.runtime import Runtime, database_config
+
+    kernel_specs = specs(args["specs"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime = Runtime(database=database_config(args["cache_dir"]))
+        digests = [hashlib.sha256(runtime.compile(spec).cubin).hexdigest() for spec in kernel_specs[:-1]]
+        report["warned_before_compiling"] = bool(caught)
+        digests.append(hashlib.sha256(runtime.compile(kernel_specs[-1]).cubin).hexdigest())
+    report["warnings"] += [f"{w.category.__name__}: {w.message}" for w in caught]
+    stats = runtime.core.stats
+    report.update(digests=digests, compiled=stats.compiled, database_hits=stats.database_hits,
+                  cache_writable=runtime.core.cache_writable)
+
+
 def main():
     mode, args = sys.argv[1], json.loads(sys.argv[2])
     report = {"warnings": [], "errors": []}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            {"fetch": fetch, "insert-loop": insert_loop, "full-disk": full_disk}[mode](args, report)
+            {"fetch": fetch, "insert-loop": insert_loop, "full-disk": full_disk,
+             "fetch-read-only": fetch_read_only}[mode](args, report)
         except BaseException:
             report["errors"].append(traceback.format_exc())
-        report["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+        report["warnings"] += [f"{w.category.__name__}: {w.message}" for w in caught]
     out = args.get("out")
     if out:
         with open(out + ".tmp", "w") as f:

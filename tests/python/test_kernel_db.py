@@ -121,6 +121,37 @@ def key_hash(spec_text, target, template_hash, nvrtc_version, compile_options, m
     return f"{h:016x}"
 
 
+RECORD_FIELDS = ("spec_text", "target", "template_hash", "nvrtc_version", "compile_options", "moejit_version", "tile",
+                 "lowered_name", "cubin", "threads", "dynamic_shared_bytes", "registers", "static_shared_bytes",
+                 "stack_bytes", "spill_store_bytes", "spill_load_bytes", "source", "ptx", "log")
+
+
+def record_hash(row):
+    """runtime/kernel_db_record.cpp's record hash of a kernels row (a dict of its columns),
+    recomputed here to forge entries and to pin the canonical form down."""
+    h = fnv1a64(b"moejit-kernel-record-v1")
+    for name in RECORD_FIELDS:
+        value = row[name]
+        data = value if isinstance(value, bytes) else str(value).encode()
+        h = fnv1a64(data, fnv1a64(f"={len(data)}:".encode(), fnv1a64(name.encode(), h)))
+    return f"{h:016x}"
+
+
+def set_columns(path, key_hash, **columns):
+    """Changes columns of a stored kernel and writes the record hash its new contents give:
+    a consistent row, as another writer could have stored it."""
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    try:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        con.execute(f"UPDATE kernels SET {assignments} WHERE key_hash = ?", (*columns.values(), key_hash))
+        row = dict(con.execute("SELECT * FROM kernels WHERE key_hash = ?", (key_hash,)).fetchone())
+        con.execute("UPDATE kernels SET record_hash = ? WHERE key_hash = ?", (record_hash(row), key_hash))
+        con.commit()
+    finally:
+        con.close()
+
+
 def run_cli(*argv):
     """`python -m moejit ...` in a child process: (exit code, stdout, stderr)."""
     p = subprocess.run([sys.executable, "-m", "moejit", *argv], capture_output=True, text=True, timeout=120,
@@ -197,8 +228,10 @@ def test_python_dash_m_moejit_db(tmp_path):
 # ---- layers ------------------------------------------------------------------------------
 
 
-def _layer(tmp_path, name, kernels, log=None):
-    """A standalone read-only database holding `kernels`, each marked by its log text."""
+def _layer(tmp_path, name, kernels, mark=None):
+    """A standalone read-only database holding `kernels`, each marked by its compile time
+    (a bookkeeping column outside the record check: the log, which is inside, would make
+    the rows fail it)."""
     src = tmp_path / f"build-{name}"
     r = cache_runtime(src)
     for s in kernels:
@@ -206,16 +239,16 @@ def _layer(tmp_path, name, kernels, log=None):
     del r
     path = str(tmp_path / f"{name}.sqlite")
     KernelDb.open(cache_path(src)).export(path)
-    if log is not None:
-        sql(path, "UPDATE kernels SET log = ?", log)
+    if mark is not None:
+        sql(path, "UPDATE kernels SET compile_ms = ?", mark)
     return path
 
 
 def test_lookup_order_cache_then_kernel_db_list_then_packaged(tmp_path, monkeypatch):
     s = spec(0)
-    team1 = _layer(tmp_path, "team1", [s], log="from team1")
-    team2 = _layer(tmp_path, "team2", [s], log="from team2")
-    packaged = _layer(tmp_path, "packaged", [s, spec(1)], log="from packaged")
+    team1 = _layer(tmp_path, "team1", [s], mark=1001.0)
+    team2 = _layer(tmp_path, "team2", [s], mark=1002.0)
+    packaged = _layer(tmp_path, "packaged", [s, spec(1)], mark=1003.0)
     before = {p: digest(p) for p in (team1, team2, packaged)}
     monkeypatch.setattr(moejit._paths, "packaged_databases", lambda: [packaged])
     cache = tmp_path / "cache"
@@ -224,16 +257,16 @@ def test_lookup_order_cache_then_kernel_db_list_then_packaged(tmp_path, monkeypa
     config = database_config(str(cache))
     assert list(config.read_only_paths) == [team1, team2, packaged]
     r = Runtime(database=config)
-    assert r.compile(s).log == "from team1"
-    assert r.compile(spec(1)).log == "from packaged"   # only the packaged layer holds it
+    assert r.compile(s).compile_ms == 1001.0
+    assert r.compile(spec(1)).compile_ms == 1003.0   # only the packaged layer holds it
     assert (r.core.stats.database_hits, r.core.stats.compiled) == (2, 0)
     assert r.core.database_paths == [cache_path(cache), team1, team2, packaged]
 
     monkeypatch.setenv("MOEJIT_KERNEL_DB", f"{team2}:{team1}")
-    assert cache_runtime(cache).compile(s).log == "from team2"
+    assert cache_runtime(cache).compile(s).compile_ms == 1002.0
 
     monkeypatch.delenv("MOEJIT_KERNEL_DB")
-    assert cache_runtime(cache).compile(s).log == "from packaged"
+    assert cache_runtime(cache).compile(s).compile_ms == 1003.0
 
     # Hits in read-only layers are not copied into the cache, and the layers are not written.
     assert rows(cache_path(cache)) == []
@@ -243,10 +276,10 @@ def test_lookup_order_cache_then_kernel_db_list_then_packaged(tmp_path, monkeypa
     config = database_config(str(cache))
     config.read_only_paths = []
     Runtime(database=config).compile(s)   # compiled into the cache
-    sql(cache_path(cache), "UPDATE kernels SET log = 'from cache'")
+    sql(cache_path(cache), "UPDATE kernels SET compile_ms = 1004.0")
     monkeypatch.setenv("MOEJIT_KERNEL_DB", f"{team1}:{team2}")
     r = cache_runtime(cache)
-    assert r.compile(s).log == "from cache"
+    assert r.compile(s).compile_ms == 1004.0
     assert r.core.stats.database_hits == 1
 
 
@@ -404,6 +437,20 @@ def test_python_key_hash_matches_the_runtime():
                     key.moejit_version) == key.hash_hex()
 
 
+def test_python_record_hash_matches_the_stored_one(tmp_path):
+    path = _filled_cache(tmp_path / "cache", n=1)
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    row = dict(con.execute("SELECT * FROM kernels").fetchone())
+    con.close()
+    assert record_hash(row) == row["record_hash"]
+    # A consistent forge passes the check; the same change without it does not.
+    set_columns(path, row["key_hash"], source=row["source"] + "// edited\n")
+    assert KernelDb.open(path, read_only=True).verify(load_on_gpu=False).damaged == []
+    sql(path, "UPDATE kernels SET source = 'int x;'")
+    assert KernelDb.open(path, read_only=True).verify(load_on_gpu=False).damaged == [row["key_hash"]]
+
+
 def test_changed_template_content_recompiles(tmp_path):
     s = spec(0)
     cache = tmp_path / "cache"
@@ -472,20 +519,21 @@ def test_entry_of_another_nvrtc_or_moejit_version_is_not_used(tmp_path, column, 
     cache = tmp_path / "cache"
     cache_runtime(cache).compile(s)
     path = cache_path(cache)
-    # Turn the entry into the one that other version would have written: the key part and
-    # the key hash both change (the cubin stays, so using it would be a wrong kernel).
-    con = sqlite3.connect(path)
-    row = dict(zip(["spec_text", "target", "template_hash", "nvrtc_version", "compile_options", "moejit_version"],
-                   con.execute("SELECT spec_text, target, template_hash, nvrtc_version, compile_options, "
-                               "moejit_version FROM kernels").fetchone()))
-    assert row[column] != value
-    row[column] = value
-    con.execute(f"UPDATE kernels SET {column} = ?, key_hash = ?", (value, key_hash(**row)))
-    con.commit()
-    con.close()
-    other_db = _core.KernelDb(path, True)
-    assert len(other_db.entries()) == 1 and other_db.verify().damaged == []
-    del other_db
+    # Replace the entry by the one that other version would have written: the key part, the
+    # key hash and the record hash all change (the cubin stays, so using it would be a
+    # wrong kernel).
+    db = _core.KernelDb(path)
+    [entry] = db.entries()
+    parts = {name: getattr(entry.key, name) for name in ("spec_text", "target", "template_hash", "nvrtc_version",
+                                                         "compile_options", "moejit_version")}
+    assert parts[column] != value
+    parts[column] = value
+    other_key = _core.KernelKey(**parts)
+    assert other_key.hash_hex() == key_hash(**parts)
+    kernel = db.load(entry.key_hash)[1]
+    assert db.remove(entry.key_hash) and db.insert(other_key, kernel)
+    assert len(db.entries()) == 1 and db.verify().damaged == []
+    del db
 
     r = cache_runtime(cache)
     assert r.compile(s).cubin == reference_cubin(s)
@@ -592,7 +640,7 @@ def test_unusable_cache_is_moved_aside_and_restarted(tmp_path, damage):
     assert r.core.stats.compiled == 1
     assert len(warned) == 1, warned
     assert path in warned[0] and "moved it to" in warned[0]
-    [aside] = glob.glob(path + ".corrupt-*")
+    [aside] = [p for p in glob.glob(path + ".corrupt-*") if not p.endswith(("-wal", "-shm"))]
     if damage is _other_program:          # kept, with the other program's data intact
         con = sqlite3.connect(aside)
         assert con.execute("SELECT * FROM bookmarks").fetchall() == [("https://example.com", "example")]
@@ -754,6 +802,7 @@ def test_schema_1_database_is_migrated(tmp_path):
     path = _filled_cache(cache, n=1)
     con = sqlite3.connect(path)
     con.execute("DROP TABLE tunings")
+    con.execute("ALTER TABLE kernels DROP COLUMN record_hash")
     con.execute("PRAGMA user_version = 1")
     con.commit()
     con.close()
@@ -764,7 +813,7 @@ def test_schema_1_database_is_migrated(tmp_path):
         r.compile(spec(0))
     assert warned == [] and r.core.stats.database_hits == 1
     db = KernelDb.open(path)
-    assert db.schema_version == _core.KernelDb.SCHEMA_VERSION == 2
+    assert db.schema_version == _core.KernelDb.SCHEMA_VERSION == 3
     db.core.put_tuning(_tuning("sm_90a"))
     assert len(db.tunings()) == 1
 

@@ -15,6 +15,8 @@ import moejit
 from moejit import _core
 from moejit.runtime import Runtime, database_config
 
+from test_kernel_db import set_columns
+
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_db_worker.py")
 PROCESSES = 16
 KERNELS = 20
@@ -108,8 +110,8 @@ def test_sixteen_processes_compile_each_kernel_at_most_a_few_times(sixteen):
 
 
 def _big_kernel_db(tmp_path):
-    """A database holding one kernel with a multi-megabyte PTX (the PTX is not part of
-    the cubin's hash, so the entry stays valid): inserts of it are long transactions."""
+    """A database holding one kernel with a multi-megabyte PTX (its record hash written
+    for it, so the entry stays valid): inserts of it are long transactions."""
     path = str(tmp_path / "big.sqlite")
     runtime = Runtime(database=None)
     spec = moejit.kernel_spec("sdd", n=256, k=256)
@@ -117,11 +119,17 @@ def _big_kernel_db(tmp_path):
     db = _core.KernelDb(path, False)
     db.insert(key, runtime.compile(spec))
     del db
-    con = sqlite3.connect(path)
-    con.execute("UPDATE kernels SET ptx = ptx || ?", ("// padding\n" * 400_000,))
-    con.commit()
-    con.close()
+    ptx = db_rows_ptx(path) + "// padding\n" * 400_000
+    set_columns(path, key.hash_hex(), ptx=ptx)
     return path, key.hash_hex()
+
+
+def db_rows_ptx(path):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT ptx FROM kernels").fetchone()[0]
+    finally:
+        con.close()
 
 
 def test_sigkill_while_writing_leaves_a_valid_database(tmp_path):

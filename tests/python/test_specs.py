@@ -7,6 +7,7 @@ import pytest
 
 import moejit
 from moejit import _core, _paths
+from moejit.specs import routing_kernel_spec
 
 
 def test_kernel_spec_fills_the_dynamic_extent_and_a_tile():
@@ -231,3 +232,74 @@ def test_persistent_grid_without_a_gpu():
     assert runtime.core.persistent_grid(mma, 1234, 0) == 1234
     wgmma = moejit.kernel_spec("dsd", n=4096, k=114688, target="sm_90a", family="wgmma", tile="128x256x64.s4.w8x1.c2")
     assert runtime.core.persistent_grid(wgmma, 0, 0) == 0
+
+
+# ---- strict types at the spec boundary -----------------------------------------------------
+
+STRICT_REJECTIONS = [
+    (dict(trans_b="no"), "trans_b='no': expected True or False"),
+    (dict(trans_b=1), "trans_b=1: expected True or False"),
+    (dict(trans_a=None), "trans_a=None: expected True or False"),
+    (dict(n=256.5), "n=256.5: expected a positive integer"),
+    (dict(n=256.0), "n=256.0: expected a positive integer"),
+    (dict(n="abc"), "n='abc': expected a positive integer"),
+    (dict(n=True), "n=True: expected a positive integer"),
+    (dict(n=2**70), f"n={2**70}: expected a positive integer extent (at most 2147483647)"),
+    (dict(n=-256), "n=-256: expected a positive integer"),
+    (dict(k=0), "k=0: expected a positive integer"),
+    (dict(m="7"), "m='7': expected a positive integer"),   # the dynamic extent: ignored, still checked
+    (dict(block_size=None), "block_size=None: expected a block size"),
+    (dict(block_size=128.0), "block_size=128.0: expected a block size"),
+    (dict(block_size="128"), "block_size='128': expected a block size"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", STRICT_REJECTIONS, ids=[str(k) for k, _ in STRICT_REJECTIONS])
+def test_kernel_spec_rejects_wrong_types_naming_the_argument(kwargs, message):
+    args = dict(n=256, k=256) | kwargs
+    with pytest.raises(moejit.SpecError) as e:
+        moejit.kernel_spec("sdd", **args)
+    assert message in str(e.value)
+
+
+def test_kernel_spec_takes_numpy_integers_and_booleans():
+    np = pytest.importorskip("numpy")
+    spec = moejit.kernel_spec("sdd", n=np.int64(256), k=np.int32(256), trans_b=True, block_size=np.int64(128))
+    assert spec == moejit.kernel_spec("sdd", n=256, k=256, trans_b=True)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n", 256.5, "n=256.5: expected an integer from 1 to 2147483647"),
+    ("n", "abc", "n='abc': expected an integer"),
+    ("n", 2**70, f"n={2**70}: expected an integer"),
+    ("k", None, "k=None: expected an integer"),
+    ("block_size", None, "block_size=None: expected a block size"),
+    ("trans_b", "no", "trans_b='no': expected True or False"),
+    ("trans_a", 1, "trans_a=1: expected True or False"),
+    ("glu", "yes", "glu='yes': expected True or False"),
+    ("experts", 2.5, "experts=2.5: expected an integer from 0"),
+    ("top_k", -1, "top_k=-1: expected an integer from 0"),
+])
+def test_core_kernel_spec_fields_are_strict(field, value, message):
+    spec = _core.KernelSpec()
+    with pytest.raises(_core.SpecError) as e:
+        setattr(spec, field, value)
+    assert message in str(e.value)
+    spec.n = _core.DYNAMIC
+    spec.m = 4096
+    assert (spec.n, spec.m) == (_core.DYNAMIC, 4096)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(glu="yes"), "glu='yes': expected True or False"),
+    (dict(experts=8.0), "experts=8.0: expected an integer"),
+    (dict(n="4096"), "n='4096': expected an integer"),
+])
+def test_routing_kernel_spec_is_strict(kwargs, message):
+    args = dict(target="sm_90a", experts=8, top_k=2, n=4096, block_size=128, dtype="bf16") | kwargs
+    with pytest.raises(moejit.SpecError) as e:
+        routing_kernel_spec("expert_activation", **args)
+    assert message in str(e.value)
+    with pytest.raises(_core.SpecError, match=message.split(":")[0]):
+        _core.routing_spec(_core.OpKind.expert_activation, _core.Target("sm_90a"),
+                           **{k: v for k, v in args.items() if k in ("experts", "top_k", "n", "block_size", "glu")})
