@@ -44,7 +44,8 @@ def layer_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: st
 
 def routing_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: str = "bf16",
                     block_size: int = 128) -> list[LayerKernel]:
-    """The routing and permutation kernels of the layer (moejit.routing, moejit.permutation)."""
+    """The routing, permutation and activation kernels of the layer (moejit.routing,
+    moejit.permutation, moejit.activation)."""
     t = target if isinstance(target, str) else target.text()
     e, k, h, f = shape.experts, shape.top_k, shape.hidden, shape.ffn
     return [
@@ -58,4 +59,19 @@ def routing_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: 
                     ("forward rows -> y", "backward dx: each token's rows summed")),
         LayerKernel(routing_kernel_spec("weighted_scatter_grad", target=t, top_k=k, n=h, dtype=dtype),
                     ("backward d rows, d expert weights",)),
+        LayerKernel(routing_kernel_spec("expert_activation", target=t, block_size=block_size, dtype=dtype,
+                                        activation=shape.activation, glu=shape.glu),
+                    (f"forward a = {shape.activation}(h){' * gate' if shape.glu else ''}",)),
+        LayerKernel(routing_kernel_spec("expert_activation_grad", target=t, block_size=block_size, dtype=dtype,
+                                        activation=shape.activation, glu=shape.glu),
+                    (f"backward dh{', d gate' if shape.glu else ''}",)),
     ]
+
+
+def all_layer_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: str = "bf16",
+                      block_size: int = 128) -> list[LayerKernel]:
+    """Every kernel one layer call launches, forward and backward: the products (with
+    the heuristic tile of the target's family) and the routing, permutation and
+    activation kernels around them."""
+    return (layer_kernels(shape, target=target, dtype=dtype, block_size=block_size)
+            + routing_kernels(shape, target=target, dtype=dtype, block_size=block_size))

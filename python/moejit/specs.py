@@ -13,6 +13,11 @@ TileLike = Union[str, _core.TileConfig, None]
 FamilyLike = Union[str, _core.KernelFamily, None]
 
 
+# The element types and block sizes the kernels are built for.
+DTYPES = ("bf16", "fp16")
+BLOCK_SIZES = (128, 64)
+
+
 def as_target(target: TargetLike) -> _core.Target:
     return target if isinstance(target, _core.Target) else _core.Target(target)
 
