@@ -40,7 +40,7 @@ from . import _core
 from .layer_kernels import (LayerKernel, LayerShapeError, activation_kernels, check_layer_shape, layer_kernels,
                             routing_kernels)
 from .runtime import MoejitWarning, Runtime, gpu_available
-from .specs import kernel_spec
+from .specs import BLOCK_SIZES, DTYPES, kernel_spec
 from .zoo import DEFAULT_MODEL, MODELS, ModelShape, model
 
 
@@ -529,6 +529,36 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_bake(args: argparse.Namespace) -> int:
+    from .bake import bake, bake_plan, default_targets
+    from .kernel_db import KernelDb
+
+    shapes = [model(m) for m in args.model] if args.model else list(MODELS.values())
+    with KernelDb.open(args.path, read_only=False) as db:
+        tunings = db.tunings()
+    targets = args.target or default_targets(Runtime(database=None).core.nvrtc_version)
+    kernels, skipped = bake_plan(shapes, targets, args.dtype, args.block_size, tunings)
+    tuned = sum(1 for k in kernels if k.tuned_on)
+    print(f"moejit db bake: {len(kernels)} kernels ({tuned} with tuned tiles) of {len(shapes)} model(s) for "
+          f"{', '.join(targets)}, {'/'.join(args.dtype)}, blocks {'/'.join(map(str, args.block_size))} "
+          f"into {os.path.abspath(args.path)}", flush=True)
+    for line in skipped:
+        print(f"  skipped {line}")
+    report = bake(args.path, kernels, jobs=args.jobs)
+    summary = {"path": report.path, "kernels": report.kernels, "compiled": report.compiled,
+               "already_there": report.already_there, "failed": len(report.failed), "seconds": report.seconds,
+               "size_bytes": os.path.getsize(report.path)}
+    if args.json:
+        _print_json(summary | {"failures": report.failed, "skipped": skipped})
+    else:
+        print(f"{report.kernels} kernels in {report.seconds:.1f} s: {report.compiled} compiled, "
+              f"{report.already_there} already there, {len(report.failed)} failed; "
+              f"{_mb(summary['size_bytes'])} in {report.path}")
+        for spec_text, error in report.failed:
+            print(f"  FAILED {spec_text}\n    {error.splitlines()[0]}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     try:
         return args.db_func(args)
@@ -584,6 +614,19 @@ def _add_db_parser(sub) -> None:
     p.add_argument("--max-mb", type=float, metavar="N",
                    help="keep at most N megabytes, removing the least recently used first")
     p.set_defaults(db_func=cmd_db_prune)
+    p = db_sub.add_parser("bake", help="compile every kernel some models need, for several GPU architectures, into "
+                                       "one database file to ship (no GPU needed)")
+    p.add_argument("path", metavar="PATH", help="the database file to bake into (created if missing; its kernels are "
+                                                "kept, and the tiles of its tuning records are baked too)")
+    p.add_argument("--model", nargs="+", metavar="NAME", help="the models (default: all of `moejit models`)")
+    p.add_argument("--target", nargs="+", metavar="SM",
+                   help="architectures (default: sm_80, sm_90a, and sm_100a where this NVRTC compiles for it)")
+    p.add_argument("--dtype", nargs="+", choices=DTYPES, default=list(DTYPES), help="element types (default: both)")
+    p.add_argument("--block-size", nargs="+", type=int, choices=BLOCK_SIZES, default=list(BLOCK_SIZES),
+                   help="block sizes (default: both)")
+    p.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel compiles (default: one per CPU)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(db_func=cmd_db_bake)
     db.set_defaults(func=cmd_db)
 
 

@@ -52,11 +52,10 @@ from typing import Any, Iterable, Optional, Union
 
 from . import _core
 from .runtime import Runtime, database_config, gpu_available
+from .specs import BLOCK_SIZES, DTYPES
 
 __all__ = ["KernelDb", "KernelRow", "TuningRow", "VerifyResult", "RepairResult", "LoadFailure"]
 
-_DTYPES = ("bf16", "fp16")
-_BLOCK_SIZES = (64, 128)
 
 
 def problem_text(spec_text: str) -> str:
@@ -220,15 +219,14 @@ def _model_shape(model: Any):
 def _model_problems(shape, targets: Iterable[str]) -> set[str]:
     """Problem texts (spec texts without tile) of every kernel the model's layer needs,
     in both dtypes and block sizes, for the given targets."""
-    from .layer_kernels import layer_kernels, routing_kernels
+    from .layer_kernels import all_layer_kernels
 
     problems: set[str] = set()
     for target in targets:
-        for dtype in _DTYPES:
-            for block_size in _BLOCK_SIZES:
+        for dtype in DTYPES:
+            for block_size in BLOCK_SIZES:
                 try:
-                    kernels = layer_kernels(shape, target=target, dtype=dtype, block_size=block_size)
-                    kernels += routing_kernels(shape, target=target, dtype=dtype, block_size=block_size)
+                    kernels = all_layer_kernels(shape, target=target, dtype=dtype, block_size=block_size)
                 except ValueError:   # a combination the model cannot use (e.g. an extent not a block multiple)
                     continue
                 problems.update(problem_text(k.spec.text()) for k in kernels)

@@ -156,3 +156,12 @@ def check_layer_shape(hidden: int, ffn: int, experts: int, top_k: int, *, block_
             if size is None:
                 raise
             fail(size, f"{e.expected}, as the {kernel.op} kernel's {e.field}")
+
+
+def all_layer_kernels(shape: ModelShape, *, target: TargetLike = "sm_90a", dtype: str = "bf16",
+                      block_size: int = 128) -> list[LayerKernel]:
+    """Every kernel one layer call launches, forward and backward: the products (with
+    the heuristic tile of the target's family) and the routing, permutation and
+    activation kernels around them."""
+    kw = dict(target=target, dtype=dtype, block_size=block_size)
+    return layer_kernels(shape, **kw) + routing_kernels(shape, **kw) + activation_kernels(shape, **kw)

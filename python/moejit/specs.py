@@ -14,6 +14,11 @@ TileLike = Union[str, _core.TileConfig, None]
 FamilyLike = Union[str, _core.KernelFamily, None]
 
 
+# The element types and block sizes the kernels are built for.
+DTYPES = ("bf16", "fp16")
+BLOCK_SIZES = (128, 64)
+
+
 _MAX_EXTENT = 2**31 - 1
 
 
