@@ -22,11 +22,12 @@ std::string line_of(const std::string& text, int line_number) {
 
 }  // namespace
 
-std::vector<std::string> KernelCompiler::options(const KernelSpec& spec, const CompileOptions& options) const {
+std::vector<std::string> KernelCompiler::options(const KernelSpec& spec, const TemplateLibrary& templates,
+                                                 const CompileOptions& options) {
   std::vector<std::string> out = {
       fmt::format("--gpu-architecture={}", spec.target.text()),
       "-std=c++17",
-      fmt::format("-I{}", templates_.include_dir()),
+      fmt::format("-I{}", templates.include_dir()),
       // Resource usage (registers, spills) lands in the log for parse_ptxas_resources.
       "--ptxas-options=-v",
   };

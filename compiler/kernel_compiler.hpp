@@ -35,8 +35,12 @@ class KernelCompiler {
   // Both libraries must outlive the compiler. Thread-safe: one NVRTC program per call.
   KernelCompiler(const NvrtcLibrary& nvrtc, const TemplateLibrary& templates) : nvrtc_(nvrtc), templates_(templates) {}
 
-  // The NVRTC options for a spec: part of the kernel's cache key.
-  std::vector<std::string> options(const KernelSpec& spec, const CompileOptions& options = {}) const;
+  // The NVRTC options for a spec: part of the kernel's cache key. Needs no NVRTC.
+  static std::vector<std::string> options(const KernelSpec& spec, const TemplateLibrary& templates,
+                                          const CompileOptions& options = {});
+  std::vector<std::string> options(const KernelSpec& spec, const CompileOptions& options = {}) const {
+    return KernelCompiler::options(spec, templates_, options);
+  }
   // Throws SpecError for an invalid spec and CompileError when NVRTC rejects the source.
   CompiledKernel compile(const KernelSpec& spec, const CompileOptions& options = {}) const;
 

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -38,6 +39,8 @@ std::vector<NvrtcCandidate> nvrtc_search_order(const std::vector<std::string>& w
                                                const std::string& build_toolkit) {
   std::vector<NvrtcCandidate> out;
   if (const char* env = std::getenv("MOEJIT_NVRTC"); env != nullptr && *env != '\0') {
+    // "none": run from kernel databases alone, as a machine without NVRTC would.
+    if (std::string_view(env) == "none") return out;
     out.push_back({env, "MOEJIT_NVRTC is set"});
   }
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"}) {

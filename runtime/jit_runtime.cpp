@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "autotune/search_space.hpp"
 #include "compiler/kernel_dump.hpp"
@@ -44,16 +45,16 @@ const DriverApi& JitRuntime::driver() {
 }
 
 KernelKey JitRuntime::kernel_key(const KernelSpec& spec) {
-  const KernelCompiler& c = compiler();
+  // Built without NVRTC, so a process with none can still find its kernels; the NVRTC
+  // version (provenance, not part of the hash) is filled in when one compiles the kernel.
   std::string options;
-  for (const std::string& option : c.options(spec, options_.compile)) {
+  for (const std::string& option : KernelCompiler::options(spec, templates_, options_.compile)) {
     // The include path differs between installs of the same templates, whose content
     // hash is a key part already: leaving it out lets a database travel between machines.
     if (option.starts_with("-I")) continue;
     options += (options.empty() ? "" : "\n") + option;
   }
-  return KernelKey{spec.text(), spec.target.text(), templates_.content_hash_hex(), c.nvrtc().version(), options,
-                   MOEJIT_VERSION};
+  return KernelKey{spec.text(), spec.target.text(), templates_.content_hash_hex(), "", options, MOEJIT_VERSION};
 }
 
 std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec) {
@@ -70,7 +71,7 @@ std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec
   std::shared_ptr<const CompiledKernel> kernel;
   bool from_database = false;
   if (database_) {
-    const KernelKey key = kernel_key(spec);
+    KernelKey key = kernel_key(spec);
     std::optional<CompiledKernel> hit = database_->find(key);
     if (!hit) {
       // Another process may be compiling it right now: wait for it, then look again.
@@ -78,7 +79,8 @@ std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec
       if (lock.held()) hit = database_->find(key);
       if (!hit) {
         kernel = std::make_shared<const CompiledKernel>(compile_with_nvrtc(spec));
-        database_->insert(key, *kernel);
+        key.nvrtc_version = nvrtc().version();
+        database_->insert(key, *kernel, options_.origin);
       }
     }
     if (hit) {
@@ -95,6 +97,18 @@ std::shared_ptr<const CompiledKernel> JitRuntime::compile(const KernelSpec& spec
 }
 
 CompiledKernel JitRuntime::compile_with_nvrtc(const KernelSpec& spec) {
+  try {
+    nvrtc();
+  } catch (const std::exception& e) {
+    const std::vector<std::string> paths = database_ ? database_->open_paths() : std::vector<std::string>{};
+    throw std::runtime_error(fmt::format(
+        "kernel {} is not in any kernel database ({}) and NVRTC cannot compile it: {}\nEither install NVRTC (the "
+        "CUDA toolkit, or `pip install nvidia-cuda-nvrtc`), or bake the kernel into a database this process reads "
+        "(`moejit db bake FILE --model ... --target {}` on a machine with NVRTC, then MOEJIT_KERNEL_DB=FILE or a "
+        "wheel built with -Dkernel_db=FILE). Spec: {}",
+        spec.short_name(), paths.empty() ? "none open" : fmt::format("{}", fmt::join(paths, ", ")),
+        e.what(), spec.target.text(), spec.text()));
+  }
   try {
     CompiledKernel kernel = compiler().compile(spec, options_.compile);
     if (options_.log) {
@@ -192,8 +206,7 @@ const LoadedKernel& JitRuntime::loaded(const KernelSpec& spec, int device) {
 
 std::vector<TuningEntry> JitRuntime::tunings(const KernelSpec& problem, const std::string& gpu_name) {
   if (!database_) return {};
-  return database_->tunings_for(problem.problem_text(), gpu_name, templates_.content_hash_hex(),
-                                compiler().nvrtc().version(), MOEJIT_VERSION);
+  return database_->tunings_for(problem.problem_text(), gpu_name, templates_.content_hash_hex(), MOEJIT_VERSION);
 }
 
 std::optional<TileConfig> JitRuntime::tuned_tile(const KernelSpec& problem, const std::string& gpu_name,

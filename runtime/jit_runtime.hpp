@@ -43,6 +43,7 @@ struct JitOptions {
   std::string dump_dir;                        // write every compiled kernel's artifacts here
   std::string failure_dir;                     // where a failed compile's inputs are kept
   std::function<void(const std::string&)> log; // compile and cache events, with timings
+  std::string origin = "compile";              // what made the kernels it stores: compile, tune or bake
 };
 
 // Where the kernels a runtime handed out came from.

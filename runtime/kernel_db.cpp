@@ -41,6 +41,9 @@ constexpr const char* kMigrations[] = {
          PRIMARY KEY(problem, target, gpu_name, token_bucket, template_hash, nvrtc_version, moejit_version));)",
     // 2 -> 3: the record hash; add_record_hashes() fills it for the rows already there.
     R"(ALTER TABLE kernels ADD COLUMN record_hash TEXT NOT NULL DEFAULT '';)",
+    // 3 -> 4: the key hash covers the binary parts only (KernelKey), rekey() recomputes it;
+    // where each kernel came from: compile, tune or bake.
+    R"(ALTER TABLE kernels ADD COLUMN origin TEXT NOT NULL DEFAULT 'compile';)",
 };
 static_assert(std::size(kMigrations) == KernelDb::kSchemaVersion);
 
@@ -91,6 +94,7 @@ StoredKernel read_stored(const sqlite::Statement& s) {
   k.ptx = s.text(kCubinColumn + 3);
   k.log = s.text(kCubinColumn + 4);
   row.record_hash = s.text(kCubinColumn + 5);
+  row.origin = s.text(kCubinColumn + 6);
   k.lowered_name = e.lowered_name;
   k.resources = e.resources;
   k.threads = e.threads;
@@ -218,8 +222,39 @@ void KernelDb::create_or_migrate() {
   for (int v = from; v < kSchemaVersion; ++v) db_->exec(kMigrations[v]);
   if (from != kSchemaVersion) db_->exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   schema_version_ = kSchemaVersion;
+  if (from >= 1 && from < 4) rekey();
   if (from >= 1 && from < 3) add_record_hashes();
   tx.commit();
+}
+
+void KernelDb::rekey() {
+  // Rows keyed by every part, the NVRTC version included: each gets the key of its binary
+  // parts. Rows that differ only in their NVRTC are the same binary: the most recently used
+  // one stays.
+  struct Row {
+    std::string old_hash, new_hash;
+  };
+  std::vector<Row> rows;
+  sqlite::Statement s = db_->prepare(
+      "SELECT key_hash, spec_text, target, template_hash, nvrtc_version, compile_options, moejit_version "
+      "FROM kernels ORDER BY last_used_at DESC");
+  while (s.step()) {
+    const KernelKey key{s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)};
+    rows.push_back({s.text(0), key.hash_hex()});
+  }
+  std::set<std::string> taken;
+  for (const Row& row : rows) {
+    if (row.old_hash == row.new_hash) {
+      taken.insert(row.new_hash);
+      continue;
+    }
+    if (!taken.insert(row.new_hash).second) {
+      remove(row.old_hash);
+      continue;
+    }
+    sqlite::Statement set = db_->prepare("UPDATE kernels SET key_hash = ? WHERE key_hash = ?");
+    set.bind(1, row.new_hash).bind(2, row.old_hash).run();
+  }
 }
 
 void KernelDb::add_record_hashes() {
@@ -241,8 +276,8 @@ void KernelDb::add_record_hashes() {
 }
 
 std::string KernelDb::row_query(const char* where) const {
-  return fmt::format("SELECT {}, cubin, cubin_hash, source, ptx, log, {} FROM kernels {}", kKernelColumns,
-                     schema_version_ >= 3 ? "record_hash" : "''", where);
+  return fmt::format("SELECT {}, cubin, cubin_hash, source, ptx, log, {}, {} FROM kernels {}", kKernelColumns,
+                     schema_version_ >= 3 ? "record_hash" : "''", origin_column(), where);
 }
 
 std::optional<StoredKernel> KernelDb::read_row(const std::string& key_hash) {
@@ -274,7 +309,7 @@ std::optional<CompiledKernel> KernelDb::find(const KernelKey& key, std::string* 
     if (rejected) *rejected = std::move(*problem);
     return std::nullopt;
   }
-  if (!(row->key == key)) return std::nullopt;   // an intact row of another key: a hash collision
+  if (!row->key.same_binary(key)) return std::nullopt;   // an intact row of another key: a hash collision
   if (!read_only_) {
     try {
       sqlite::Statement touch = db_->prepare("UPDATE kernels SET last_used_at = ? WHERE key_hash = ?");
@@ -305,7 +340,9 @@ std::optional<std::pair<KernelKey, CompiledKernel>> KernelDb::load(const std::st
   return std::make_pair(std::move(row->key), std::move(row->kernel));
 }
 
-bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
+std::string KernelDb::origin_column() const { return schema_version_ >= 4 ? "origin" : "'compile'"; }
+
+bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k, const std::string& origin) {
   const double now = unix_now();
   const std::int64_t size =
       static_cast<std::int64_t>(k.cubin.size() + k.source.size() + k.ptx.size() + k.log.size());
@@ -314,7 +351,7 @@ bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
       "INSERT OR IGNORE INTO kernels(key_hash, spec_text, target, template_hash, nvrtc_version, compile_options, "
       "moejit_version, tile, lowered_name, cubin, cubin_hash, source, ptx, log, registers, static_shared_bytes, "
       "stack_bytes, spill_store_bytes, spill_load_bytes, threads, dynamic_shared_bytes, compile_ms, created_at, "
-      "last_used_at, size_bytes, record_hash) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "last_used_at, size_bytes, record_hash, origin) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, key.hash_hex()).bind(2, key.spec_text).bind(3, key.target).bind(4, key.template_hash);
   s.bind(5, key.nvrtc_version).bind(6, key.compile_options).bind(7, key.moejit_version);
   s.bind(8, k.spec.tile.text()).bind(9, k.lowered_name).bind_blob(10, k.cubin).bind(11, cubin_hash(k.cubin));
@@ -323,7 +360,7 @@ bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
   s.bind(17, std::int64_t{k.resources.stack_bytes}).bind(18, std::int64_t{k.resources.spill_store_bytes});
   s.bind(19, std::int64_t{k.resources.spill_load_bytes}).bind(20, std::int64_t{k.threads});
   s.bind(21, std::int64_t{k.dynamic_shared_bytes}).bind(22, k.compile_ms).bind(23, now).bind(24, now);
-  s.bind(25, size).bind(26, record_hash(key, k.spec.tile.text(), k));
+  s.bind(25, size).bind(26, record_hash(key, k.spec.tile.text(), k)).bind(27, origin);
   s.run();
   const bool inserted = db_->changes() > 0;
   tx.commit();
@@ -332,8 +369,12 @@ bool KernelDb::insert(const KernelKey& key, const CompiledKernel& k) {
 
 std::vector<KernelEntry> KernelDb::entries() {
   std::vector<KernelEntry> out;
-  sqlite::Statement s = db_->prepare(fmt::format("SELECT {} FROM kernels ORDER BY spec_text", kKernelColumns));
-  while (s.step()) out.push_back(read_entry(s));
+  sqlite::Statement s =
+      db_->prepare(fmt::format("SELECT {}, {} FROM kernels ORDER BY spec_text", kKernelColumns, origin_column()));
+  while (s.step()) {
+    out.push_back(read_entry(s));
+    out.back().origin = s.text(kCubinColumn);
+  }
   return out;
 }
 
@@ -492,15 +533,15 @@ std::vector<TuningEntry> KernelDb::tunings() {
 }
 
 std::vector<TuningEntry> KernelDb::tunings_for(const std::string& problem, const std::string& gpu_name,
-                                               const std::string& template_hash, const std::string& nvrtc_version,
+                                               const std::string& template_hash,
                                                const std::string& moejit_version) {
   std::vector<TuningEntry> out;
   if (schema_version_ < 2) return out;
   sqlite::Statement s = db_->prepare(
       "SELECT problem, target, gpu_name, token_bucket, best_tile, best_ms, candidates_json, tuned_at, "
       "template_hash, nvrtc_version, moejit_version FROM tunings WHERE problem = ? AND gpu_name = ? AND "
-      "template_hash = ? AND nvrtc_version = ? AND moejit_version = ? ORDER BY token_bucket");
-  s.bind(1, problem).bind(2, gpu_name).bind(3, template_hash).bind(4, nvrtc_version).bind(5, moejit_version);
+      "template_hash = ? AND moejit_version = ? ORDER BY token_bucket, tuned_at DESC");
+  s.bind(1, problem).bind(2, gpu_name).bind(3, template_hash).bind(4, moejit_version);
   while (s.step()) {
     out.push_back(TuningEntry{s.text(0), s.text(1), s.text(2), s.integer(3), s.text(4), s.real(5), s.text(6),
                               s.real(7), s.text(8), s.text(9), s.text(10)});
@@ -516,7 +557,7 @@ int KernelDb::copy_into(KernelDb& destination, const std::function<bool(const Ke
     auto loaded = load(e.key_hash);
     if (!loaded) continue;   // damaged entries are not copied
     targets.insert(e.key.target);
-    added += destination.insert(loaded->first, loaded->second) ? 1 : 0;
+    added += destination.insert(loaded->first, loaded->second, e.origin) ? 1 : 0;
   }
   for (const TuningEntry& t : tunings()) {
     if (targets.contains(t.target)) destination.put_tuning(t);

@@ -44,6 +44,7 @@ struct KernelEntry {
   double created_at = 0;      // seconds since the epoch
   double last_used_at = 0;
   std::int64_t size_bytes = 0;
+  std::string origin;         // what made it: compile, tune or bake
 };
 
 // The autotuner's result for one problem (a spec without its tile) on one GPU and token
@@ -82,8 +83,9 @@ struct SalvageReport {
 class KernelDb {
  public:
   // Schema 1 had the kernels table only; schema 2 added the tunings table; schema 3 the
-  // record hash over every field of a kernel's row.
-  static constexpr int kSchemaVersion = 3;
+  // record hash over every field of a kernel's row; schema 4 keys rows by their binary parts
+  // (KernelKey) and records where each kernel came from.
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (and for a writable database creates or migrates) the file. A read-only opening
   // falls back to SQLite's immutable mode where the file cannot be read otherwise (a WAL
@@ -102,7 +104,7 @@ class KernelDb {
   // eviction reads. Throws sqlite::Error where SQLite cannot read the row.
   std::optional<CompiledKernel> find(const KernelKey& key, std::string* rejected = nullptr);
   // Stores a kernel; false if one with the same key is already there (kept as it is).
-  bool insert(const KernelKey& key, const CompiledKernel& kernel);
+  bool insert(const KernelKey& key, const CompiledKernel& kernel, const std::string& origin = "compile");
 
   std::vector<KernelEntry> entries();
   // A stored kernel by key hash (for `moejit db show`), with its key; nothing if absent or
@@ -129,7 +131,7 @@ class KernelDb {
   std::vector<TuningEntry> tunings();
   // The results for one problem on one GPU kind, every bucket, tuned with these versions.
   std::vector<TuningEntry> tunings_for(const std::string& problem, const std::string& gpu_name,
-                                       const std::string& template_hash, const std::string& nvrtc_version,
+                                       const std::string& template_hash,
                                        const std::string& moejit_version);
 
   // Copies the kernels (and tuning results of the same targets) that `keep` selects into
@@ -142,6 +144,8 @@ class KernelDb {
   void enable_wal(int busy_timeout_ms);
   void create_or_migrate();
   void add_record_hashes();
+  void rekey();
+  std::string origin_column() const;
   int read_schema_version();
   std::string row_query(const char* where) const;
   std::optional<StoredKernel> read_row(const std::string& key_hash);

@@ -20,6 +20,7 @@ struct StoredKernel {
   CompiledKernel kernel;     // cubin, entry point, geometry, resources, artifacts; spec parsed by the check
   std::string record_hash;   // as stored; empty in rows written before schema 3
   std::string cubin_hash;    // as stored: the CUBIN alone (the check of schema 2)
+  std::string origin;        // what made it: compile, tune or bake (provenance)
 };
 
 // The digest of a record's canonical form: each field by name and length, in a fixed

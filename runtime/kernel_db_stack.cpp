@@ -337,7 +337,7 @@ std::string KernelDbStack::out_of_space_advice(const sqlite::Error& e, const std
                      cache_->path(), cause, e.what(), size);
 }
 
-void KernelDbStack::insert(const KernelKey& key, const CompiledKernel& kernel) {
+void KernelDbStack::insert(const KernelKey& key, const CompiledKernel& kernel, const std::string& origin) {
   std::lock_guard lock(mutex_);
   if (!cache_) return;
   if (!cache_writes_ok_) {
@@ -351,7 +351,7 @@ void KernelDbStack::insert(const KernelKey& key, const CompiledKernel& kernel) {
   }
   for (int attempt = 0; attempt < 2 && cache_ && cache_writes_ok_; ++attempt) {
     try {
-      if (cache_->insert(key, kernel)) cache_->evict_to(config_.cache_max_bytes);
+      if (cache_->insert(key, kernel, origin)) cache_->evict_to(config_.cache_max_bytes);
       return;
     } catch (const sqlite::Error& e) {
       if (e.corrupt() && attempt == 0 && recover_cache(e.what())) continue;
@@ -378,13 +378,12 @@ CacheLock KernelDbStack::lock_compile(const KernelKey& key) {
 
 std::vector<TuningEntry> KernelDbStack::tunings_for(const std::string& problem, const std::string& gpu_name,
                                                     const std::string& template_hash,
-                                                    const std::string& nvrtc_version,
                                                     const std::string& moejit_version) {
   std::lock_guard lock(mutex_);
   std::vector<TuningEntry> out;
   auto collect = [&](KernelDb& db) {
     try {
-      for (TuningEntry& t : db.tunings_for(problem, gpu_name, template_hash, nvrtc_version, moejit_version)) {
+      for (TuningEntry& t : db.tunings_for(problem, gpu_name, template_hash, moejit_version)) {
         const bool seen = std::any_of(out.begin(), out.end(),
                                       [&](const TuningEntry& o) { return o.token_bucket == t.token_bucket; });
         if (!seen) out.push_back(std::move(t));

@@ -71,7 +71,7 @@ class KernelDbStack {
   KernelDbStack(KernelDbConfig config, WarningHandler handler);
 
   std::optional<CompiledKernel> find(const KernelKey& key);
-  void insert(const KernelKey& key, const CompiledKernel& kernel);
+  void insert(const KernelKey& key, const CompiledKernel& kernel, const std::string& origin = "compile");
   // Taken between a miss and the insert of the kernel compiled for it: processes that
   // start together and miss the same kernel then compile it once, the others wait and
   // find it. Not held (and not needed) without a writable cache.
@@ -80,7 +80,7 @@ class KernelDbStack {
   // Tuning results for a problem across the layers; for a bucket tuned in several layers
   // the first layer's result wins (the lookup order above).
   std::vector<TuningEntry> tunings_for(const std::string& problem, const std::string& gpu_name,
-                                       const std::string& template_hash, const std::string& nvrtc_version,
+                                       const std::string& template_hash,
                                        const std::string& moejit_version);
   // Stores a tuning result in the user cache; false (with a warning) if it cannot.
   bool put_tuning(const TuningEntry& entry);

@@ -128,7 +128,7 @@ def bake(path: str, kernels: Sequence[BakeKernel], jobs: Optional[int] = None,
         config = _core.KernelDbConfig()
         config.cache_path = os.path.abspath(path)
         config.cache_max_bytes = 1 << 62   # a baked file keeps everything: no eviction
-        runtime = Runtime(database=config)
+        runtime = Runtime(database=config, origin="bake")
     report = BakeReport(path=os.path.abspath(path), kernels=len(kernels))
     start = time.perf_counter()
     before = runtime.core.stats

@@ -205,7 +205,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .timing import median_ms, tflops
     from .tuner import Progress, tune_problem
 
-    runtime = Runtime()
+    runtime = Runtime(origin="tune")
     target = runtime.target_for(0)
     shape = _shape_from_args(args, target.text())   # the rule for this GPU's target
     gpu = torch.cuda.get_device_name(0)
@@ -375,14 +375,17 @@ def cmd_db_list(args: argparse.Namespace) -> int:
         if args.json:
             import dataclasses
 
+            tuned = db.tuned_on(rows)
             _print_json({"path": db.path, "total_bytes": total,
-                         "kernels": [dataclasses.asdict(r) for r in rows]})
+                         "kernels": [dataclasses.asdict(r) | {"tuned_on": tuned.get(r.key_hash, [])} for r in rows]})
             return 0
-        _print_table(["key", "kernel", "target", "tile", "regs", "smem", "spill", "KB", "nvrtc", "moejit",
-                      "last used"],
+        tuned = db.tuned_on(rows)
+        _print_table(["key", "kernel", "target", "tile", "regs", "smem", "spill", "KB", "from", "nvrtc", "moejit",
+                      "tuned on", "last used"],
                      [[r.key_hash[:12], r.name, r.target, r.tile, r.registers,
                        r.static_shared_bytes + r.dynamic_shared_bytes, r.spill_bytes, f"{r.size_bytes / 1024:.0f}",
-                       r.nvrtc_version, r.moejit_version, format_time(r.last_used_at)] for r in rows])
+                       r.origin, r.nvrtc_version, r.moejit_version, ", ".join(tuned.get(r.key_hash, [])) or "-",
+                       format_time(r.last_used_at)] for r in rows])
         print(f"\n{len(rows)} kernel{'' if len(rows) == 1 else 's'}, {_mb(total)} in {db.path}")
     return 0
 
@@ -402,6 +405,7 @@ def cmd_db_show(args: argparse.Namespace) -> int:
         ("spec", key["spec_text"]),
         ("target", key["target"]),
         ("tile", info["tile"]),
+        ("from", info["origin"] + (f" (tuned on {', '.join(info['tuned_on'])})" if info["tuned_on"] else "")),
         ("template hash", key["template_hash"]),
         ("NVRTC", key["nvrtc_version"]),
         ("moejit", key["moejit_version"]),

@@ -88,6 +88,7 @@ class KernelRow:
     nvrtc_version: str
     moejit_version: str
     compile_options: list[str] = field(default_factory=list)
+    origin: str = "compile"    # what made it: a user's compile, `moejit tune` or `moejit db bake`
 
     @property
     def spill_bytes(self) -> int:
@@ -177,7 +178,7 @@ def _row(e: _core.KernelEntry) -> KernelRow:
         stack_bytes=r.stack_bytes, threads=e.threads, size_bytes=e.size_bytes, compile_ms=e.compile_ms,
         created_at=e.created_at, last_used_at=e.last_used_at, template_hash=k.template_hash,
         nvrtc_version=k.nvrtc_version, moejit_version=k.moejit_version,
-        compile_options=[o for o in k.compile_options.split("\n") if o],
+        compile_options=[o for o in k.compile_options.split("\n") if o], origin=e.origin,
     )
 
 
@@ -340,6 +341,22 @@ class KernelDb:
                              f"prefix")
         return matches[0]
 
+    def tuned_on(self, rows: Iterable[KernelRow]) -> dict[str, list[str]]:
+        """key hash -> the GPUs whose tuning (in this file) chose that kernel's tile for its
+        problem; kernels no tuning chose are left out."""
+        chosen: dict[tuple[str, str], set[str]] = {}
+        for t in self.tunings():
+            chosen.setdefault((t.problem, t.best_tile), set()).add(t.gpu_name)
+        out = {}
+        for r in rows:
+            try:
+                gpus = chosen.get((problem_text(r.spec_text), r.tile))
+            except ValueError:   # a row of another moejit whose spec does not parse here
+                continue
+            if gpus:
+                out[r.key_hash] = sorted(gpus)
+        return out
+
     def show(self, key: str) -> dict[str, Any]:
         """One kernel by key hash or unique prefix: its key parts, resources, generated
         source, PTX and NVRTC log."""
@@ -364,6 +381,8 @@ class KernelDb:
                 "moejit_version": stored_key.moejit_version,
             },
             "tile": row.tile,
+            "origin": row.origin,
+            "tuned_on": self.tuned_on([row]).get(key_hash, []),
             "lowered_name": kernel.lowered_name,
             "resources": {
                 "registers": kernel.resources.registers,

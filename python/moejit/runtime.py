@@ -115,7 +115,8 @@ class Runtime:
     compiling needs NVRTC; launching needs a GPU. Ops use `default_runtime()` unless
     they are given one. `database`: "environment" (the default) reads the layers from
     the environment (MOEJIT_CACHE_DIR, MOEJIT_KERNEL_DB); None keeps kernels in memory
-    only; or an explicit `_core.KernelDbConfig`.
+    only; or an explicit `_core.KernelDbConfig`. `origin` ("compile", "tune" or "bake") is
+    recorded with each kernel it stores, for `moejit db list`.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class Runtime:
         debug: Optional[bool] = None,
         dump_dir: Optional[str] = None,
         ablate: Optional[Sequence[str]] = None,
+        origin: str = "compile",
     ) -> None:
         if database == "environment":
             database = database_config()
@@ -152,6 +154,7 @@ class Runtime:
             switches.dump_dir if dump_dir is None else dump_dir,
             os.path.join(tempfile.gettempdir(), "moejit-failed-compiles"),
             _log if _logger.isEnabledFor(logging.INFO) else None,
+            origin,
         )
         self._targets: dict[int, _core.Target] = {}
         self._tuned: dict[tuple[str, int, int], Optional[_core.TileConfig]] = {}

@@ -170,7 +170,8 @@ void bind_kernel_db(py::module_& m) {
       .def_readonly("compile_ms", &KernelEntry::compile_ms)
       .def_readonly("created_at", &KernelEntry::created_at)
       .def_readonly("last_used_at", &KernelEntry::last_used_at)
-      .def_readonly("size_bytes", &KernelEntry::size_bytes);
+      .def_readonly("size_bytes", &KernelEntry::size_bytes)
+      .def_readonly("origin", &KernelEntry::origin);
 
   py::class_<TuningEntry>(m, "TuningEntry")
       .def(py::init<>())
@@ -518,7 +519,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](const std::string& templates_dir, const std::vector<std::string>& nvrtc_wheels,
                        bool line_info, std::optional<KernelDbConfig> database, WarningHandler warn,
                        const std::vector<std::string>& extra_options, const std::string& dump_dir,
-                       const std::string& failure_dir, std::function<void(const std::string&)> log) {
+                       const std::string& failure_dir, std::function<void(const std::string&)> log,
+                       const std::string& origin) {
              JitOptions options;
              options.templates_dir = templates_dir;
              options.nvrtc_wheels = nvrtc_wheels;
@@ -529,12 +531,16 @@ PYBIND11_MODULE(_core, m) {
              options.dump_dir = dump_dir;
              options.failure_dir = failure_dir;
              options.log = std::move(log);
+             if (origin != "compile" && origin != "tune" && origin != "bake") {
+               throw SpecError("origin", origin, "compile, tune or bake");
+             }
+             options.origin = origin;
              return std::make_unique<JitRuntime>(std::move(options));
            }),
            py::arg("templates_dir"), py::arg("nvrtc_wheels") = std::vector<std::string>{},
            py::arg("line_info") = false, py::arg("database") = std::nullopt, py::arg("warn") = nullptr,
            py::arg("extra_options") = std::vector<std::string>{}, py::arg("dump_dir") = "",
-           py::arg("failure_dir") = "", py::arg("log") = nullptr)
+           py::arg("failure_dir") = "", py::arg("log") = nullptr, py::arg("origin") = "compile")
       .def_property_readonly("stats", &JitRuntime::stats)
       .def("kernel_key", &JitRuntime::kernel_key, py::arg("spec"))
       .def("tuned_tile", &JitRuntime::tuned_tile, py::arg("problem"), py::arg("gpu_name"), py::arg("bucket"))
