@@ -320,7 +320,16 @@ __global__ void __launch_bounds__(Sm90Layout<kTileM, kTileN, kTileK, kStages, kW
       }
     };
     const auto retire_step = [&](int kt) {
-      sm90::retire_step<Config>(storage, state, kt, k_tiles, warp, lane);
+      // A step of the partner's longer reduction (clusters along M) committed no batch, so
+      // the batch still in flight may be the previous step's: wait for all of it before
+      // that step's stage goes back.
+      if (kClusterM > 1 && kt >= k_tiles) {
+        wgmma::wait_group<0>();
+      } else {
+        wgmma::wait_group<1>();
+      }
+      if (kt > 0 && warp == 0) sm90::release_stage<kCtas>(storage.empty(state.previous().index()), lane);
+      ++state;
     };
     // The first steps store the previous tile's chunks, one each: chunk c once step c + 1
     // is issued, so the tensor cores have two batches to run while the warpgroup stores.

@@ -78,23 +78,5 @@ __device__ __forceinline__ void mma_step(Accumulators& acc, unsigned stage, int 
   }
 }
 
-// The second half of a consumer step (the kernel's issue_step is the first): once the
-// previous batch is done reading its stage, hand that stage back and move `state` on. One
-// batch stays in flight between them, so the tensor cores never wait for a release.
-// A step of the partner's longer reduction (clusters along M, kt >= k_tiles) committed no
-// batch, so the batch in flight may be the previous step's: wait for all of it before that
-// step's stage goes back.
-template <class Config>
-__device__ __forceinline__ void retire_step(const typename Config::Storage& storage, typename Config::State& state,
-                                            int kt, int k_tiles, int warp, int lane) {
-  if (Config::kClusterM > 1 && kt >= k_tiles) {
-    wgmma::wait_group<0>();
-  } else {
-    wgmma::wait_group<1>();
-  }
-  if (kt > 0 && warp == 0) release_stage<Config::kCtas>(storage.empty(state.previous().index()), lane);
-  ++state;
-}
-
 }  // namespace sm90
 }  // namespace moejit
