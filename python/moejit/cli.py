@@ -123,8 +123,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         target = runtime.target_for(0) if run else _core.Target("sm_90a")
         shape = _shape_from_args(args, target.text())
     print(f"moejit build: {shape.describe()}")
-    print(f"target {target.text()}, dtype {args.dtype}, block {args.block_size}, NVRTC {runtime.core.nvrtc_version} "
-          f"({runtime.core.nvrtc_path})")
+    try:
+        compiler = f"NVRTC {runtime.core.nvrtc_version} ({runtime.core.nvrtc_path})"
+    except RuntimeError:
+        compiler = "no NVRTC: kernels only from the kernel databases"
+    print(f"target {target.text()}, dtype {args.dtype}, block {args.block_size}, {compiler}")
     products = layer_kernels(shape, target=target, dtype=args.dtype, block_size=args.block_size)
     on_gpu = run and target == runtime.target_for(0)
     if on_gpu:
