@@ -62,16 +62,6 @@ SCHEDULE_TILES = {
     ("dds", 64): ["128x64x64.s6.w8x1.pingpong", "64x64x64.s6.w8x1.pingpong"],
 }
 
-# Bench: the wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
-BENCH_TILES = {
-    "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
-    "dsd": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
-            "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4", "128x256x64.s4.w8x1.c2x1"],
-    "dsd_t": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
-              "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4", "128x256x64.s4.w8x1.c2x1"],
-}
-
-
 def variant_names() -> list[str]:
     return [f"{op}_{t}_{d}_b{b}" for op, t, d, b in itertools.product(OPS, TRANSPOSES, DTYPES, BLOCKS)]
 

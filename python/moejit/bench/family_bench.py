@@ -24,6 +24,7 @@ import json
 import sys
 import traceback
 
+# The wgmma tiles timed next to the heuristic's for each layer kernel (block 128).
 BENCH_TILES = {
     "sdd": ["256x128x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong"],
     "dsd": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
@@ -31,7 +32,6 @@ BENCH_TILES = {
     "dsd_t": ["128x256x64.s3.w8x1", "128x128x64.s5.w8x1.pingpong", "64x256x64.s4.w8x1.pingpong",
               "128x256x64.s4.w8x1.c2", "128x256x64.s4.w8x1.c4", "128x256x64.s4.w8x1.c2x1"],
 }
-
 
 
 def bench(models: list[str], families: list[str], tiles: dict[str, list[str]]) -> None:
