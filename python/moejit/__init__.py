@@ -52,8 +52,9 @@ _TORCH_NAMES = {
     "expert_dsd": ("moejit.expert_products", "expert_dsd"),
     "expert_parallel": ("moejit.expert_parallel", None),
     "expert_sharding": ("moejit.expert_sharding", None),
-    "load_expert_shard": ("moejit.expert_sharding", "load_expert_shard"),
-    "gather_expert_shards": ("moejit.expert_sharding", "gather_expert_shards"),
+    "expert_shards": ("moejit.expert_shards", None),
+    "load_expert_shard": ("moejit.expert_shards", "load_expert_shard"),
+    "gather_expert_shards": ("moejit.expert_shards", "gather_expert_shards"),
 }
 
 
@@ -79,6 +80,7 @@ __all__ = [
     "expert_parallel",
     "expert_sdd",
     "expert_sharding",
+    "expert_shards",
     "gather_expert_shards",
     "load_expert_shard",
     "padded_gather",

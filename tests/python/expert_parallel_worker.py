@@ -45,7 +45,7 @@ def _error(x, y):
 
 def run_case(name, case, rank, world):
     import moejit
-    from moejit.expert_sharding import gather_expert_shards, load_expert_shard
+    from moejit.expert_shards import gather_expert_shards, load_expert_shard
 
     dtype = getattr(torch, case["dtype"])
     E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
@@ -210,7 +210,7 @@ def kernel_free_dmoe_class():
 
 def run_dmoe_case(case, rank, world):
     """The expert-parallel KernelFreeDMoE against the same layer holding every expert."""
-    from moejit.expert_sharding import load_expert_shard
+    from moejit.expert_shards import load_expert_shard
     from moejit.reference import relative_error
 
     layer_class = kernel_free_dmoe_class()
@@ -389,7 +389,7 @@ def run_model_sharding_case(rank, world):
     load_expert_shard gives each expert-parallel layer its own experts' rows and leaves every
     other entry whole, the model computes as the one holding every expert, and
     gather_expert_shards gives back the full state."""
-    from moejit.expert_sharding import gather_expert_shards, load_expert_shard
+    from moejit.expert_shards import gather_expert_shards, load_expert_shard
 
     torch.manual_seed(31)
     full = model_with_moe_layers()

@@ -24,7 +24,8 @@ import torch
 
 import moejit
 from moejit.expert_parallel import chunk_boundaries
-from moejit.expert_sharding import ExpertSharding, expert_parameters, shard_state_dict
+from moejit.expert_sharding import ExpertSharding
+from moejit.expert_shards import expert_parameters, shard_state_dict
 
 from conftest import requires_gpu
 from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, GPU_CASES, MOE_BLOCKS,
