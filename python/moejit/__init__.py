@@ -29,32 +29,32 @@ from ._core import (
     __version__,
     generate_source,
 )
-from .inspection import KernelInspection, inspect
-from .kernel_db import KernelDb
-from .runtime import MoejitWarning, Runtime, default_runtime
-from .specs import kernel_spec, source
+from .jit.inspection import KernelInspection, inspect
+from .jit.kernel_db import KernelDb
+from .jit.runtime import MoejitWarning, Runtime, default_runtime
+from .jit.specs import kernel_spec, source
 from .zoo import MODELS, ModelShape, model
 
 # Names that need torch, imported on first access (PEP 562).
 _TORCH_NAMES = {
     "ops": ("moejit.ops", None),
     "BlockSparseMatrix": ("moejit.ops", "BlockSparseMatrix"),
-    "Topology": ("moejit.topology", "Topology"),
-    "TopologyError": ("moejit.topology", "TopologyError"),
-    "dMoE": ("moejit.layer", "dMoE"),
-    "collect_load_balancing_loss": ("moejit.layer", "collect_load_balancing_loss"),
-    "ReferenceMoE": ("moejit.reference_layer", "ReferenceMoE"),
-    "route": ("moejit.routing", "route"),
-    "RoutingPlan": ("moejit.routing", "RoutingPlan"),
-    "padded_gather": ("moejit.permutation", "padded_gather"),
-    "weighted_scatter": ("moejit.permutation", "weighted_scatter"),
-    "expert_sdd": ("moejit.expert_products", "expert_sdd"),
-    "expert_dsd": ("moejit.expert_products", "expert_dsd"),
-    "expert_parallel": ("moejit.expert_parallel", None),
-    "expert_sharding": ("moejit.expert_sharding", None),
-    "expert_shards": ("moejit.expert_shards", None),
-    "load_expert_shard": ("moejit.expert_shards", "load_expert_shard"),
-    "gather_expert_shards": ("moejit.expert_shards", "gather_expert_shards"),
+    "Topology": ("moejit.ops.topology", "Topology"),
+    "TopologyError": ("moejit.ops.topology", "TopologyError"),
+    "dMoE": ("moejit.layer.dmoe", "dMoE"),
+    "collect_load_balancing_loss": ("moejit.layer.dmoe", "collect_load_balancing_loss"),
+    "ReferenceMoE": ("moejit.layer.reference", "ReferenceMoE"),
+    "route": ("moejit.ops.routing", "route"),
+    "RoutingPlan": ("moejit.ops.routing", "RoutingPlan"),
+    "padded_gather": ("moejit.ops.permutation", "padded_gather"),
+    "weighted_scatter": ("moejit.ops.permutation", "weighted_scatter"),
+    "expert_sdd": ("moejit.ops.expert_products", "expert_sdd"),
+    "expert_dsd": ("moejit.ops.expert_products", "expert_dsd"),
+    "expert_parallel": ("moejit.layer.expert_parallel", None),
+    "expert_sharding": ("moejit.layer.expert_sharding", None),
+    "expert_shards": ("moejit.layer.expert_shards", None),
+    "load_expert_shard": ("moejit.layer.expert_shards", "load_expert_shard"),
+    "gather_expert_shards": ("moejit.layer.expert_shards", "gather_expert_shards"),
 }
 
 

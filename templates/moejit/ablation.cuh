@@ -1,6 +1,6 @@
 // Ablations: stages of the wgmma family's products that a kernel can be compiled without,
 // to find where its time goes by timing it with one stage left out (MOEJIT_ABLATE in
-// python/moejit/runtime.py). An ablated kernel computes wrong results: it is for timing
+// python/moejit/jit/runtime.py). An ablated kernel computes wrong results: it is for timing
 // only. Each is a -DMOEJIT_ABLATE_<X> compile option, so part of the kernel database key.
 // Without the options every function is false and the kernels are the normal ones (the
 // same PTX). Functions, not constexpr variables: NVRTC emits a namespace-scope variable

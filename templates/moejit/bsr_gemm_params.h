@@ -16,7 +16,7 @@ struct BsrGemmParams {
   long long lda;
   long long ldb;
   long long ldc;
-  // The sparse operand's topology (int32, see python/moejit/topology.py).
+  // The sparse operand's topology (int32, see python/moejit/ops/topology.py).
   const int* row_indices;        // [nnz] block row of each block, row-major order
   const int* column_indices;     // [nnz] block column of each block
   const int* offsets;            // [block_rows + 1] CSR offsets

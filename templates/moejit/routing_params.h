@@ -27,7 +27,7 @@ struct RoutingParams {
   int* bins;                         // [experts + 1] first row of each expert; bins[experts] = used rows
   int* slots;                        // [assignments] row of each assignment
   int* row_assignment;               // [max_block_rows * block] assignment of each row, -1 for padding
-  // The topology of the expert products (see python/moejit/topology.py for the fields), sized
+  // The topology of the expert products (see python/moejit/ops/topology.py for the fields), sized
   // for max_block_rows; entries past live_nnz are unused.
   int* live_nnz;                     // [1]
   int* offsets;                      // [max_block_rows + 1]

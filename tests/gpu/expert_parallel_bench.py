@@ -109,7 +109,7 @@ def check_numerics(args, shape, device) -> dict:
     """Relative errors of the expert-parallel layer against one layer holding every expert
     (on rank 0; every rank gets the result)."""
     import moejit
-    from moejit.reference import relative_error
+    from moejit.ops.reference import relative_error
 
     rank = dist.get_rank()
     torch.manual_seed(0)

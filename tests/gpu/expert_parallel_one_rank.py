@@ -1,5 +1,5 @@
 """The one-GPU setting of the expert-parallel scripts (expert_parallel_overlap.py,
-expert_parallel_sync.py): a one-rank NCCL group, in which moejit.expert_parallel exchanges
+expert_parallel_sync.py): a one-rank NCCL group, in which moejit.layer.expert_parallel exchanges
 with itself on NCCL's kernels and stream as it would with other GPUs, minus the link."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 import moejit
-from moejit.expert_sharding import ExpertSharding
+from moejit.layer.expert_sharding import ExpertSharding
 from moejit.zoo import model
 
 

@@ -2,7 +2,7 @@
 
     python tests/gpu/expert_parallel_overlap.py [--model qwen3-30b-a3b] [--tokens 16384] [--chunks 1 4]
 
-One process, a one-rank NCCL group (no torchrun): the exchange of moejit.expert_parallel
+One process, a one-rank NCCL group (no torchrun): the exchange of moejit.layer.expert_parallel
 runs with itself on moejit's kernels (NCCL copies each part's rows to the same GPU with its
 own kernels, on its own stream), exactly as on several GPUs minus the link. For each
 --chunks value it profiles --iters forward+backward calls with torch.profiler (CUDA
@@ -27,7 +27,7 @@ import json
 import torch
 
 from expert_parallel_one_rank import one_rank_layer, one_rank_nccl_group
-from moejit.expert_parallel import expert_parallel_moe
+from moejit.layer.expert_parallel import expert_parallel_moe
 
 
 def parse_args(argv=None):

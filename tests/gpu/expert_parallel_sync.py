@@ -30,7 +30,7 @@ import statistics
 import torch
 
 from expert_parallel_one_rank import one_rank_layer, one_rank_nccl_group
-from moejit.expert_parallel import expert_parallel_moe
+from moejit.layer.expert_parallel import expert_parallel_moe
 
 
 def parse_args(argv=None):

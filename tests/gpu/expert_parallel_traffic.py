@@ -7,7 +7,7 @@ bfloat16 with a tiny ffn: the exchange does not depend on it) at each model's hi
 expert count and top-k, with uniform random routing (top_k distinct experts per token). For
 each model and world size it prints, per token and in one direction of the dispatch:
 
-  - the rows a token costs, from the model under uniform routing (moejit.exchange_traffic:
+  - the rows a token costs, from the model under uniform routing (moejit.layer.exchange_traffic:
     once per other destination rank, and once per expert as an exchange per assignment
     sends), and from the layer's counters (ExchangeTraffic.rows_sent, all ranks' sum over
     all tokens) and the per-assignment count of the same routing;
@@ -36,7 +36,7 @@ MODELS = {   # name: (hidden, experts, top_k)
 
 def _rank(rank, world, store, model, tokens, queue):
     import moejit
-    from moejit.exchange_traffic import per_assignment_dispatch_rows
+    from moejit.layer.exchange_traffic import per_assignment_dispatch_rows
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -81,7 +81,7 @@ def main(argv=None):
     p.add_argument("--worlds", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--markdown", help="also write the table there")
     args = p.parse_args(argv)
-    from moejit.exchange_traffic import expected_dispatch_rows_per_token
+    from moejit.layer.exchange_traffic import expected_dispatch_rows_per_token
 
     lines = ["| model | ranks | rows/token model (once per rank) | rows/token counters | "
              "rows/token model (once per expert) | rows/token per-assignment, same routing | "

@@ -45,7 +45,7 @@ def _error(x, y):
 
 def run_case(name, case, rank, world):
     import moejit
-    from moejit.expert_shards import gather_expert_shards, load_expert_shard
+    from moejit.layer.expert_shards import gather_expert_shards, load_expert_shard
 
     dtype = getattr(torch, case["dtype"])
     E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
@@ -143,7 +143,7 @@ class CollectiveBytes:
 
 def ep_routing(layer, x):
     """The expert indices the expert-parallel layer chose for x (its router, replicated)."""
-    from moejit.layer import router_probabilities
+    from moejit.layer.dmoe import router_probabilities
     with torch.no_grad():
         return router_probabilities(layer.router(x.reshape(-1, layer.hidden_size)), layer.top_k, None)[2]
 
@@ -152,7 +152,7 @@ def traffic_report(traffic, indices, sharding, row_bytes, forward_bytes, backwar
     """The layer's counters against the routing (the model's minimum: once per token and
     other rank holding one of its experts, and what the other ranks' tokens send here) and
     against the bytes the collectives moved; plus the per-assignment exchange's rows."""
-    from moejit.exchange_traffic import minimum_dispatch_rows, per_assignment_dispatch_rows
+    from moejit.layer.exchange_traffic import minimum_dispatch_rows, per_assignment_dispatch_rows
 
     world, per_rank = sharding.world_size, sharding.experts_per_rank
     # Every rank's routing, to count what this rank receives.
@@ -190,8 +190,8 @@ def kernel_free_dmoe_class():
     import types
 
     import moejit
-    from moejit.layer import activation_function
-    from moejit.reference_layer import reference_expert_mlp
+    from moejit.layer.dmoe import activation_function
+    from moejit.layer.reference import reference_expert_mlp
 
     class KernelFreeDMoE(moejit.dMoE):
         def _check_input(self, x):
@@ -210,8 +210,8 @@ def kernel_free_dmoe_class():
 
 def run_dmoe_case(case, rank, world):
     """The expert-parallel KernelFreeDMoE against the same layer holding every expert."""
-    from moejit.expert_shards import load_expert_shard
-    from moejit.reference import relative_error
+    from moejit.layer.expert_shards import load_expert_shard
+    from moejit.ops.reference import relative_error
 
     layer_class = kernel_free_dmoe_class()
     E, H, F, k = case["experts"], case["hidden"], case["ffn"], case["top_k"]
@@ -268,11 +268,11 @@ def run_exchange_autograd_case(case, rank, world):
 
     from torch.utils.checkpoint import checkpoint
 
-    import moejit.expert_parallel as expert_parallel
-    from moejit.expert_parallel import expert_parallel_moe
-    from moejit.expert_sharding import ExpertSharding
-    from moejit.layer import activation_function
-    from moejit.reference_layer import reference_expert_mlp
+    import moejit.layer.expert_parallel as expert_parallel
+    from moejit.layer.expert_parallel import expert_parallel_moe
+    from moejit.layer.expert_sharding import ExpertSharding
+    from moejit.layer.dmoe import activation_function
+    from moejit.layer.reference import reference_expert_mlp
 
     E, H, F, k, T = case["experts"], case["hidden"], case["ffn"], case["top_k"], case["tokens"] + rank
     group = dist.group.WORLD
@@ -389,7 +389,7 @@ def run_model_sharding_case(rank, world):
     load_expert_shard gives each expert-parallel layer its own experts' rows and leaves every
     other entry whole, the model computes as the one holding every expert, and
     gather_expert_shards gives back the full state."""
-    from moejit.expert_shards import gather_expert_shards, load_expert_shard
+    from moejit.layer.expert_shards import gather_expert_shards, load_expert_shard
 
     torch.manual_seed(31)
     full = model_with_moe_layers()
@@ -428,7 +428,7 @@ def run_model_sharding_case(rank, world):
 def run_error_case(name, rank, world):
     """Returns the message of the error the case raises (None when nothing is raised)."""
     import moejit
-    from moejit.expert_sharding import ExpertSharding
+    from moejit.layer.expert_sharding import ExpertSharding
 
     try:
         if name == "num_experts not divisible":
@@ -453,9 +453,9 @@ def run_error_case(name, rank, world):
 def run_gpu_self_exchange(case):
     """World size 1 on NCCL: the exchange (with itself) on the kernels against dMoE."""
     import moejit
-    from moejit.expert_parallel import expert_parallel_moe
-    from moejit.expert_sharding import ExpertSharding
-    from moejit.reference import relative_error
+    from moejit.layer.expert_parallel import expert_parallel_moe
+    from moejit.layer.expert_sharding import ExpertSharding
+    from moejit.ops.reference import relative_error
 
     torch.manual_seed(0)
     layer = moejit.dMoE(case["hidden"], case["ffn"], case["experts"], case["top_k"], device="cuda", init_std=0.05,

@@ -31,8 +31,8 @@ sys.path.insert(0, HERE)
 
 import moejit  # noqa: E402
 from moejit import _core  # noqa: E402
-from moejit.kernel_db import KernelDb  # noqa: E402
-from moejit.runtime import MoejitWarning, Runtime  # noqa: E402
+from moejit.jit.kernel_db import KernelDb  # noqa: E402
+from moejit.jit.runtime import MoejitWarning, Runtime  # noqa: E402
 
 N = 12
 ITEMS = [dict(op="sdd", n=128 * (i + 2), k=256) for i in range(N)]

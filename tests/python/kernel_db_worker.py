@@ -36,7 +36,7 @@ def wait_for(path, timeout_s=60.0):
 
 
 def fetch(args, report):
-    from moejit.runtime import Runtime, database_config
+    from moejit.jit.runtime import Runtime, database_config
 
     kernel_specs = specs(args["specs"])
     # Ready: everything imported and the specs built. Then start together.
@@ -76,7 +76,7 @@ def full_disk(args, report):
     import resource
     import signal
 
-    from moejit.runtime import Runtime, database_config
+    from moejit.jit.runtime import Runtime, database_config
 
     kernel_specs = specs(args["specs"])
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG instead
@@ -95,7 +95,7 @@ def full_disk(args, report):
 
 
 def fetch_read_only(args, report):
-    from moejit.runtime import Runtime, database_config
+    from moejit.jit.runtime import Runtime, database_config
 
     kernel_specs = specs(args["specs"])
     with warnings.catch_warnings(record=True) as caught:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from moejit.cli import _parser, _shapes_from_args, main
+from moejit.tools.cli import _parser, _shapes_from_args, main
 from conftest import CUDA
 
 

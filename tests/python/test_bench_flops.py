@@ -4,11 +4,11 @@ ratios between systems measured on the same work."""
 import pytest
 import torch
 
-from moejit.bench.flops import (dense_mlp_width, expert_matrices, kernel_extents, kernel_flops, layer_flops,
+from moejit.tools.bench.flops import (dense_mlp_width, expert_matrices, kernel_extents, kernel_flops, layer_flops,
                                 product_flops)
-from moejit.bench.ratios import fill_ratios, ratio, speedups
-from moejit.bench.results import SystemResult
-from moejit.bench.token_layout import TokenLayout
+from moejit.tools.bench.ratios import fill_ratios, ratio, speedups
+from moejit.tools.bench.results import SystemResult
+from moejit.tools.bench.token_layout import TokenLayout
 from moejit.zoo import ModelShape, model
 
 

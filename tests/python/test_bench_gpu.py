@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from moejit.cli import main
+from moejit.tools.cli import main
 from conftest import requires_gpu
 
 pytestmark = [pytest.mark.gpu, requires_gpu]

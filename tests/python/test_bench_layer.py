@@ -5,11 +5,11 @@ logic end to end on the CPU with a fake timer (moejit.dMoE or not)."""
 import pytest
 import torch
 
-from moejit.bench.flops import layer_flops
-from moejit.bench.layer_bench import bench_layer
-from moejit.bench.layer_peers import DenseMLP, GroupedMMMoE, activation_fn
-from moejit.bench.routing import load_balancing_loss, route
-from moejit.reference import moe_layer_reference, relative_error
+from moejit.tools.bench.flops import layer_flops
+from moejit.tools.bench.layer_bench import bench_layer
+from moejit.tools.bench.layer_peers import DenseMLP, GroupedMMMoE, activation_fn
+from moejit.tools.bench.routing import load_balancing_loss, route
+from moejit.ops.reference import moe_layer_reference, relative_error
 from moejit.zoo import ModelShape
 
 

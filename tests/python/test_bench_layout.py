@@ -1,12 +1,12 @@
-"""Where routed tokens live in each system's layout (moejit.bench.token_layout), and the
+"""Where routed tokens live in each system's layout (moejit.tools.bench.token_layout), and the
 kernel-level peers computing the layer's products on the same work (on the CPU)."""
 
 import pytest
 import torch
 
-from moejit.bench.kernel_peers import DenseKernels, GroupedMMKernels, KernelOperands, PaddedBmmKernels
-from moejit.bench.token_layout import TokenLayout
-from moejit.reference import relative_error
+from moejit.tools.bench.kernel_peers import DenseKernels, GroupedMMKernels, KernelOperands, PaddedBmmKernels
+from moejit.tools.bench.token_layout import TokenLayout
+from moejit.ops.reference import relative_error
 
 
 def test_layout_rows_by_hand():

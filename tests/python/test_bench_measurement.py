@@ -3,7 +3,7 @@ and what it records for systems that fail."""
 
 import pytest
 
-from moejit.bench.measurement import Trial, measure_systems
+from moejit.tools.bench.measurement import Trial, measure_systems
 
 
 class ScriptedMeasurer:

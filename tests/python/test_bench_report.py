@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from moejit.bench import chart, systems
-from moejit.bench.ratios import fill_ratios, speedups
-from moejit.bench.report import markdown, terminal
-from moejit.bench.results import SCHEMA, BenchCase, BenchReport, SystemResult
-from moejit.bench.runner import default_out_dir, write_outputs
-from moejit.cli import main
+from moejit.tools.bench import chart, systems
+from moejit.tools.bench.ratios import fill_ratios, speedups
+from moejit.tools.bench.report import markdown, terminal
+from moejit.tools.bench.results import SCHEMA, BenchCase, BenchReport, SystemResult
+from moejit.tools.bench.runner import default_out_dir, write_outputs
+from moejit.tools.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

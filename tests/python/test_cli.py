@@ -6,8 +6,8 @@ import sys
 import pytest
 
 import moejit
-from moejit.cli import main
-from moejit.layer_kernels import layer_kernels
+from moejit.tools.cli import main
+from moejit.jit.layer_kernels import layer_kernels
 from moejit.zoo import MODELS, model
 
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 import moejit
-from moejit import cli
-from moejit import layer_kernels
-from moejit.cli import main
+from moejit.tools import cli
+from moejit.jit import layer_kernels
+from moejit.tools.cli import main
 
 SHAPE = ["--hidden", "1024", "--ffn", "1024", "--experts", "8", "--top-k", "2"]
 # The mma family compiles in a fraction of the wgmma family's time: the build tests use it.

@@ -3,8 +3,8 @@
 import json
 
 import moejit
-from moejit.cli import main
-from moejit.doctor import diagnose
+from moejit.tools.cli import main
+from moejit.tools.doctor import diagnose
 
 
 def checks(report):

@@ -1,6 +1,6 @@
 """Expert parallelism on the CPU: 1, 2, 4 and 8 processes on the gloo backend, each
 holding E/W experts of an expert-parallel ReferenceMoE (the exchange of
-moejit.expert_parallel with the plain-PyTorch local experts), against one process holding
+moejit.layer.expert_parallel with the plain-PyTorch local experts), against one process holding
 every expert on the tokens of all ranks: forward, the input gradient, every expert shard's
 gradient and the router's and bias's (summed over ranks, as data parallelism would), the
 load-balancing loss, gathering the shards back, and the errors. The cases
@@ -23,9 +23,9 @@ import pytest
 import torch
 
 import moejit
-from moejit.expert_parallel import chunk_boundaries
-from moejit.expert_sharding import ExpertSharding
-from moejit.expert_shards import expert_parameters, shard_state_dict
+from moejit.layer.expert_parallel import chunk_boundaries
+from moejit.layer.expert_sharding import ExpertSharding
+from moejit.layer.expert_shards import expert_parameters, shard_state_dict
 
 from conftest import requires_gpu
 from expert_parallel_cases import (AUTOGRAD_CASES, CASES, DMOE_CASES, ERROR_CASES, GPU_CASES, MOE_BLOCKS,

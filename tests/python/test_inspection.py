@@ -9,8 +9,9 @@ import shutil
 import pytest
 
 import moejit
-from moejit import _core, _paths
-from moejit.cli import main
+from moejit import _core
+from moejit.jit import paths as _paths
+from moejit.tools.cli import main
 
 SPEC = "op=sdd trans=nt dtype=bf16 block=128 m=dyn n=512 k=256 tile=128x128x64.s3.w2x2 family=mma target=sm_90a"
 
@@ -79,10 +80,10 @@ def test_inspect_shows_tuning_results(cache):
 def test_show_lists_the_tuners_final_first(cache, capsys, monkeypatch):
     import torch
 
-    import moejit.runtime
+    import moejit.jit.runtime
 
     # `moejit show` lists the tunings of this machine's GPU: pretend to be one.
-    monkeypatch.setattr(moejit.runtime, "gpu_available", lambda: True)
+    monkeypatch.setattr(moejit.jit.runtime, "gpu_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "FakeGPU")
     runtime = moejit.Runtime()
     spec = _core.KernelSpec.parse(SPEC)

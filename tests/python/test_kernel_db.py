@@ -1,5 +1,5 @@
 """The kernel database: round trip, layers and lookup order, LRU eviction, complete keys,
-faults, migration, moejit.kernel_db.KernelDb and the `moejit db` command line.
+faults, migration, moejit.jit.kernel_db.KernelDb and the `moejit db` command line.
 
 Real NVRTC compiles (CPU only); every test works on its own cache directory."""
 
@@ -19,14 +19,14 @@ import warnings
 import pytest
 
 import moejit
-import moejit._paths
-import moejit.runtime
+import moejit.jit.paths
+import moejit.jit.runtime
 from moejit import _core
-from moejit import kernel_db as kdb
-from moejit.cli import main
-from moejit.kernel_db import KernelDb
-from moejit.layer_kernels import layer_kernels
-from moejit.runtime import MoejitWarning, Runtime, database_config
+from moejit.jit import kernel_db as kdb
+from moejit.tools.cli import main
+from moejit.jit.kernel_db import KernelDb
+from moejit.jit.layer_kernels import layer_kernels
+from moejit.jit.runtime import MoejitWarning, Runtime, database_config
 from moejit.zoo import model
 
 from conftest import CUDA, requires_gpu
@@ -250,7 +250,7 @@ def test_lookup_order_cache_then_kernel_db_list_then_packaged(tmp_path, monkeypa
     team2 = _layer(tmp_path, "team2", [s], mark=1002.0)
     packaged = _layer(tmp_path, "packaged", [s, spec(1)], mark=1003.0)
     before = {p: digest(p) for p in (team1, team2, packaged)}
-    monkeypatch.setattr(moejit._paths, "packaged_databases", lambda: [packaged])
+    monkeypatch.setattr(moejit.jit.paths, "packaged_databases", lambda: [packaged])
     cache = tmp_path / "cache"
 
     monkeypatch.setenv("MOEJIT_KERNEL_DB", f"{team1}:{team2}")
@@ -458,7 +458,7 @@ def test_changed_template_content_recompiles(tmp_path):
     original.compile(s)
     # The same templates installed elsewhere: the include path is not a key part.
     copy = tmp_path / "templates"
-    shutil.copytree(moejit._paths.templates_dir(), copy)
+    shutil.copytree(moejit.jit.paths.templates_dir(), copy)
     same = cache_runtime(cache, templates_dir=str(copy))
     assert same.core.templates_hash == original.core.templates_hash
     same.compile(s)

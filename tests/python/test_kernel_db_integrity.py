@@ -17,9 +17,9 @@ import pytest
 
 import moejit
 from moejit import _core
-from moejit.cli import main
-from moejit.kernel_db import KernelDb
-from moejit.runtime import Runtime, database_config
+from moejit.tools.cli import main
+from moejit.jit.kernel_db import KernelDb
+from moejit.jit.runtime import Runtime, database_config
 
 from test_kernel_db import (WORKER, _filled_cache, cache_path, cache_runtime, moejit_warnings, reference_cubin,
                             rows, spec, sql)

@@ -13,7 +13,7 @@ import pytest
 
 import moejit
 from moejit import _core
-from moejit.runtime import Runtime, database_config
+from moejit.jit.runtime import Runtime, database_config
 
 from test_kernel_db import set_columns
 
@@ -183,8 +183,8 @@ def test_opening_while_another_process_writes_waits(tmp_path, existing):
     Opening must wait for it like any other write, not give up on the cache."""
     import warnings
 
-    from moejit.kernel_db import KernelDb
-    from moejit.runtime import MoejitWarning
+    from moejit.jit.kernel_db import KernelDb
+    from moejit.jit.runtime import MoejitWarning
 
     cache = tmp_path / "cache"
     cache.mkdir()

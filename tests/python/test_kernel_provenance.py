@@ -7,9 +7,9 @@ import pytest
 
 import moejit
 from moejit import _core
-from moejit.kernel_db import KernelDb
-from moejit.runtime import Runtime
-from moejit.specs import routing_kernel_spec
+from moejit.jit.kernel_db import KernelDb
+from moejit.jit.runtime import Runtime
+from moejit.jit.specs import routing_kernel_spec
 
 SPEC = routing_kernel_spec("expert_histogram", target="sm_90a", experts=8)
 

@@ -15,8 +15,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import moejit
 from moejit import _core
-from moejit.layer import load_balancing_loss
-from moejit.specs import routing_kernel_spec
+from moejit.layer.dmoe import load_balancing_loss
+from moejit.jit.specs import routing_kernel_spec
 
 ROUTING_SPECS = [
     ("expert_histogram", dict(experts=128)),
@@ -77,7 +77,7 @@ def test_every_routing_kernel_compiles_without_spills(target):
 @pytest.mark.parametrize("assignments,experts,block,ffn", [
     (131072, 128, 128, 768), (16384, 8, 128, 14336), (0, 4, 64, 64), (1, 1, 128, 128), (10006, 16, 64, 128)])
 def test_routing_layout_is_an_upper_bound_with_contiguous_sections(assignments, experts, block, ffn):
-    l = moejit.routing.routing_layout(assignments, experts, block, ffn)
+    l = moejit.ops.routing.routing_layout(assignments, experts, block, ffn)
     assert l.max_block_rows == (assignments + experts * (block - 1)) // block
     # Routings that pad a lot (one assignment per expert, the rest on one) or at random fit.
     gen = torch.Generator().manual_seed(0)
@@ -112,9 +112,9 @@ def _one_each_then_rest(assignments, experts):
 
 def test_routing_layout_errors_name_the_argument():
     with pytest.raises(ValueError, match="ffn_hidden_size=100: expected a positive multiple of block_size"):
-        moejit.routing.routing_layout(10, 4, 128, 100)
+        moejit.ops.routing.routing_layout(10, 4, 128, 100)
     with pytest.raises(ValueError, match="block_size=32"):
-        moejit.routing.routing_layout(10, 4, 32, 128)
+        moejit.ops.routing.routing_layout(10, 4, 32, 128)
 
 
 def test_fake_shapes_of_every_op_and_a_whole_forward():
@@ -127,7 +127,7 @@ def test_fake_shapes_of_every_op_and_a_whole_forward():
         y = layer(x)
         assert y.shape == (100, 64) and y.dtype == torch.bfloat16
         assert y.grad_fn is not None and layer.load_balancing_loss.shape == ()
-        layout = moejit.routing.routing_layout(200, 8, 128, 128)
+        layout = moejit.ops.routing.routing_layout(200, 8, 128, 128)
         plan = torch.ops.moejit.route(torch.empty(100, 2, dtype=torch.long, device="cuda"), 8, 128, 128)
         assert plan.shape == (layout.total,) and plan.dtype == torch.int32
 
@@ -204,18 +204,18 @@ def test_load_balancing_loss_is_its_weight_for_uniform_routing():
 def test_python_plan_layout_equals_the_cpp_layout(assignments, experts, block, ffn):
     """plan_layout (plain arithmetic, what torch.compile traces and the fake implementations
     size outputs with) against compiler/routing_layout.cpp, field by field."""
-    layout = moejit.routing.routing_layout(assignments, experts, block, ffn)
-    mirror = moejit.routing.plan_layout(assignments, experts, block, ffn)
-    assert mirror._asdict() == {field: getattr(layout, field) for field in moejit.routing.PlanLayout._fields}
+    layout = moejit.ops.routing.routing_layout(assignments, experts, block, ffn)
+    mirror = moejit.ops.routing.plan_layout(assignments, experts, block, ffn)
+    assert mirror._asdict() == {field: getattr(layout, field) for field in moejit.ops.routing.PlanLayout._fields}
 
 
 @pytest.mark.parametrize("args", [(10, 4, 128, 100), (10, 4, 32, 128), (10, 0, 128, 128), (-1, 4, 128, 128),
                                   (2**31, 4, 128, 128), (2**31 - 1, 4, 128, 128)])
 def test_python_plan_layout_raises_the_cpp_layouts_errors(args):
     with pytest.raises(_core.SpecError) as cpp:
-        moejit.routing.routing_layout(*args)
+        moejit.ops.routing.routing_layout(*args)
     with pytest.raises(_core.SpecError, match=re.escape(str(cpp.value))):
-        moejit.routing.plan_layout(*args)
+        moejit.ops.routing.plan_layout(*args)
 
 
 class _GraphRecorder:

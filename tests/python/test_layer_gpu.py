@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import moejit
-from moejit.reference import relative_error
+from moejit.ops.reference import relative_error
 
 from conftest import requires_gpu
 

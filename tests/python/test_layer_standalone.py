@@ -31,7 +31,7 @@ def test_reference_moe_in_float64_is_float64_throughout_and_passes_gradcheck(glu
     ref.train()
     y = ref(x)
     assert y.dtype == torch.float64 and ref.load_balancing_loss.dtype == torch.float64
-    scores, weights, _ = moejit.layer.router_probabilities(ref.router(x), 2, None)
+    scores, weights, _ = moejit.layer.dmoe.router_probabilities(ref.router(x), 2, None)
     assert scores.dtype == torch.float64 and weights.dtype == torch.float64
     ref.eval()   # the routing is piecewise constant: gradcheck's small steps keep it
     params = [p for p in ref.parameters()]

@@ -58,7 +58,7 @@ def test_a_pip_wheel_does_not_displace_the_toolkit(tmp_path):
     assert path != wheel and "site" not in path
     assert "toolkit" in reason
     # The wheel is seen, and listed after every toolkit.
-    code = "import moejit._paths as p; print('\\n'.join(p.nvrtc_wheels()))"
+    code = "import moejit.jit.paths as p; print('\\n'.join(p.nvrtc_wheels()))"
     seen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert wheel in seen.stdout.split()
 
@@ -104,7 +104,7 @@ def test_the_order_toolkits_then_wheels_then_the_loader(tmp_path, monkeypatch):
 
 @needs_nvrtc
 def test_doctor_says_which_nvrtc_and_why(capsys):
-    from moejit.cli import main
+    from moejit.tools.cli import main
 
     assert main(["doctor"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if "NVRTC (compiling)" in l)

@@ -14,7 +14,7 @@ import torch
 
 import moejit
 from moejit import Topology, ops
-from moejit.reference import relative_error
+from moejit.ops.reference import relative_error
 
 from conftest import requires_gpu
 
@@ -225,8 +225,8 @@ def test_one_spec_compiles_once_per_runtime():
 
 def test_moe_layer_kernels_small_shape():
     """The CLI's GPU path: the three layer kernels on a small MoE shape pass their check."""
-    from moejit.layer_kernels import layer_kernels
-    from moejit.measure_layer import measure_layer_kernels
+    from moejit.jit.layer_kernels import layer_kernels
+    from moejit.tools.measure_layer import measure_layer_kernels
     from moejit.zoo import ModelShape
 
     shape = ModelShape("tiny", 256, 512, 4, 2, 1000, "gelu", False)

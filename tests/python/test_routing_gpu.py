@@ -9,7 +9,7 @@ import torch
 
 import moejit
 from moejit import Topology
-from moejit.reference import relative_error
+from moejit.ops.reference import relative_error
 
 from conftest import requires_gpu
 
@@ -176,8 +176,8 @@ def test_permutation_rejects_mismatched_plans():
 def test_expert_activation_and_its_gradient(dtype, activation, glu):
     """The generated activation kernels against PyTorch's functions on the live blocks;
     the unused capacity gets zeros."""
-    from moejit.activation import expert_activation
-    from moejit.layer import activation_function
+    from moejit.ops.activation import expert_activation
+    from moejit.layer.dmoe import activation_function
 
     gen = torch.Generator(device="cuda").manual_seed(11)
     indices = _indices("skewed", 700, 8, 2, gen)

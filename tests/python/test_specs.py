@@ -6,8 +6,9 @@ import os
 import pytest
 
 import moejit
-from moejit import _core, _paths
-from moejit.specs import routing_kernel_spec
+from moejit import _core
+from moejit.jit import paths as _paths
+from moejit.jit.specs import routing_kernel_spec
 
 
 def test_kernel_spec_fills_the_dynamic_extent_and_a_tile():

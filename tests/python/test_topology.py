@@ -1,4 +1,4 @@
-"""Tests for moejit.topology, checked against a simple loop-based reference."""
+"""Tests for moejit.ops.topology, checked against a simple loop-based reference."""
 
 import dataclasses
 import math
@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from moejit.topology import Topology, TopologyError
+from moejit.ops.topology import Topology, TopologyError
 
 DEVICES = [
     "cpu",

@@ -7,7 +7,7 @@ import pytest
 
 import moejit
 from moejit import _core
-from moejit.tuner import Progress, rank, tune_problem
+from moejit.tools.tuner import Progress, rank, tune_problem
 
 
 class FakeWorkload:
@@ -38,7 +38,7 @@ class ScriptedTimer:
 
 @pytest.fixture
 def runtime(tmp_path):
-    return moejit.Runtime(database=moejit.runtime.database_config(str(tmp_path / "cache")))
+    return moejit.Runtime(database=moejit.jit.runtime.database_config(str(tmp_path / "cache")))
 
 
 PROBLEM = dict(op="sdd", n=512, k=256, trans_b=True)
@@ -195,7 +195,7 @@ def test_the_default_stays_unless_the_final_beat_it_by_more_than_the_noise(runti
     KEEP_DEFAULT_MARGIN, so A stays (and is what the database records); 5% faster, B wins."""
     problem = moejit.kernel_spec(**PROBLEM)
     a, b = [t.text() for t in _core.search_space(problem)[:2]]
-    assert moejit.tuner.KEEP_DEFAULT_MARGIN == 0.02
+    assert moejit.tools.tuner.KEEP_DEFAULT_MARGIN == 0.02
     for b_ms, winner in ((0.99, a), (0.95, b)):
         workload = FakeWorkload()
         timer = SequenceTimer(workload, {a: 1.0, b: b_ms}, {a: [1.0, 1.1, 1.2, 1.1], b: [
@@ -296,7 +296,7 @@ def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "FakeGPU")
     problem = moejit.kernel_spec(**PROBLEM, family="mma")
-    with pytest.warns(moejit.runtime.MoejitWarning, match="was never tuned on FakeGPU"):
+    with pytest.warns(moejit.jit.runtime.MoejitWarning, match="was never tuned on FakeGPU"):
         assert runtime.tuned_spec(problem, 0, 256).tile == problem.tile
     entry = _core.TuningEntry()
     entry.problem, entry.target, entry.gpu_name = problem.problem_text(), "sm_90a", "FakeGPU"
@@ -305,7 +305,7 @@ def test_ops_pick_the_tuned_tile_and_warn_once_when_untuned(runtime, monkeypatch
     # The runtime that looked the problem up before sees the result at once...
     assert runtime.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
     # ... and so does a later process on the same cache.
-    fresh = moejit.Runtime(database=moejit.runtime.database_config(runtime.core.database_paths[0].rsplit("/", 1)[0]))
+    fresh = moejit.Runtime(database=moejit.jit.runtime.database_config(runtime.core.database_paths[0].rsplit("/", 1)[0]))
     assert fresh.tuned_spec(problem, 0, 256).tile.text() == "64x128x32.s3.w2x2"
     # A tuning records a tile, not a family: the same problem in the wgmma family cannot
     # run that mma tile and keeps its heuristic one.

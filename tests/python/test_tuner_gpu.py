@@ -6,7 +6,7 @@ import pytest
 
 import moejit
 from moejit import _core
-from moejit.layer_kernels import layer_kernels
+from moejit.jit.layer_kernels import layer_kernels
 from moejit.zoo import ModelShape
 
 from conftest import requires_gpu
@@ -17,11 +17,11 @@ pytestmark = [pytest.mark.gpu, requires_gpu]
 def test_tune_a_small_shape_end_to_end(tmp_path):
     import torch
 
-    from moejit.measure_layer import LayerData, RoleWorkload
-    from moejit.timing import median_ms
-    from moejit.tuner import tune_problem
+    from moejit.tools.measure_layer import LayerData, RoleWorkload
+    from moejit.tools.timing import median_ms
+    from moejit.tools.tuner import tune_problem
 
-    runtime = moejit.Runtime(database=moejit.runtime.database_config(str(tmp_path / "cache")))
+    runtime = moejit.Runtime(database=moejit.jit.runtime.database_config(str(tmp_path / "cache")))
     shape = ModelShape("tiny", 512, 1024, 4, 2, 2000, "gelu", False)
     target = runtime.target_for(0)
     gpu = torch.cuda.get_device_name(0)

@@ -1,0 +1,1 @@
+"""The command line, the autotuner, the doctor and the benchmarks."""
