@@ -21,9 +21,10 @@ from moejit.cli import main
 from moejit.kernel_db import KernelDb
 from moejit.runtime import Runtime, database_config
 
-# _isolated_cache: the same autouse fixture (nothing touches ~/.cache).
-from test_kernel_db import (WORKER, _filled_cache, _full_disk, _isolated_cache, cache_path, cache_runtime,  # noqa: F401
-                            moejit_warnings, reference_cubin, rows, spec, sql)
+# The same autouse fixtures: _isolated_cache (nothing touches ~/.cache) and _seed_cleanup
+# (the seed database _filled_cache copies from goes at the module's end).
+from test_kernel_db import (WORKER, _filled_cache, _full_disk, _isolated_cache, _seed_cleanup,  # noqa: F401
+                            cache_path, cache_runtime, moejit_warnings, reference_cubin, rows, spec, sql)
 
 
 def layers_only():
