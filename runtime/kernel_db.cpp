@@ -111,9 +111,11 @@ StoredKernel read_stored(const sqlite::Statement& s) {
 }
 
 // Whether an error reading a read-only file means it needs immutable mode: a WAL file whose
-// -shm cannot be created beside it.
+// -shm cannot be created or grown beside it (a read-only directory or mount, a full disk, a
+// file size limit).
 bool needs_immutable(const sqlite::Error& e) {
-  return e.code() == SQLITE_CANTOPEN || e.code() == SQLITE_READONLY || e.read_only();
+  return e.code() == SQLITE_CANTOPEN || e.code() == SQLITE_READONLY || e.code() == SQLITE_IOERR ||
+         e.out_of_space() || e.read_only();
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -136,6 +137,32 @@ void KernelDbStack::warn(const std::string& message) {
   if (warn_) warn_(message);
 }
 
+namespace {
+
+// Why a failed write ran out of room, or "" if it did not.
+std::string out_of_space_cause(const sqlite::Error& e, const std::string& path) {
+  // SQLite reports ENOSPC as SQLITE_FULL, but a file size limit (EFBIG) or a quota only as an
+  // I/O error, and its errno is often gone by then: ask the limits themselves.
+  struct rlimit limit {};
+  if (e.system_errno() == EFBIG ||
+      (e.code() == SQLITE_IOERR && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)) {
+    return fmt::format("the process's file size limit (ulimit -f: {}) is reached",
+                       megabytes(static_cast<double>(limit.rlim_cur)));
+  }
+  if (e.system_errno() == EDQUOT) return "the disk quota is used up";
+  if (e.out_of_space()) {
+    struct statvfs disk {};
+    if (::statvfs(directory_of(path).c_str(), &disk) == 0) {
+      return fmt::format("the disk holding it is full ({} free)",
+                         megabytes(static_cast<double>(disk.f_bavail) * static_cast<double>(disk.f_frsize)));
+    }
+    return "the disk holding it is full";
+  }
+  return "";
+}
+
+}  // namespace
+
 void KernelDbStack::open_cache() {
   std::error_code ec;
   fs::create_directories(fs::path(config_.cache_path).parent_path(), ec);
@@ -153,7 +180,9 @@ void KernelDbStack::open_cache_read_only(const std::string& why) {
   try {
     cache_ = std::make_unique<KernelDb>(config_.cache_path, true, config_.busy_timeout_ms);
     cache_writes_ok_ = false;
-    cache_read_only_why_ = why;
+    pending_write_warning_ = fmt::format(
+        "kernel cache {} is read-only ({}): its kernels are used, but kernels compiled here are kept in memory only",
+        config_.cache_path, why);
   } catch (const std::exception& e) {
     warn(fmt::format("kernel cache {} is read-only ({}) and cannot be read either ({}); compiled kernels are kept "
                      "in memory only",
@@ -178,6 +207,13 @@ bool KernelDbStack::open_cache_file() {
     std::error_code ec;
     if (e.read_only() && fs::exists(path, ec)) {
       open_cache_read_only(e.what());
+      return cache_ != nullptr;
+    }
+    // No room to set the file up for writing: its kernels still serve, and the first kernel
+    // that cannot be stored says what frees space.
+    if (const std::string cause = out_of_space_cause(e, path); !cause.empty() && fs::exists(path, ec)) {
+      open_cache_read_only(cause);
+      if (cache_) pending_write_warning_ = out_of_space_advice(e, cause);
       return cache_ != nullptr;
     }
     warn(fmt::format("kernel cache {} unusable ({}); compiled kernels are kept in memory only", path, e.what()));
@@ -297,31 +333,6 @@ std::optional<CompiledKernel> KernelDbStack::find(const KernelKey& key) {
   return std::nullopt;
 }
 
-namespace {
-
-// Why a failed write ran out of room, or "" if it did not.
-std::string out_of_space_cause(const sqlite::Error& e, const std::string& path) {
-  // SQLite reports ENOSPC as SQLITE_FULL, but a file size limit (EFBIG) or a quota only as an
-  // I/O error, and its errno is often gone by then: ask the limits themselves.
-  struct rlimit limit {};
-  if (e.system_errno() == EFBIG ||
-      (e.code() == SQLITE_IOERR && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)) {
-    return fmt::format("the process's file size limit (ulimit -f: {}) is reached",
-                       megabytes(static_cast<double>(limit.rlim_cur)));
-  }
-  if (e.system_errno() == EDQUOT) return "the disk quota is used up";
-  if (e.out_of_space()) {
-    struct statvfs disk {};
-    if (::statvfs(directory_of(path).c_str(), &disk) == 0) {
-      return fmt::format("the disk holding it is full ({} free)",
-                         megabytes(static_cast<double>(disk.f_bavail) * static_cast<double>(disk.f_frsize)));
-    }
-    return "the disk holding it is full";
-  }
-  return "";
-}
-
-}  // namespace
 
 std::string KernelDbStack::out_of_space_advice(const sqlite::Error& e, const std::string& cause) {
   std::string size;
@@ -341,12 +352,7 @@ void KernelDbStack::insert(const KernelKey& key, const CompiledKernel& kernel, c
   std::lock_guard lock(mutex_);
   if (!cache_) return;
   if (!cache_writes_ok_) {
-    if (!cache_read_only_why_.empty()) {
-      warn(fmt::format("kernel cache {} is read-only ({}): its kernels are used, but kernels compiled here are "
-                       "kept in memory only",
-                       cache_->path(), cache_read_only_why_));
-      cache_read_only_why_.clear();
-    }
+    if (!pending_write_warning_.empty()) warn(std::exchange(pending_write_warning_, std::string()));
     return;
   }
   for (int attempt = 0; attempt < 2 && cache_ && cache_writes_ok_; ++attempt) {

@@ -107,7 +107,7 @@ class KernelDbStack {
   mutable std::mutex mutex_;
   std::unique_ptr<KernelDb> cache_;
   bool cache_writes_ok_ = false;
-  std::string cache_read_only_why_;   // set when the cache serves but cannot store
+  std::string pending_write_warning_;   // for the first kernel a serving, unwritable cache cannot store
   bool cache_recovered_ = false;      // at most once per process
   std::pair<unsigned long, unsigned long> cache_file_id_{0, 0};   // device and inode of the open cache
   std::vector<std::unique_ptr<KernelDb>> read_only_;

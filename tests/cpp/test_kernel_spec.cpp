@@ -404,3 +404,23 @@ TEST_CASE("parse_tile_config and TileConfig arithmetic") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("parse_kernel_spec is strict about types: each rejection names the field") {
+  // The C++ boundary of the strict types the Python binding enforces: text that is not a
+  // boolean or an integer in range never becomes a spec.
+  const std::string base = kSddText;
+  const std::pair<std::string, std::string> cases[] = {
+      {"trans=nt", "trans=no"},    {"n=114688", "n=256.5"}, {"n=114688", "n=abc"},
+      {"n=114688", "n=1180591620717411303424"}, {"n=114688", "n=-256"}, {"block=128", "block=12x"},
+      {"block=128", "block=128.0"}, {"k=4096", "k="},
+  };
+  for (const auto& [from, to] : cases) {
+    std::string text = base;
+    text.replace(text.find(from), from.size(), to);
+    CAPTURE(text);
+    const auto thrown = spec_error_of([&] { parse_kernel_spec(text); });
+    const std::string field = to.substr(0, to.find('='));
+    CHECK(thrown.field == field);
+    CHECK(thrown.what.find(to.substr(to.find('=') + 1)) != std::string::npos);
+  }
+}

@@ -21,16 +21,10 @@ from moejit.tools.cli import main
 from moejit.jit.kernel_db import KernelDb
 from moejit.jit.runtime import Runtime, database_config
 
-from test_kernel_db import (WORKER, _filled_cache, cache_path, cache_runtime, moejit_warnings, reference_cubin,
-                            rows, spec, sql)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOEJIT_CACHE_DIR", str(tmp_path / "default-cache"))
-    monkeypatch.delenv("MOEJIT_KERNEL_DB", raising=False)
-    monkeypatch.delenv("MOEJIT_CACHE_MAX_MB", raising=False)
-    monkeypatch.delenv("MOEJIT_TEMPLATES_DIR", raising=False)
+# The same autouse fixtures: _isolated_cache (nothing touches ~/.cache) and _seed_cleanup
+# (the seed database _filled_cache copies from goes at the module's end).
+from test_kernel_db import (WORKER, _filled_cache, _full_disk, _isolated_cache, _seed_cleanup,  # noqa: F401
+                            cache_path, cache_runtime, moejit_warnings, reference_cubin, rows, spec, sql)
 
 
 def layers_only():
@@ -282,21 +276,34 @@ def test_read_only_opening_of_a_wal_file_needs_no_shm(tmp_path):
 
 def test_full_disk_warning_says_what_frees_space_in_every_process(tmp_path):
     cache = tmp_path / "cache"
-    for attempt in range(2):
-        out = str(tmp_path / f"full-disk-{attempt}.json")
-        args = dict(cache_dir=str(cache), limit_bytes=64 * 1024, out=out,
-                    specs=[dict(op="sdd", n=128 * (i + 2), k=256) for i in (attempt, attempt + 5)])
-        p = subprocess.run([sys.executable, WORKER, "full-disk", json.dumps(args)], capture_output=True, text=True,
-                           timeout=120)
-        assert p.returncode == 0, p.stderr
-        with open(out) as f:
-            report = json.load(f)
+    for attempt in range(2):   # the second process warns again, and again says why
+        report = _full_disk(tmp_path, cache, [spec(attempt), spec(attempt + 5)])
         assert report["errors"] == []
         assert len(report["warnings"]) == 1, report["warnings"]
         warning = report["warnings"][0]
         assert "file size limit" in warning
         assert "MOEJIT_CACHE_MAX_MB" in warning and "moejit db prune" in warning
     assert KernelDb.open(cache_path(cache), read_only=True).verify(load_on_gpu=False).ok
+
+
+def test_cache_that_cannot_even_be_set_up_for_writing_still_serves(tmp_path):
+    """A file size limit below what WAL's shared memory needs: the cache cannot be opened
+    for writing at all, yet its kernels serve, and the kernel that cannot be stored says
+    what frees space."""
+    cache = tmp_path / "cache"
+    _filled_cache(cache, n=3)
+    out = str(tmp_path / "full-disk.json")
+    args = dict(cache_dir=str(cache), limit_bytes=8 * 1024, out=out,
+                specs=[dict(op="sdd", n=128 * (i + 2), k=256) for i in (0, 1, 2, 9)])
+    p = subprocess.run([sys.executable, WORKER, "full-disk", json.dumps(args)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    with open(out) as f:
+        report = json.load(f)
+    assert report["errors"] == []
+    assert (report["database_hits"], report["compiled"]) == (3, 1)
+    assert len(report["warnings"]) == 1, report["warnings"]
+    assert "file size limit" in report["warnings"][0] and "MOEJIT_CACHE_MAX_MB" in report["warnings"][0]
 
 
 # ---- schema 2 files -----------------------------------------------------------------------
