@@ -301,7 +301,19 @@ void KernelDb::drop(const std::string& key_hash) {
 }
 
 std::optional<CompiledKernel> KernelDb::find(const KernelKey& key, std::string* rejected) {
-  const std::string hash = key.hash_hex();
+  std::string hash = key.hash_hex();
+  if (schema_version_ < 4) {
+    // A read-only file of an older schema (a writable one was rekeyed when opened): its
+    // rows are keyed by every part, the NVRTC version included, so look them up by the
+    // binary parts.
+    sqlite::Statement s = db_->prepare(
+        "SELECT key_hash FROM kernels WHERE spec_text = ? AND target = ? AND template_hash = ? AND "
+        "compile_options = ? AND moejit_version = ? ORDER BY last_used_at DESC LIMIT 1");
+    s.bind(1, key.spec_text).bind(2, key.target).bind(3, key.template_hash).bind(4, key.compile_options);
+    s.bind(5, key.moejit_version);
+    if (!s.step()) return std::nullopt;
+    hash = s.text(0);
+  }
   std::optional<StoredKernel> row = read_row(hash);
   if (!row) return std::nullopt;
   if (auto problem = record_problem(*row)) {

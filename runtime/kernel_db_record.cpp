@@ -50,7 +50,8 @@ std::string record_hash(const KernelKey& key, const std::string& tile, const Com
 
 std::optional<std::string> record_problem(StoredKernel& row) {
   const CompiledKernel& k = row.kernel;
-  if (row.key.hash_hex() != row.key_hash) {
+  // A read-only file of schema 3 or older keeps its rows under the key of every part.
+  if (row.key.hash_hex() != row.key_hash && row.key.legacy_hash_hex() != row.key_hash) {
     return "its key parts (spec text, target, versions, options) no longer give its key hash";
   }
   KernelSpec spec;

@@ -20,6 +20,7 @@ struct KernelKey {
   std::string moejit_version;
 
   std::string hash_hex() const;  // the primary key in the database: the binary parts only
+  std::string legacy_hash_hex() const;   // the primary key of schemas 1 to 3: every part
   // Whether a stored kernel of key `other` is the binary this key asks for.
   bool same_binary(const KernelKey& other) const;
   friend bool operator==(const KernelKey&, const KernelKey&) = default;

@@ -89,7 +89,7 @@ TEST_CASE("a stored kernel comes back field for field, and passes verify") {
   const KernelSpec spec = spec_of(0);
   const CompiledKernel k = kernel_of(spec, 0);
   KernelDb db(dir.file("kernels.sqlite"), false);
-  CHECK(db.schema_version() == 3);
+  CHECK(db.schema_version() == KernelDb::kSchemaVersion);
   CHECK(db.insert(key_of(spec), k));
   std::string why;
   auto hit = db.find(key_of(spec), &why);

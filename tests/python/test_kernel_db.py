@@ -114,11 +114,39 @@ def fnv1a64(data, h=0xCBF29CE484222325):
 
 
 def key_hash(spec_text, target, template_hash, nvrtc_version, compile_options, moejit_version):
-    """KernelKey::hash_hex, recomputed here to forge entries other versions would write."""
+    """KernelKey::hash_hex, recomputed here to forge entries other versions would write: the
+    binary parts only (the NVRTC version is provenance)."""
+    h = fnv1a64(b"moejit-kernel-key-v2")
+    for part in (spec_text, target, template_hash, compile_options, moejit_version):
+        h = fnv1a64(b"\x1f", fnv1a64(part.encode(), h))
+    return f"{h:016x}"
+
+
+def key_hash_v1(spec_text, target, template_hash, nvrtc_version, compile_options, moejit_version):
+    """The key hash of schemas 1 to 3, over every part."""
     h = fnv1a64(b"moejit-kernel-key-v1")
     for part in (spec_text, target, template_hash, nvrtc_version, compile_options, moejit_version):
         h = fnv1a64(b"\x1f", fnv1a64(part.encode(), h))
     return f"{h:016x}"
+
+
+def as_schema(path, version):
+    """Turns a current database into one of an older schema (1 to 3), as that moejit wrote
+    it: without the columns it lacked, keyed by every key part."""
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    for row in con.execute("SELECT * FROM kernels").fetchall():
+        old = key_hash_v1(row["spec_text"], row["target"], row["template_hash"], row["nvrtc_version"],
+                          row["compile_options"], row["moejit_version"])
+        con.execute("UPDATE kernels SET key_hash = ? WHERE key_hash = ?", (old, row["key_hash"]))
+    con.execute("ALTER TABLE kernels DROP COLUMN origin")
+    if version < 3:
+        con.execute("ALTER TABLE kernels DROP COLUMN record_hash")
+    if version < 2:
+        con.execute("DROP TABLE tunings")
+    con.execute(f"PRAGMA user_version = {version}")
+    con.commit()
+    con.close()
 
 
 RECORD_FIELDS = ("spec_text", "target", "template_hash", "nvrtc_version", "compile_options", "moejit_version", "tile",
@@ -513,8 +541,8 @@ def test_targets_are_separate_entries(tmp_path):
     assert again.core.stats.database_hits == 2
 
 
-@pytest.mark.parametrize("column,value", [("nvrtc_version", "12.8"), ("moejit_version", "0.0.9")])
-def test_entry_of_another_nvrtc_or_moejit_version_is_not_used(tmp_path, column, value):
+@pytest.mark.parametrize("column,value", [("moejit_version", "0.0.9")])
+def test_entry_of_another_moejit_version_is_not_used(tmp_path, column, value):
     s = spec(0)
     cache = tmp_path / "cache"
     cache_runtime(cache).compile(s)
@@ -800,12 +828,7 @@ def test_damaged_entry_is_never_handed_out(tmp_path, capsys):
 def test_schema_1_database_is_migrated(tmp_path):
     cache = tmp_path / "cache"
     path = _filled_cache(cache, n=1)
-    con = sqlite3.connect(path)
-    con.execute("DROP TABLE tunings")
-    con.execute("ALTER TABLE kernels DROP COLUMN record_hash")
-    con.execute("PRAGMA user_version = 1")
-    con.commit()
-    con.close()
+    as_schema(path, 1)
     assert _core.KernelDb(path, True).schema_version == 1
     assert KernelDb.open(path, read_only=True).tunings() == []
     with moejit_warnings() as warned:
@@ -813,9 +836,44 @@ def test_schema_1_database_is_migrated(tmp_path):
         r.compile(spec(0))
     assert warned == [] and r.core.stats.database_hits == 1
     db = KernelDb.open(path)
-    assert db.schema_version == _core.KernelDb.SCHEMA_VERSION == 3
+    assert db.schema_version == _core.KernelDb.SCHEMA_VERSION == 4
     db.core.put_tuning(_tuning("sm_90a"))
     assert len(db.tunings()) == 1
+
+
+def test_schema_3_database_is_rekeyed_and_keeps_its_kernels(tmp_path):
+    """Schema 4 keys rows by their binary parts: a schema-3 file's rows get their new keys,
+    keep their records and are served; two rows that differ only in their NVRTC are one."""
+    cache = tmp_path / "cache"
+    path = _filled_cache(cache, n=2)
+    db = _core.KernelDb(path)
+    entry = next(e for e in db.entries() if e.key.spec_text == spec(0).text())
+    key, kernel = db.load(entry.key_hash)
+    parts = {name: getattr(key, name) for name in ("spec_text", "target", "template_hash", "nvrtc_version",
+                                                   "compile_options", "moejit_version")}
+    del db
+    as_schema(path, 3)
+    # The same binary from another NVRTC, as schema 3 kept it: a row of its own.
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    row = dict(con.execute("SELECT * FROM kernels WHERE spec_text = ?", (spec(0).text(),)).fetchone())
+    row.update(nvrtc_version="12.8", last_used_at=0.0)
+    row["key_hash"] = key_hash_v1(**{**parts, "nvrtc_version": "12.8"})
+    row["record_hash"] = record_hash(row)
+    con.execute(f"INSERT INTO kernels({', '.join(row)}) VALUES({', '.join('?' * len(row))})", tuple(row.values()))
+    con.commit()
+    con.close()
+    assert len(_core.KernelDb(path, True).entries()) == 3
+    with moejit_warnings() as warned:
+        r = cache_runtime(cache)
+        r.compile(spec(0))
+        r.compile(spec(1))
+    assert warned == [] and (r.core.stats.database_hits, r.core.stats.compiled) == (2, 0)
+    db = KernelDb.open(path, read_only=True)
+    assert db.schema_version == 4 and db.verify(load_on_gpu=False).ok
+    rows = db.entries()
+    assert len(rows) == 2 and {r.origin for r in rows} == {"compile"}
+    assert next(r for r in rows if r.spec_text == spec(0).text()).nvrtc_version == parts["nvrtc_version"]
 
 
 # ---- KernelDb (Python) -------------------------------------------------------------------

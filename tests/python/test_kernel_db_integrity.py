@@ -24,7 +24,7 @@ from moejit.jit.runtime import Runtime, database_config
 # The same autouse fixtures: _isolated_cache (nothing touches ~/.cache) and _seed_cleanup
 # (the seed database _filled_cache copies from goes at the module's end).
 from test_kernel_db import (WORKER, _filled_cache, _full_disk, _isolated_cache, _seed_cleanup,  # noqa: F401
-                            cache_path, cache_runtime, moejit_warnings, reference_cubin, rows, spec, sql)
+                            as_schema, cache_path, cache_runtime, moejit_warnings, reference_cubin, rows, spec, sql)
 
 
 def layers_only():
@@ -310,11 +310,7 @@ def test_cache_that_cannot_even_be_set_up_for_writing_still_serves(tmp_path):
 
 
 def _as_schema_2(path):
-    con = sqlite3.connect(path)
-    con.execute("ALTER TABLE kernels DROP COLUMN record_hash")
-    con.execute("PRAGMA user_version = 2")
-    con.commit()
-    con.close()
+    as_schema(path, 2)
 
 
 def test_schema_2_cache_keeps_its_valid_kernels_and_drops_tampered_ones(tmp_path):
@@ -326,7 +322,7 @@ def test_schema_2_cache_keeps_its_valid_kernels_and_drops_tampered_ones(tmp_path
     assert warned == []
     assert (r.core.stats.database_hits, r.core.stats.compiled) == (2, 1)
     with KernelDb.open(path, read_only=True) as db:
-        assert db.schema_version == 3 and db.verify(load_on_gpu=False).ok and len(db.entries()) == 3
+        assert db.schema_version == 4 and db.verify(load_on_gpu=False).ok and len(db.entries()) == 3
 
 
 def test_schema_2_read_only_layer_is_served(tmp_path, monkeypatch):
