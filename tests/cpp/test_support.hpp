@@ -93,7 +93,7 @@ inline std::vector<KernelSpec> wgmma_spec_grid() {
 // blocks of 128 the heuristic's tile is the row pair, so one block's 128x128 tile), dds's cooperative 256-row tile, dsd's thread-block
 // clusters (.c2, .c4), each with the deepest ring that fits, and dsd's tuned 128x256 tile
 // (its stores deferred into the next tile, which dsd's heuristic tiles at the small test
-// shapes do not exercise). tests/gpu/hopper_smoke.py
+// shapes do not exercise). tests/python/test_hopper_gpu.py
 // runs the same list on the GPU.
 inline std::vector<TileConfig> wgmma_schedule_tiles(OpKind op, int block) {
   const bool b128 = block == 128;

@@ -2,7 +2,7 @@
 // .cN, sharing A along N; TileConfig::cluster_m, suffix .c2x1, sharing B along M), host
 // side, no GPU needed: the tile text, validation, the TMA boxes of the shares, the launch
 // geometry, the template arguments and the search space. (That the cluster kernels compute the right
-// thing only a GPU can tell: tests/gpu/hopper_smoke.py runs the cluster tiles of
+// thing only a GPU can tell: tests/python/test_hopper_gpu.py runs the cluster tiles of
 // test_support.hpp's wgmma_schedule_tiles.)
 #include <algorithm>
 #include <string>

@@ -1,7 +1,7 @@
 // The wgmma family's host side, no GPU needed: validation, heuristics and search space,
 // generated source, launch geometry and the TMA operand layout. (Its kernels are
 // compiled by test_nvrtc_compile.cpp; that they compute the right thing only a GPU can
-// tell: tests/python/test_ops_gpu.py and tests/gpu/hopper_smoke.py.)
+// tell: tests/python/test_ops_gpu.py and tests/python/test_hopper_gpu.py.)
 #include <algorithm>
 #include <string>
 #include <tuple>
