@@ -189,8 +189,16 @@ def inspect(
                      dynamic_shared_bytes=kernel.dynamic_shared_bytes, stack_bytes=r.stack_bytes,
                      spill_store_bytes=r.spill_store_bytes, spill_load_bytes=r.spill_load_bytes,
                      threads=kernel.threads, compile_ms=kernel.compile_ms)
+    # A key built for a lookup leaves the NVRTC version (provenance, not part of the hash)
+    # empty: show the NVRTC this runtime compiles with.
+    nvrtc_version = kernel_key.nvrtc_version
+    if not nvrtc_version:
+        try:
+            nvrtc_version = runtime.core.nvrtc_version
+        except RuntimeError:
+            nvrtc_version = "none"
     key_parts = dict(hash=kernel_key.hash_hex(), spec_text=kernel_key.spec_text, target=kernel_key.target,
-                     template_hash=kernel_key.template_hash, nvrtc_version=kernel_key.nvrtc_version,
+                     template_hash=kernel_key.template_hash, nvrtc_version=nvrtc_version,
                      compile_options=kernel_key.compile_options.splitlines(),
                      moejit_version=kernel_key.moejit_version)
     progress("disassembling the cubin to SASS ...")
