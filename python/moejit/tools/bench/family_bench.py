@@ -94,7 +94,7 @@ def bench(models: list[str], families: list[str], tiles: dict[str, list[str]]) -
         kernels = layer_kernels(shape, target=target)
         roles = ["sdd", "dsd", "dsd_t"]
         for kernel, role in zip(kernels, roles):
-            # Each family's heuristic tile (untuned), as an H200 user gets it by default, then
+            # Each family's heuristic tile (untuned), as a Hopper user gets it by default, then
             # for wgmma the tiles asked for.
             ks = kernel.spec
             runs = []
